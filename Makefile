@@ -1,0 +1,62 @@
+# aidp — the two commands are `make run` (the main job) and `make test` (everything).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := .testbin/bin
+OPA := $(BIN)/opa
+DEV_STATE ?= .dev
+PYTEST_ARGS ?=
+
+.PHONY: help venv testbin lint fmt test test-unit test-integration test-rego run down bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with aidp and the dev tools
+
+testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm (cached per user)
+	bash hack/testbin.sh
+
+lint: venv testbin ## ruff, mypy --strict, opa check --strict, opa fmt
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+	$(OPA) check --strict policies
+	$(OPA) fmt --list --fail policies
+
+fmt: venv testbin ## format Python and Rego
+	$(VENV)/bin/ruff format operator tests
+	$(VENV)/bin/ruff check --fix operator tests
+	$(OPA) fmt --write policies
+
+test-rego: testbin ## opa test with coverage
+	$(OPA) test policies --coverage --format=json | $(PY) hack/rego_coverage.py
+
+test-unit: venv testbin ## the fast tests (no control plane)
+	$(VENV)/bin/pytest -m 'not integration' $(PYTEST_ARGS)
+
+test-integration: venv testbin ## tests on the real control plane and OPA
+	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+test: venv testbin ## everything: Rego tests, unit and integration tests
+	$(MAKE) --no-print-directory test-rego
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+run: venv testbin ## the main job: local control plane + OPA + operator + examples + a report
+	$(PY) hack/run.py --state-dir $(DEV_STATE)
+
+down: venv ## stop what `make run` started
+	$(VENV)/bin/aidp dev down --state-dir $(DEV_STATE)
+
+clean: ## remove the virtualenv, the dev state and caches (not the per-user testbin cache)
+	rm -rf $(VENV) $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache

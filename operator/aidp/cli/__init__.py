@@ -1,0 +1,1 @@
+"""The `aidp` command line."""

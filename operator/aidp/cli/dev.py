@@ -1,0 +1,46 @@
+"""`aidp dev up` / `aidp dev down`: the local control plane for development and demos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aidp.devcluster import ControlPlaneError
+from aidp.devcluster import dev as devenv
+
+app = typer.Typer(
+    help="Start and stop the local control plane (etcd, kube-apiserver, OPA).", no_args_is_help=True
+)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Where the environment keeps its data, logs and kubeconfig."),
+]
+
+
+@app.command()
+def up(state_dir: StateDir = None) -> None:
+    """Start the local control plane with the CRDs installed (idempotent); print the kubeconfig path."""
+    target = state_dir or devenv.default_state_dir()
+    try:
+        st = devenv.up(target)
+    except ControlPlaneError as err:
+        typer.echo(f"aidp dev up: {err}", err=True)
+        raise typer.Exit(1) from err
+    verb = "started" if st.started else "already running"
+    typer.echo(f"aidp dev: {verb} in {st.state_dir}", err=True)
+    typer.echo(f"  kube-apiserver {st.server}", err=True)
+    typer.echo(f"  OPA            {st.opa_url} (token in {st.opa_token_file})", err=True)
+    typer.echo(f"  logs           {st.state_dir / 'logs'}", err=True)
+    typer.echo(f"  export KUBECONFIG={st.kubeconfig}", err=True)
+    typer.echo(str(st.kubeconfig))
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop every process of the local control plane (data and logs are kept)."""
+    target = state_dir or devenv.default_state_dir()
+    stopped = devenv.down(target)
+    typer.echo(f"aidp dev: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")

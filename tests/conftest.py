@@ -1,0 +1,92 @@
+"""Shared fixtures: a real control plane and a real OPA for the whole session.
+
+Integration tests (everything under tests/integration) start real processes built by
+`make testbin`; when the binaries are missing they fail with that instruction, never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from aidp import kube
+from aidp.devcluster import ControlPlane, ControlPlaneError, OpaServer
+from aidp.devcluster.opa import new_token
+from aidp.paths import crds_dir
+
+from .waiting import wait_for
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager, started once per test session."""
+    state = tmp_path_factory.mktemp("controlplane")
+    cp = ControlPlane(state)
+    try:
+        cp.start()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kube_client(kubeconfig: Path) -> Client:
+    return kube.client(kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crds(kube_client: Client) -> list[str]:
+    """aidp's CRDs, installed into the session's API server."""
+    return kube.install_crds(kube_client, crds_dir())
+
+
+@pytest.fixture(scope="session")
+def opa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
+    """A real OPA server with TLS and a token-protected management API."""
+    opa = OpaServer(tmp_path_factory.mktemp("opa"), new_token())
+    try:
+        opa.start()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    yield opa
+    opa.stop()
+
+
+@pytest.fixture
+def namespace(kube_client: Client) -> Iterator[str]:
+    """A fresh namespace per test (with its default service account), deleted afterwards."""
+    name = f"t-{secrets.token_hex(4)}"
+    kube_client.create(Namespace(metadata=ObjectMeta(name=name, labels={"aidp-test": "true"})))
+    wait_for(lambda: _has_default_sa(kube_client, name), timeout=30, what=f"default SA in {name}")
+    yield name
+    if not os.environ.get("AIDP_KEEP_NAMESPACES"):
+        kube_client.delete(Namespace, name)
+
+
+def _has_default_sa(client: Client, ns: str) -> bool:
+    try:
+        client.get(ServiceAccount, "default", namespace=ns)
+    except Exception:
+        return False
+    return True
