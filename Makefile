@@ -39,7 +39,8 @@ fmt: venv testbin ## format Python and Rego
 	$(VENV)/bin/ruff check --fix operator tests
 	$(OPA) fmt --write policies
 
-test-rego: testbin ## opa test with coverage
+test-rego: venv testbin ## opa test (every test must pass) and coverage (>= 90% per file)
+	$(OPA) test policies
 	$(OPA) test policies --coverage --format=json | $(PY) hack/rego_coverage.py
 
 test-unit: venv testbin ## the fast tests (no control plane)

@@ -40,7 +40,9 @@ def install_crds(kube: Client, crds_dir: Path, *, timeout: float = 30.0) -> list
     objs = load_yaml_files(sorted(crds_dir.glob("*.yaml")))
     apply_all(kube, objs)
     names = [
-        o.metadata.name for o in objs if isinstance(o, CustomResourceDefinition) and o.metadata and o.metadata.name
+        o.metadata.name
+        for o in objs
+        if isinstance(o, CustomResourceDefinition) and o.metadata and o.metadata.name
     ]
     deadline = time.monotonic() + timeout
     for name in names:

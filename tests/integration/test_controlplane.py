@@ -9,6 +9,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import ConfigMap, ServiceAccount
+from lightkube.types import PatchType
 
 from aidp import kube
 from aidp.devcluster import ControlPlane, kubeconfig
@@ -42,7 +43,13 @@ def test_custom_object_crud_and_schema_validation(
     # defaults from the schema are applied by the API server
     assert got["spec"]["enforcement"] == "deny"
     assert got["spec"]["consent"]["required"] is True
-    kube_client.patch(AIDataPolicy, "p1", {"spec": {"retention": {"maxDays": 7}}}, namespace=namespace)
+    kube_client.patch(
+        AIDataPolicy,
+        "p1",
+        {"spec": {"retention": {"maxDays": 7}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
     assert kube_client.get(AIDataPolicy, "p1", namespace=namespace)["spec"]["retention"]["maxDays"] == 7
 
     with pytest.raises(ApiError) as err:

@@ -42,9 +42,10 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert kubeconfig.is_file()
     assert "started" in first.stderr
     pids = json.loads((state / "controlplane.json").read_text())["pids"]
-    opa_pid = json.loads((state / "opa" / "opa.json").read_text())["pid"]
+    aidp_pids = json.loads((state / "aidp-processes.json").read_text())
     assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
-    everything = [*pids.values(), opa_pid]
+    assert set(aidp_pids) == {"aidp-operator", "aidp-opa-agent", "opa"}
+    everything = [*pids.values(), *aidp_pids.values()]
     assert all(pid_alive(p) for p in everything)
 
     second = _aidp("dev", "up", "--state-dir", str(state))
@@ -52,6 +53,7 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert "already running" in second.stderr
     assert Path(second.stdout.strip().splitlines()[-1]) == kubeconfig
     assert json.loads((state / "controlplane.json").read_text())["pids"] == pids
+    assert json.loads((state / "aidp-processes.json").read_text()) == aidp_pids
 
     down = _aidp("dev", "down", "--state-dir", str(state))
     assert down.returncode == 0, down.stderr

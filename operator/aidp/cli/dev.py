@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from lightkube.core.exceptions import ApiError
 
 from aidp.devcluster import ControlPlaneError
 from aidp.devcluster import dev as devenv
 
 app = typer.Typer(
-    help="Start and stop the local control plane (etcd, kube-apiserver, OPA).", no_args_is_help=True
+    help="Start and stop a local control plane with aidp (etcd, kube-apiserver, OPA, operator).",
+    no_args_is_help=True,
 )
 
 StateDir = Annotated[
@@ -26,13 +28,13 @@ def up(state_dir: StateDir = None) -> None:
     target = state_dir or devenv.default_state_dir()
     try:
         st = devenv.up(target)
-    except ControlPlaneError as err:
+    except (ControlPlaneError, ApiError) as err:
         typer.echo(f"aidp dev up: {err}", err=True)
         raise typer.Exit(1) from err
     verb = "started" if st.started else "already running"
     typer.echo(f"aidp dev: {verb} in {st.state_dir}", err=True)
     typer.echo(f"  kube-apiserver {st.server}", err=True)
-    typer.echo(f"  OPA            {st.opa_url} (token in {st.opa_token_file})", err=True)
+    typer.echo(f"  OPA            {st.opa_url} (management token in {st.opa_token_file})", err=True)
     typer.echo(f"  logs           {st.state_dir / 'logs'}", err=True)
     typer.echo(f"  export KUBECONFIG={st.kubeconfig}", err=True)
     typer.echo(str(st.kubeconfig))

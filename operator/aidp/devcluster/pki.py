@@ -17,7 +17,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["InvalidSignature", "KeyPair", "ec", "hashes", "issue", "load", "new_ca", "new_key", "serialization"]
+__all__ = [
+    "InvalidSignature",
+    "KeyPair",
+    "ec",
+    "hashes",
+    "issue",
+    "load",
+    "new_ca",
+    "new_key",
+    "serialization",
+]
 
 
 def _now() -> dt.datetime:

@@ -1,0 +1,113 @@
+"""`aidp run` (the operator) and `aidp opa-agent` (beside each OPA)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aidp.config import DEFAULT_NAMESPACE, OperatorConfig
+
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="kubeconfig; in-cluster when unset.")
+]
+Namespace = Annotated[
+    str, typer.Option("--namespace", envvar="AIDP_NAMESPACE", help="The operator's own namespace.")
+]
+OpaToken = Annotated[
+    Path | None,
+    typer.Option(
+        "--opa-token-file", envvar="AIDP_OPA_TOKEN_FILE", help="File holding OPA's management token."
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("opa-agent")(opa_agent)
+
+
+def run(
+    kubeconfig: Kubeconfig = None,
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    opa_url: Annotated[
+        list[str] | None,
+        typer.Option("--opa-url", envvar="AIDP_OPA_URLS", help="An OPA replica (repeat for each)."),
+    ] = None,
+    opa_token_file: OpaToken = None,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Webhook URL (local control plane); default: the OPA Service.")
+    ] = None,
+    webhook_ip: Annotated[
+        list[str] | None, typer.Option(help="Extra IP SAN for OPA's serving certificate.")
+    ] = None,
+    failure_policy: Annotated[
+        str, typer.Option(envvar="AIDP_FAILURE_POLICY", help="Fail or Ignore.")
+    ] = "Fail",
+    webhook_timeout: Annotated[int, typer.Option(min=1, max=3, help="Webhook timeoutSeconds.")] = 3,
+    exclude_namespace: Annotated[
+        list[str] | None, typer.Option(envvar="AIDP_EXCLUDED_NAMESPACES", help="Never governed (repeat).")
+    ] = None,
+    resync_seconds: Annotated[float, typer.Option(min=1.0)] = 30.0,
+    opa_check_seconds: Annotated[float, typer.Option(min=0.2)] = 2.0,
+    log_level: Annotated[str, typer.Option(envvar="AIDP_LOG_LEVEL")] = "INFO",
+    log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
+    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+) -> None:
+    """Run the operator (in a cluster, or against a kubeconfig)."""
+    import kopf
+
+    if failure_policy not in ("Fail", "Ignore"):
+        raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
+    config = OperatorConfig(
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        opa_urls=tuple(opa_url or ()),
+        opa_token_file=opa_token_file,
+        opa_check_interval=opa_check_seconds,
+        webhook_url=webhook_url,
+        webhook_ip_sans=tuple(webhook_ip or ()),
+        webhook_failure_policy=failure_policy,
+        webhook_timeout_seconds=webhook_timeout,
+        excluded_namespaces=tuple(exclude_namespace or ()),
+        resync_seconds=resync_seconds,
+    )
+    kopf.configure(
+        debug=log_level.upper() == "DEBUG",
+        verbose=log_level.upper() in ("DEBUG", "INFO"),
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger().setLevel(log_level.upper())
+    from aidp.controller import handlers
+
+    memo = kopf.Memo(runtime=handlers.Runtime(config))
+    asyncio.run(kopf.operator(standalone=True, clusterwide=True, memo=memo, liveness_endpoint=liveness))
+
+
+def opa_agent(
+    opa_url: Annotated[str, typer.Option("--opa-url", help="The OPA server beside this agent.")],
+    kubeconfig: Kubeconfig = None,
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    opa_token_file: OpaToken = None,
+    configmap: Annotated[str, typer.Option(help="The durable bundle ConfigMap.")] = "aidp-opa-bundle",
+    tls_secret: Annotated[str, typer.Option(help="The webhook TLS Secret.")] = "aidp-webhook-tls",  # noqa: S107 - a Secret's name
+    tls_dir: Annotated[Path | None, typer.Option(help="Write OPA's serving certificate here.")] = None,
+    interval: Annotated[float, typer.Option(min=0.1)] = 0.5,
+    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+) -> None:
+    """Restore an OPA that lost its policies from the durable bundle (works while the operator is down)."""
+    from aidp import kube
+    from aidp.agent import Agent
+
+    if opa_token_file is None:
+        raise typer.BadParameter("required", param_hint="--opa-token-file")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    Agent(
+        kube.client(kubeconfig), namespace, configmap, tls_secret, opa_url, opa_token_file, tls_dir, interval
+    ).run(once=once)

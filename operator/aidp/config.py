@@ -1,0 +1,49 @@
+"""Operator configuration: flags and environment of `aidp run`, shared by every component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GOVERNED_LABEL = "aidp.io/governed"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "aidp"}
+DEFAULT_NAMESPACE = "aidp-system"
+ALWAYS_EXCLUDED = ("kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything `aidp run` can be told; defaults are the in-cluster (Helm) values."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    kubeconfig: Path | None = None
+    # OPA replicas: explicit URLs (local control plane) or the pods behind a Service (cluster)
+    opa_urls: tuple[str, ...] = ()
+    opa_service: str = "aidp-opa"
+    opa_port: int = 8181
+    opa_token_file: Path | None = None
+    opa_check_interval: float = 2.0
+    # admission webhook
+    webhook_name: str = "aidp-validating-webhook"
+    webhook_url: str | None = None  # set for the local control plane; else the Service is used
+    webhook_ip_sans: tuple[str, ...] = ()
+    webhook_failure_policy: str = "Fail"
+    webhook_timeout_seconds: int = 3
+    webhook_tls_secret: str = "aidp-webhook-tls"  # noqa: S105 - a Secret's name, not a secret
+    # durable copy of everything loaded into OPA
+    bundle_configmap: str = "aidp-opa-bundle"
+    excluded_namespaces: tuple[str, ...] = ()
+    resync_seconds: float = 30.0
+    cert_check_seconds: float = 300.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_excluded_namespaces(self) -> tuple[str, ...]:
+        """Never governed: the system namespaces, the operator's own, and the configured ones."""
+        seen: dict[str, None] = dict.fromkeys((*ALWAYS_EXCLUDED, self.namespace, *self.excluded_namespaces))
+        return tuple(seen)
+
+    def token(self) -> str:
+        if self.opa_token_file is None:
+            raise ValueError("no OPA token file configured (--opa-token-file or AIDP_OPA_TOKEN_FILE)")
+        return self.opa_token_file.read_text().strip()

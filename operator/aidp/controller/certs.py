@@ -1,0 +1,89 @@
+"""The webhook's TLS Secret and the ValidatingWebhookConfiguration, kept current by the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.core_v1 import Secret
+
+from aidp import webhook, webhook_tls
+from aidp.config import MANAGED_BY, OperatorConfig
+
+log = logging.getLogger("aidp.certs")
+
+
+class WebhookCerts:
+    """Issues and rotates OPA's serving certificate; keeps the webhook's caBundle in step."""
+
+    def __init__(self, config: OperatorConfig, client: AsyncClient) -> None:
+        self.config = config
+        self.client = client
+        self._wake = asyncio.Event()
+        self._dir = Path(tempfile.mkdtemp(prefix="aidp-operator-"))
+        self.ca_file = self._dir / "opa-ca-bundle.crt"
+        self.ready = asyncio.Event()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook TLS reconcile failed; retrying in 2s")
+                await asyncio.sleep(2.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.cert_check_seconds)
+            self._wake.clear()
+
+    async def reconcile(self) -> str | None:
+        """One step: issue/renew/rotate if due, then make the webhook trust the current bundle."""
+        current = await self._read()
+        dns = webhook_tls.dns_names_for(self.config.opa_service, self.config.namespace)
+        material, reason = webhook_tls.reconcile(
+            current, dns_names=dns, ip_addresses=self.config.webhook_ip_sans
+        )
+        if reason:
+            await self._write(material)
+            log.info("webhook TLS: %s", reason)
+        self.ca_file.write_bytes(material.ca_bundle)
+        vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, material.ca_bundle))
+        assert isinstance(vwc, ValidatingWebhookConfiguration)
+        await self.client.apply(vwc, field_manager="aidp", force=True)
+        self.ready.set()
+        return reason
+
+    async def _read(self) -> webhook_tls.TLSMaterial | None:
+        try:
+            secret = await self.client.get(
+                Secret, self.config.webhook_tls_secret, namespace=self.config.namespace
+            )
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return webhook_tls.TLSMaterial.from_secret_data(data)
+
+    async def _write(self, material: webhook_tls.TLSMaterial) -> None:
+        secret = Secret(
+            metadata=ObjectMeta(
+                name=self.config.webhook_tls_secret, namespace=self.config.namespace, labels=dict(MANAGED_BY)
+            ),
+            type="kubernetes.io/tls",
+            data={k: base64.b64encode(v).decode() for k, v in material.as_secret_data().items()},
+        )
+        await self.client.apply(secret, field_manager="aidp", force=True)

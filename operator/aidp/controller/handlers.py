@@ -1,0 +1,124 @@
+"""Kopf handlers: thin. They start the reconcilers and turn watch events into triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient, KubeConfig
+
+from aidp.config import GOVERNED_LABEL, OperatorConfig
+from aidp.controller.certs import WebhookCerts
+from aidp.controller.reconciler import Reconciler
+from aidp.opa_loader import Replica
+from aidp.status import is_expired
+
+log = logging.getLogger("aidp.operator")
+GROUP, VERSION, PLURAL = "aidp.io", "v1alpha1", "aidatapolicies"
+
+
+class Runtime:
+    """What the handlers share (Kopf's `memo`)."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.client: AsyncClient | None = None
+        self.reconciler: Reconciler | None = None
+        self.certs: WebhookCerts | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+
+def _runtime(memo: Any) -> Runtime:
+    rt = memo.runtime
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+def new_client(config: OperatorConfig) -> AsyncClient:
+    kc = KubeConfig.from_file(config.kubeconfig) if config.kubeconfig else KubeConfig.from_env()
+    return AsyncClient(config=kc, field_manager="aidp", trust_env=False)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    rt = _runtime(memo)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    rt.client = new_client(rt.config)
+    rt.certs = WebhookCerts(rt.config, rt.client)
+    certs = rt.certs
+
+    async def replicas() -> list[Replica]:
+        token = rt.config.token()
+        return [Replica(url, token, certs.ca_file) for url in rt.config.opa_urls]
+
+    rt.reconciler = Reconciler(rt.config, rt.client, replicas)
+    rt.tasks = [asyncio.create_task(certs.run(), name="aidp-certs")]
+    await asyncio.wait_for(certs.ready.wait(), timeout=60)
+    rt.tasks.append(asyncio.create_task(rt.reconciler.run(), name="aidp-reconciler"))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    rt = _runtime(memo)
+    for task in rt.tasks:
+        task.cancel()
+    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    if rt.client is not None:
+        await rt.client.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def policy_changed(memo: Any, **_: Any) -> None:
+    rec = _runtime(memo).reconciler
+    if rec is not None:
+        rec.trigger()
+
+
+def _expires(spec: Any) -> str | None:
+    value = (spec.get("review") or {}).get("expires") if spec else None
+    return str(value) if value else None
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, when=lambda spec, **_: bool(_expires(spec)))
+def review_date(memo: Any, spec: Any, status: Any, **_: Any) -> None:
+    """Expiry comes with the date, not with a change of the object: recheck every minute."""
+    rec = _runtime(memo).reconciler
+    if rec is None:
+        return
+    expired = is_expired(_expires(spec), dt.datetime.now(dt.UTC).date())
+    if ((status or {}).get("phase") == "Expired") != expired:
+        rec.trigger()
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
+    """Someone changed the governed label (or a namespace came or went): put it right."""
+    rec = _runtime(memo).reconciler
+    if rec is None:
+        return
+    name = body.get("metadata", {}).get("name")
+    labelled = (body.get("metadata", {}).get("labels") or {}).get(GOVERNED_LABEL) == "true"
+    if labelled != (name in rec.governed):
+        rec.trigger()
+
+
+@kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
+    rt = _runtime(memo)
+    if rt.certs is not None and body.get("metadata", {}).get("name") == rt.config.webhook_name:
+        rt.certs.trigger()

@@ -1,0 +1,296 @@
+"""Policy reconciliation: every AIDataPolicy -> OPA (all replicas + durable copy), labels, status.
+
+One asyncio task runs `Reconciler.run`. Kopf handlers only call `trigger()`; bursts of changes are
+coalesced into one sync. Each sync reads the full, current list of policies (paginated), so the
+result never depends on which events arrived: a restarted operator converges to the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import ConfigMap, Namespace
+
+from aidp import bundle as bundle_mod
+from aidp import render, status, workloads
+from aidp.config import GOVERNED_LABEL, OperatorConfig
+from aidp.controller import events
+from aidp.controller.resources import AIDataPolicy, list_all, to_dict
+from aidp.model import Policy, PolicyError
+from aidp.opa_loader import Replica, load_all, revisions
+
+log = logging.getLogger("aidp.reconciler")
+
+ReplicaSource = Callable[[], Awaitable[list[Replica]]]
+
+
+def make_bundle(modules: dict[str, str], data: dict[str, Any]) -> bundle_mod.Bundle:
+    """The bundle whose revision covers both the data and the Rego modules."""
+    digest = hashlib.sha256()
+    for module_id, source in sorted(modules.items()):
+        digest.update(module_id.encode() + b"\0" + source.encode() + b"\0")
+    digest.update(str(data.get("revision", "")).encode())
+    return bundle_mod.Bundle(modules=modules, data={**data, "revision": digest.hexdigest()[:16]})
+
+
+@dataclass
+class SyncResult:
+    revision: str
+    replicas: int
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Reconciler:
+    def __init__(self, config: OperatorConfig, client: AsyncClient, replicas: ReplicaSource) -> None:
+        self.config = config
+        self.client = client
+        self.replicas = replicas
+        self.modules = render.policy_modules()
+        self._wake = asyncio.Event()
+        self._full = True
+        self.bundle: bundle_mod.Bundle | None = None
+        self.durable_revision: str | None = None
+        self.confirmed: dict[str, str] = {}  # replica URL -> revision it holds
+        self.last: SyncResult | None = None
+        self.matched: dict[tuple[str, str], int] = {}
+        self.governed: set[str] = set()
+        self.syncs = 0
+
+    # ---- triggers -------------------------------------------------------------------------
+    def trigger(self, *, full: bool = False) -> None:
+        self._full = self._full or full
+        self._wake.set()
+
+    async def run(self) -> None:
+        next_full = 0.0
+        while True:
+            timeout = max(0.0, min(self.config.opa_check_interval, next_full - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            woke = self._wake.is_set()
+            self._wake.clear()
+            full = self._full or time.monotonic() >= next_full
+            try:
+                if woke or full:
+                    self._full = False
+                    await self.sync(full=full)
+                    if full:
+                        next_full = time.monotonic() + self.config.resync_seconds
+                else:
+                    await self.check_replicas()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile failed; retrying in 1s")
+                await asyncio.sleep(1.0)
+                self.trigger()
+
+    # ---- one sync -------------------------------------------------------------------------
+    async def sync(self, *, full: bool = False) -> SyncResult:
+        objs = [to_dict(o) async for o in list_all(self.client, AIDataPolicy)]
+        parsed: dict[tuple[str, str], Policy | PolicyError] = {}
+        for obj in objs:
+            meta = obj.get("metadata") or {}
+            key = (meta.get("namespace", ""), meta.get("name", ""))
+            try:
+                parsed[key] = Policy.from_object(obj)
+            except PolicyError as err:
+                parsed[key] = err
+        policies = [p for p in parsed.values() if isinstance(p, Policy)]
+        data = render.render_data(policies, self.config.all_excluded_namespaces)
+        new = make_bundle(self.modules, data)
+        changed = self.bundle is None or new.revision != self.bundle.revision
+        self.bundle = new
+        reps = await self.replicas()
+        targets = [r for r in reps if full or changed or self.confirmed.get(r.url) != new.revision]
+        save = (
+            self._save_durable(new) if (changed or full or self.durable_revision != new.revision) else _noop()
+        )
+        load_results, _ = await asyncio.gather(load_all(targets, new), save)
+        for url, problem in load_results.items():
+            if problem is None:
+                self.confirmed[url] = new.revision
+            else:
+                self.confirmed.pop(url, None)
+                log.warning("OPA load failed: %s", problem)
+        errors = {r.url: "not loaded" for r in reps if self.confirmed.get(r.url) != new.revision}
+        errors.update({u: e for u, e in load_results.items() if e})
+        result = SyncResult(new.revision, len(reps), errors)
+        self.last = result
+        self.syncs += 1
+        governed = {p.namespace for p in policies} - set(self.config.all_excluded_namespaces)
+        await self._label_namespaces(governed)
+        await self._count_workloads(objs, parsed, full=full)
+        await self._update_statuses(objs, parsed, result)
+        log.info(
+            "synced %d policies, revision %s, %d/%d OPA replicas",
+            len(policies),
+            new.revision,
+            len(reps) - len(errors),
+            len(reps),
+        )
+        return result
+
+    async def check_replicas(self) -> None:
+        """Reload replicas that lost or hold a stale bundle (a restarted OPA, for example)."""
+        if self.bundle is None:
+            return
+        reps = await self.replicas()
+        held = await revisions(reps)
+        stale = [r for r in reps if held[r.url] != self.bundle.revision]
+        for r in reps:
+            if held[r.url] == self.bundle.revision:
+                self.confirmed[r.url] = self.bundle.revision
+        if stale:
+            log.info("OPA replicas without revision %s: %s", self.bundle.revision, [r.url for r in stale])
+            await self.sync()
+        elif self.last and self.last.errors:
+            await self.sync()  # every replica is fine again: statuses say so
+
+    # ---- durable copy ---------------------------------------------------------------------
+    async def _save_durable(self, b: bundle_mod.Bundle) -> None:
+        cm = ConfigMap.from_dict(bundle_mod.configmap(self.config.bundle_configmap, self.config.namespace, b))
+        assert isinstance(cm, ConfigMap)
+        await self.client.apply(cm, field_manager="aidp", force=True)
+        self.durable_revision = b.revision
+
+    # ---- namespaces ------------------------------------------------------------------------
+    async def _label_namespaces(self, governed: set[str]) -> None:
+        labelled = {
+            ns.metadata.name
+            async for ns in list_all(self.client, Namespace, namespace=None, labels={GOVERNED_LABEL: "true"})
+            if ns.metadata and ns.metadata.name
+        }
+        for name in sorted(governed - labelled):
+            await self._patch_ns(name, "true")
+        for name in sorted(labelled - governed):
+            await self._patch_ns(name, None)
+        self.governed = governed
+
+    async def _patch_ns(self, name: str, value: str | None) -> None:
+        try:
+            await self.client.patch(
+                Namespace, name, {"metadata": {"labels": {GOVERNED_LABEL: value}}}, patch_type=_MERGE
+            )
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+    # ---- matched workloads -----------------------------------------------------------------
+    async def _count_workloads(
+        self,
+        objs: list[dict[str, Any]],
+        parsed: Mapping[tuple[str, str], Policy | PolicyError],
+        *,
+        full: bool,
+    ) -> None:
+        by_ns: dict[str, list[tuple[tuple[str, str], Policy]]] = defaultdict(list)
+        for obj in objs:
+            meta = obj["metadata"]
+            key = (meta["namespace"], meta["name"])
+            p = parsed.get(key)
+            stale = (obj.get("status") or {}).get("observedGeneration") != meta.get("generation")
+            if isinstance(p, Policy) and (full or stale or key not in self.matched):
+                by_ns[key[0]].append((key, p))
+        for ns, items in by_ns.items():
+            objects = await self._workloads_in(ns)
+            for key, policy in items:
+                sel = policy.spec.workload_selector.to_dict()
+                self.matched[key] = workloads.count_selected(sel, objects)
+
+    async def _workloads_in(self, namespace: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for res in workloads_resources():
+            async for obj in list_all(self.client, res, namespace=namespace):
+                d = to_dict(obj)
+                d.setdefault("kind", res.__name__)
+                out.append(d)
+        return out
+
+    # ---- status ---------------------------------------------------------------------------
+    async def _update_statuses(
+        self,
+        objs: list[dict[str, Any]],
+        parsed: Mapping[tuple[str, str], Policy | PolicyError],
+        result: SyncResult,
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        live = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
+        self.matched = {k: v for k, v in self.matched.items() if k in live}
+        for obj in objs:
+            meta = obj["metadata"]
+            key = (meta["namespace"], meta["name"])
+            p = parsed[key]
+            review_date = p.spec.review.expires if isinstance(p, Policy) else None
+            expires = review_date.isoformat() if review_date else None
+            obs = status.Observation(
+                generation=int(meta.get("generation") or 0),
+                revision=result.revision,
+                invalid=str(p) if isinstance(p, PolicyError) else None,
+                replicas=result.replicas,
+                load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
+                expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
+                expires=expires,
+                matched_workloads=self.matched.get(key),
+            )
+            current = obj.get("status") or {}
+            new = status.patch(current, status.desired(obs), now)
+            if new is None:
+                continue
+            try:
+                await self.client.patch(
+                    AIDataPolicy.Status,
+                    meta["name"],
+                    {"status": new},
+                    namespace=meta["namespace"],
+                    patch_type=_MERGE,
+                )
+            except ApiError as err:
+                if err.status.code == 404:
+                    continue
+                raise
+            await self._event_on_transition(obj, current, new)
+
+    async def _event_on_transition(
+        self, obj: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        def ready(s: Mapping[str, Any]) -> tuple[str, str] | None:
+            for c in s.get("conditions") or []:
+                if c.get("type") == "Ready":
+                    return str(c.get("status")), str(c.get("reason"))
+            return None
+
+        before, after = ready(old), ready(new)
+        if after == before or after is None:
+            return
+        cond = next(c for c in new["conditions"] if c["type"] == "Ready")
+        kind = "Normal" if after[0] == "True" else "Warning"
+        await events.post(self.client, obj, kind, after[1], cond["message"])
+
+
+async def _noop() -> None:
+    return None
+
+
+def workloads_resources() -> list[Any]:
+    from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
+    from lightkube.resources.batch_v1 import CronJob, Job
+    from lightkube.resources.core_v1 import Pod
+
+    return [Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob]
+
+
+from lightkube.types import PatchType  # noqa: E402
+
+_MERGE = PatchType.MERGE

@@ -1,0 +1,272 @@
+"""Everything aidp generates from AIDataPolicies, without a cluster.
+
+- `render_data`: the `data.aidp` document the admission Rego evaluates against;
+- `policy_modules`: the Rego modules pushed to OPA (by policy id, e.g. `aidp/admission.rego`);
+- `render_objects`: both, plus the objects of an egress backend, as the list `aidp render` prints;
+- `load_manifests` / `policies_from_manifests`: reading YAML or JSON files (the only file I/O here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from aidp import paths as aidp_paths
+from aidp.model import API_VERSION, DEFAULT_EXCLUDED_NAMESPACES, KIND, Policy, PolicyError, split_api_version
+
+DATA_PATH: Final = "aidp"  # OPA data path of the rendered document: data.aidp
+ADMISSION_QUERY: Final = "data.aidp.admission.decision"
+WEBHOOK_QUERY: Final = "data.system.main"
+# Modules that stay out of what is pushed: tests, and the management API authorization policy that
+# OPA loads at start (it must be in force before anyone can push anything).
+_NOT_PUSHED: Final = ("system/authz.rego",)
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
+
+
+class ManifestError(ValueError):
+    """A file that cannot be read or parsed as Kubernetes manifests."""
+
+
+# --- the data document ---------------------------------------------------------------------------
+
+
+def canonical_json(value: object) -> str:
+    """JSON with sorted keys and no white space: the bytes the revision hashes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def revision_of(policies: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of the canonical JSON of {"config", "policies"}."""
+    digest = hashlib.sha256(canonical_json({"config": config, "policies": policies}).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def policy_document(policy: Policy) -> dict[str, Any]:
+    """One policy as the Rego sees it: data.aidp.policies[namespace][name]."""
+    spec = policy.spec
+    review = spec.review
+    return {
+        "name": policy.name,
+        "namespace": policy.namespace,
+        "uid": policy.uid,
+        "generation": policy.generation,
+        "provider": spec.provider,
+        "dataResidency": spec.data_residency,
+        "endpoints": [e.to_dict() for e in policy.endpoints],
+        "workloadSelector": spec.workload_selector.to_dict(),
+        "serviceAccountNames": list(spec.service_account_names),
+        "purpose": spec.purpose,
+        "consent": {"required": spec.consent.required, "allowedBases": list(spec.consent.allowed_bases)},
+        "retention": {
+            "maxDays": spec.retention.max_days,
+            "requireZeroDataRetention": spec.retention.require_zero_data_retention,
+        },
+        "dataCategories": {
+            "allowed": list(spec.data_categories.allowed),
+            "forbidden": list(spec.data_categories.forbidden),
+        },
+        "enforcement": spec.enforcement,
+        "review": {
+            "approvedBy": review.approved_by,
+            "ticket": review.ticket,
+            "expires": review.expires.isoformat() if review.expires else None,
+        },
+    }
+
+
+def render_data(
+    policies: Iterable[Policy], excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES
+) -> dict[str, Any]:
+    """The data.aidp document: {"revision", "config", "policies": {namespace: {name: policy}}}.
+
+    Deterministic: namespaces and names sorted, excluded namespaces deduplicated in the order given.
+    Two policies with the same namespace and name are a ValueError.
+    """
+    by_namespace: dict[str, dict[str, Any]] = {}
+    for policy in policies:
+        names = by_namespace.setdefault(policy.namespace, {})
+        if policy.name in names:
+            raise ValueError(f"duplicate AIDataPolicy {policy.ref}")
+        names[policy.name] = policy_document(policy)
+    rendered = {ns: dict(sorted(by_namespace[ns].items())) for ns in sorted(by_namespace)}
+    config = {"excludedNamespaces": list(dict.fromkeys(excluded_namespaces))}
+    return {"revision": revision_of(rendered, config), "config": config, "policies": rendered}
+
+
+# --- the Rego modules ----------------------------------------------------------------------------
+
+
+_PACKAGE_RE: Final = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_IMPORT_RE: Final = re.compile(r"^import\s+data\.([\w.]+)", re.MULTILINE)
+
+
+def policy_modules(policies_dir: Path | None = None) -> dict[str, str]:
+    """OPA policy id (path relative to the policies directory) -> Rego source.
+
+    Leaves out `*_test.rego` and `system/authz.rego` (loaded by OPA at start, never pushed). The
+    order is deterministic and puts every module after the modules it imports, so that pushing them
+    one by one (PUT /v1/policies/<id>) never fails on a missing dependency.
+    """
+    root = policies_dir or aidp_paths.policies_dir()
+    modules: dict[str, str] = {}
+    for path in sorted(root.rglob("*.rego")):
+        policy_id = path.relative_to(root).as_posix()
+        if path.name.endswith("_test.rego") or policy_id in _NOT_PUSHED:
+            continue
+        modules[policy_id] = path.read_text(encoding="utf-8")
+    if not modules:
+        raise FileNotFoundError(f"no Rego modules found in {root}")
+    return {policy_id: modules[policy_id] for policy_id in _dependency_order(modules)}
+
+
+def _dependency_order(modules: Mapping[str, str]) -> list[str]:
+    packages = {pid: m.group(1) if (m := _PACKAGE_RE.search(src)) else "" for pid, src in modules.items()}
+
+    def imported(pid: str) -> set[str]:
+        refs = _IMPORT_RE.findall(modules[pid])
+        return {
+            other
+            for other, package in packages.items()
+            if other != pid and any(ref == package or ref.startswith(package + ".") for ref in refs)
+        }
+
+    pending = {pid: imported(pid) for pid in modules}
+    order: list[str] = []
+    while pending:
+        ready = sorted(pid for pid, deps in pending.items() if not deps - set(order)) or sorted(pending)[:1]
+        order.append(ready[0])
+        del pending[ready[0]]
+    return order
+
+
+# --- render --------------------------------------------------------------------------------------
+
+EgressBackend = Callable[[Sequence[Policy]], list[dict[str, Any]]]
+
+
+def _no_egress_objects(policies: Sequence[Policy]) -> list[dict[str, Any]]:
+    """Placeholder until the backend renders its egress objects."""
+    del policies
+    return []
+
+
+# Egress backends by name: each turns the policies into the objects it would create. A backend
+# module adds itself with register_backend(); render_objects appends its objects after the OPA ones.
+EGRESS_BACKENDS: dict[str, EgressBackend] = {
+    "networkpolicy": _no_egress_objects,
+    "cilium": _no_egress_objects,
+}
+DEFAULT_BACKEND: Final = "networkpolicy"
+
+
+def register_backend(name: str, backend: EgressBackend) -> None:
+    EGRESS_BACKENDS[name] = backend
+
+
+def render_objects(
+    policies: Sequence[Policy],
+    *,
+    backend: str = DEFAULT_BACKEND,
+    excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
+    policies_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Every object generated for the policies: OPA modules, the OPA data document, egress objects."""
+    if backend not in EGRESS_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known backends: {', '.join(sorted(EGRESS_BACKENDS))}")
+    objects: list[dict[str, Any]] = [
+        {"kind": "OPAModule", "id": policy_id, "rego": source}
+        for policy_id, source in policy_modules(policies_dir).items()
+    ]
+    objects.append({"kind": "OPAData", "path": DATA_PATH, "data": render_data(policies, excluded_namespaces)})
+    objects.extend(EGRESS_BACKENDS[backend](policies))
+    return objects
+
+
+# --- manifests -----------------------------------------------------------------------------------
+
+
+class _KubeLoader(yaml.SafeLoader):
+    """SafeLoader that keeps dates and times as strings, as the Kubernetes API machinery does."""
+
+
+_KubeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _manifest_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        # Like kubectl -f DIR: the manifest files directly inside, not recursive.
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+    if path.is_file():
+        return [path]
+    raise ManifestError(f"{path}: no such file or directory")
+
+
+def _expand(doc: object, source: str) -> list[dict[str, Any]]:
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+        return [obj for item in doc["items"] for obj in _expand(item, source)]
+    return [doc]
+
+
+def parse_manifests(text: str, source: str) -> list[dict[str, Any]]:
+    """The objects in one YAML or JSON stream (multi-document; empty documents skipped; Lists expanded)."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_KubeLoader))  # a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ManifestError(f"{source}: invalid YAML: {err}") from None
+    return [obj for doc in docs if doc is not None for obj in _expand(doc, source)]
+
+
+def load_manifests(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every object in the given files and directories, in order; `-` reads standard input."""
+    objects: list[dict[str, Any]] = []
+    for entry in paths:
+        if str(entry) == "-":
+            objects.extend(parse_manifests(sys.stdin.read(), "<stdin>"))
+            continue
+        for file in _manifest_files(Path(entry)):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ManifestError(f"{file}: cannot read: {err}") from None
+            objects.extend(parse_manifests(text, str(file)))
+    return objects
+
+
+def is_policy_object(obj: Mapping[str, Any]) -> bool:
+    """True for an object of kind AIDataPolicy in the aidp.io group (any version)."""
+    api_version = obj.get("apiVersion")
+    return (
+        obj.get("kind") == KIND
+        and isinstance(api_version, str)
+        and split_api_version(api_version)[0] == split_api_version(API_VERSION)[0]
+    )
+
+
+def policies_from_manifests(
+    manifests: Iterable[Mapping[str, Any]], *, default_namespace: str = "default"
+) -> list[Policy]:
+    """The AIDataPolicies among the manifests (others ignored); raises PolicyError on a bad one."""
+    policies: list[Policy] = []
+    seen: set[str] = set()
+    for obj in manifests:
+        if not is_policy_object(obj):
+            continue
+        policy = Policy.from_object(obj, default_namespace=default_namespace)
+        if policy.ref in seen:
+            raise PolicyError(policy.ref, "", "defined more than once")
+        seen.add(policy.ref)
+        policies.append(policy)
+    return policies

@@ -1,0 +1,269 @@
+# Admission decision for one AdmissionReview (`input`), against the AIDataPolicies in `data.aidp`.
+#
+# data.aidp (rendered by aidp.render.render_data, pushed by the operator):
+#   revision: content hash of the data; undefined means "policies not loaded" (fail closed)
+#   config.excludedNamespaces: namespaces that are never checked
+#   policies[namespace][name]: one rendered AIDataPolicy
+#
+# decision := {"allowed", "message", "violations", "warnings"}; data.system.main wraps it into the
+# AdmissionReview response the API server expects.
+#
+# Annotation normalisation (what a workload declares on its pod template):
+#   - every value is trimmed of surrounding white space first;
+#   - aidp.io/consent-basis and the items of aidp.io/data-categories are lower-cased;
+#     data-categories is a comma-separated list whose empty items are ignored;
+#   - aidp.io/retention-days must match ^[0-9]+$ after trimming (no sign, no decimals, leading
+#     zeros are fine) and is read as a decimal integer;
+#   - aidp.io/zero-data-retention counts as declared only when it equals "true" after
+#     trimming and lower-casing.
+package aidp.admission
+
+import data.aidp.selector
+import data.aidp.workload
+
+consent_basis_annotation := "aidp.io/consent-basis"
+
+retention_days_annotation := "aidp.io/retention-days"
+
+zero_data_retention_annotation := "aidp.io/zero-data-retention"
+
+data_categories_annotation := "aidp.io/data-categories"
+
+# Rule ids, in the order violations are reported for one policy.
+rule_ids := [
+	"review-expired",
+	"service-account",
+	"consent-basis",
+	"retention-days",
+	"zero-data-retention",
+	"data-categories",
+]
+
+rule_rank := {rule: rank | some rank, rule in rule_ids}
+
+# Used only while data.aidp.config is missing (nothing pushed yet).
+fallback_excluded_namespaces := ["kube-system", "kube-public", "kube-node-lease"]
+
+not_loaded_message := "aidp: policies not loaded into OPA yet (fail closed)"
+
+request := input.request
+
+# --- when the policies apply -----------------------------------------------------------------
+
+applies if {
+	request.operation in {"CREATE", "UPDATE"}
+	workload.checked
+	not being_deleted
+}
+
+# An UPDATE of an object that is already being deleted (e.g. a finalizer removal) is let through.
+being_deleted if {
+	request.operation == "UPDATE"
+	request.object.metadata.deletionTimestamp
+}
+
+excluded_namespaces := data.aidp.config.excludedNamespaces if {
+	is_array(data.aidp.config.excludedNamespaces)
+} else := fallback_excluded_namespaces
+
+excluded if workload.namespace in excluded_namespaces
+
+loaded if data.aidp.revision
+
+# --- the decision ------------------------------------------------------------------------------
+
+decision := allow if {
+	not applies
+} else := allow if {
+	excluded
+} else := {"allowed": false, "message": not_loaded_message, "violations": [], "warnings": []} if {
+	not loaded
+} else := {
+	"allowed": count(denying_policies) == 0,
+	"message": message,
+	"violations": violations,
+	"warnings": warnings,
+}
+
+allow := {"allowed": true, "message": "", "violations": [], "warnings": []}
+
+# The object as named in messages: "Deployment support/bot".
+object_ref := sprintf("%s %s/%s", [workload.kind, workload.namespace, workload.name])
+
+message := sprintf("aidp: %s denied by %s", [object_ref, concat("; ", denials)]) if {
+	count(denying_policies) > 0
+} else := ""
+
+denials := [sprintf("AIDataPolicy %s: %s", [name, concat("; ", rules_text(name))]) | some name in denying_policies]
+
+rules_text(name) := [sprintf("[%s] %s", [v.rule, v.message]) |
+	some v in violations
+	v.policy == name
+	blocking(v)
+]
+
+denying_policies contains v.policy if {
+	some v in violations
+	blocking(v)
+}
+
+# deny, and any unknown mode (fail closed), blocks the request.
+blocking(violation) if not violation.enforcement in {"warn", "dryrun"}
+
+warnings := [sprintf("aidp: %s: AIDataPolicy %s [%s] %s", [object_ref, v.policy, v.rule, v.message]) |
+	some v in violations
+	v.enforcement == "warn"
+]
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+selected[name] := policy if {
+	some name, policy in data.aidp.policies[workload.namespace]
+	selector.matches(policy.workloadSelector, workload.labels)
+}
+
+# All failures, sorted by policy name and rule order.
+violations := [v | some entry in sort(ranked_failures); v := entry[2]]
+
+ranked_failures contains [name, rule_rank[rule], violation] if {
+	some name, policy in selected
+	some rule in rule_ids
+	explanation := problem(policy, rule)
+	violation := {
+		"policy": name,
+		"namespace": workload.namespace,
+		"rule": rule,
+		"enforcement": object.get(policy, "enforcement", "deny"),
+		"message": explanation,
+	}
+}
+
+# problem(policy, rule) is the plain explanation of why the workload fails rule; undefined when
+# it passes.
+
+problem(policy, "review-expired") := sprintf(
+	"the policy review expired on %s (UTC); renew spec.review.expires after a new review",
+	[policy.review.expires],
+) if {
+	is_string(policy.review.expires)
+	policy.review.expires < today
+}
+
+problem(policy, "service-account") := sprintf(
+	"service account %q is not one of the allowed service accounts: %s",
+	[workload.service_account, concat(", ", policy.serviceAccountNames)],
+) if {
+	count(policy.serviceAccountNames) > 0
+	not workload.service_account in policy.serviceAccountNames
+}
+
+problem(policy, "consent-basis") := sprintf(
+	"%s; allowed bases: %s",
+	[consent_problem(policy.consent.allowedBases), list_text(policy.consent.allowedBases)],
+) if {
+	policy.consent.required == true
+}
+
+problem(policy, "retention-days") := retention_problem(policy.retention.maxDays)
+
+problem(policy, "zero-data-retention") := sprintf(
+	"the policy requires provider-side zero data retention, but %s",
+	[zero_data_retention_problem],
+) if {
+	policy.retention.requireZeroDataRetention == true
+}
+
+problem(policy, "data-categories") := category_problem(policy.dataCategories)
+
+# Today's date (UTC) as YYYY-MM-DD; review.expires is valid through its own day.
+today := sprintf("%04d-%02d-%02d", time.date(time.now_ns()))
+
+consent_problem(_) := absent(consent_basis_annotation)
+
+consent_problem(allowed) := sprintf("annotation %s %q is not an allowed basis", [consent_basis_annotation, raw]) if {
+	raw := present(consent_basis_annotation)
+	not lower(raw) in allowed
+}
+
+retention_problem(max_days) := sprintf("%s; the policy allows at most %d days", [absent(retention_days_annotation), max_days])
+
+retention_problem(_) := sprintf("annotation %s %q is not a non-negative integer", [retention_days_annotation, raw]) if {
+	raw := present(retention_days_annotation)
+	not regex.match(`^[0-9]+$`, raw)
+}
+
+retention_problem(max_days) := sprintf(
+	"annotation %s declares %d days, more than the %d days the policy allows",
+	[retention_days_annotation, days, max_days],
+) if {
+	raw := present(retention_days_annotation)
+	regex.match(`^[0-9]+$`, raw)
+	days := to_number(raw)
+	days > max_days
+}
+
+zero_data_retention_problem := absent(zero_data_retention_annotation)
+
+zero_data_retention_problem := sprintf("annotation %s is %q, not \"true\"", [zero_data_retention_annotation, raw]) if {
+	raw := present(zero_data_retention_annotation)
+	lower(raw) != "true"
+}
+
+category_problem(_) := absent(data_categories_annotation)
+
+category_problem(_) := sprintf("annotation %s names no category", [data_categories_annotation]) if {
+	present(data_categories_annotation)
+	count(declared_categories) == 0
+}
+
+category_problem(categories) := concat("; ", reasons) if {
+	count(declared_categories) > 0
+	reasons := [reason |
+		some reason in [outside_allowed_reason(categories), forbidden_reason(categories)]
+		reason != ""
+	]
+	count(reasons) > 0
+}
+
+outside_allowed_reason(categories) := sprintf(
+	"categories not in the allowed list: %s (allowed: %s)",
+	[concat(", ", outside), concat(", ", categories.allowed)],
+) if {
+	count(categories.allowed) > 0
+	outside := declared_categories - {c | some c in categories.allowed}
+	count(outside) > 0
+} else := ""
+
+forbidden_reason(categories) := sprintf("forbidden categories declared: %s", [concat(", ", forbidden)]) if {
+	forbidden := declared_categories & {c | some c in categories.forbidden}
+	count(forbidden) > 0
+} else := ""
+
+declared_categories := {category |
+	some item in split(present(data_categories_annotation), ",")
+	category := lower(trim_space(item))
+	category != ""
+}
+
+# --- annotations -----------------------------------------------------------------------------
+
+# present(key): the trimmed annotation value; undefined when missing, not a string, or blank.
+present(key) := value if {
+	raw := workload.annotations[key]
+	is_string(raw)
+	value := trim_space(raw)
+	value != ""
+}
+
+# absent(key): explanation for a missing or blank annotation; undefined when present.
+absent(key) := sprintf("annotation %s is missing", [key]) if {
+	not has_string(key)
+} else := sprintf("annotation %s is empty", [key]) if {
+	not present(key)
+}
+
+has_string(key) if is_string(workload.annotations[key])
+
+list_text(items) := concat(", ", items) if {
+	count(items) > 0
+} else := "(none)"

@@ -1,0 +1,535 @@
+package aidp.admission_test
+
+import data.aidp.admission
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+# "today" in these tests is 2027-06-30 (UTC).
+now := time.parse_rfc3339_ns("2027-06-30T12:00:00Z")
+
+policy := {
+	"name": "support-summaries",
+	"namespace": "support",
+	"uid": "uid-1",
+	"generation": 1,
+	"provider": "openai",
+	"dataResidency": "eu",
+	"endpoints": [{"host": "eu.api.openai.com", "port": 443}],
+	"workloadSelector": {"matchLabels": {"app": "bot"}, "matchExpressions": []},
+	"serviceAccountNames": [],
+	"purpose": "Summarise support tickets",
+	"consent": {"required": true, "allowedBases": ["consent", "contract"]},
+	"retention": {"maxDays": 30, "requireZeroDataRetention": false},
+	"dataCategories": {"allowed": ["public", "internal"], "forbidden": ["health", "biometric"]},
+	"enforcement": "deny",
+	"review": {"approvedBy": "dpo@example.com", "ticket": "PRIV-1", "expires": "2027-12-31"},
+}
+
+compliant := {
+	"aidp.io/consent-basis": "consent",
+	"aidp.io/retention-days": "30",
+	"aidp.io/data-categories": "internal",
+}
+
+pod_with(annotations) := {
+	"apiVersion": "v1",
+	"kind": "Pod",
+	"metadata": {"name": "bot", "namespace": "support", "labels": {"app": "bot"}, "annotations": annotations},
+	"spec": {"containers": [{"name": "c", "image": "x"}]},
+}
+
+create(obj) := {
+	"uid": "req-1",
+	"kind": {"group": "", "version": "v1", "kind": "Pod"},
+	"resource": {"group": "", "version": "v1", "resource": "pods"},
+	"namespace": "support",
+	"name": "bot",
+	"operation": "CREATE",
+	"object": obj,
+}
+
+# policy with some top-level fields replaced (not merged).
+patched(override) := object.union(object.remove(policy, object.keys(override)), override)
+
+namespaced(policies) := {"support": {p.name: p | some p in policies}}
+
+decide(request, policies) := decide_at(request, policies, now)
+
+decide_at(request, policies, now_ns) := d if {
+	d := admission.decision with input as {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+		with data.aidp.revision as "0123456789abcdef"
+		with data.aidp.config as {"excludedNamespaces": ["kube-system", "aidp-system"]}
+		with data.aidp.policies as namespaced(policies)
+		with time.now_ns as now_ns
+}
+
+# Decision for a Pod with the given annotations under one policy.
+pod_decision(annotations, p) := decide(create(pod_with(annotations)), [p])
+
+# The (rule, message) pairs of a decision.
+failures(d) := [[v.rule, v.message] | some v in d.violations]
+
+one_failure(annotations, p) := f if {
+	d := pod_decision(annotations, p)
+	[f] := failures(d)
+}
+
+# --- compliant and unselected ------------------------------------------------------------------
+
+test_compliant_pod_is_allowed if {
+	d := pod_decision(compliant, policy)
+	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
+}
+
+test_unselected_workload_is_allowed if {
+	d := pod_decision({}, patched({"workloadSelector": {"matchLabels": {"app": "other"}, "matchExpressions": []}}))
+	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
+}
+
+test_policies_of_other_namespaces_do_not_apply if {
+	d := admission.decision with input as {"request": create(pod_with({}))}
+		with data.aidp.revision as "r"
+		with data.aidp.config as {"excludedNamespaces": []}
+		with data.aidp.policies as {"elsewhere": {"p": policy}}
+		with time.now_ns as now
+	d.allowed
+	d.violations == []
+}
+
+test_empty_selector_selects_nothing if {
+	d := pod_decision({}, patched({"workloadSelector": {"matchLabels": {}, "matchExpressions": []}}))
+	d.allowed
+	d.violations == []
+}
+
+test_match_expressions_select if {
+	p := patched({"workloadSelector": {"matchLabels": {}, "matchExpressions": [{"key": "app", "operator": "In", "values": ["bot"]}]}})
+	not pod_decision({}, p).allowed
+	q := patched({"workloadSelector": {"matchLabels": {}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["bot"]}]}})
+	pod_decision({}, q).allowed
+}
+
+# --- review-expired ----------------------------------------------------------------------------
+
+test_review_expired_before_today if {
+	f := one_failure(compliant, patched({"review": {"expires": "2027-06-29"}}))
+	f == ["review-expired", "the policy review expired on 2027-06-29 (UTC); renew spec.review.expires after a new review"]
+}
+
+test_review_valid_on_its_expiry_day if {
+	pod_decision(compliant, patched({"review": {"expires": "2027-06-30"}})).allowed
+	last_ns := time.parse_rfc3339_ns("2027-06-30T23:59:59.999Z")
+	d := decide_at(create(pod_with(compliant)), [patched({"review": {"expires": "2027-06-30"}})], last_ns)
+	d.allowed
+}
+
+test_review_expires_at_midnight_utc if {
+	midnight_ns := time.parse_rfc3339_ns("2027-07-01T00:00:00Z")
+	d := decide_at(create(pod_with(compliant)), [patched({"review": {"expires": "2027-06-30"}})], midnight_ns)
+	not d.allowed
+	failures(d) == [["review-expired", "the policy review expired on 2027-06-30 (UTC); renew spec.review.expires after a new review"]]
+}
+
+test_review_without_expiry_never_expires if {
+	pod_decision(compliant, patched({"review": {"approvedBy": null, "ticket": null, "expires": null}})).allowed
+	pod_decision(compliant, patched({"review": {}})).allowed
+}
+
+# --- service-account -----------------------------------------------------------------------------
+
+test_service_account_not_listed if {
+	p := patched({"serviceAccountNames": ["support-bot", "batch"]})
+	f := one_failure(compliant, p)
+	f == ["service-account", "service account \"default\" is not one of the allowed service accounts: support-bot, batch"]
+}
+
+test_service_account_listed if {
+	p := patched({"serviceAccountNames": ["support-bot"]})
+	obj := json.patch(pod_with(compliant), [{"op": "add", "path": "/spec/serviceAccountName", "value": "support-bot"}])
+	decide(create(obj), [p]).allowed
+	old := json.patch(pod_with(compliant), [{"op": "add", "path": "/spec/serviceAccount", "value": "support-bot"}])
+	decide(create(old), [p]).allowed
+}
+
+test_service_account_default_when_listed if {
+	pod_decision(compliant, patched({"serviceAccountNames": ["default"]})).allowed
+}
+
+# --- consent-basis -------------------------------------------------------------------------------
+
+test_consent_basis_missing if {
+	f := one_failure(object.remove(compliant, ["aidp.io/consent-basis"]), policy)
+	f == ["consent-basis", "annotation aidp.io/consent-basis is missing; allowed bases: consent, contract"]
+}
+
+test_consent_basis_blank if {
+	f := one_failure(object.union(compliant, {"aidp.io/consent-basis": "  "}), policy)
+	f == ["consent-basis", "annotation aidp.io/consent-basis is empty; allowed bases: consent, contract"]
+}
+
+test_consent_basis_not_allowed if {
+	f := one_failure(object.union(compliant, {"aidp.io/consent-basis": "legitimate-interests"}), policy)
+	f == ["consent-basis", "annotation aidp.io/consent-basis \"legitimate-interests\" is not an allowed basis; allowed bases: consent, contract"]
+}
+
+test_consent_basis_is_one_basis_not_a_list if {
+	f := one_failure(object.union(compliant, {"aidp.io/consent-basis": "consent,contract"}), policy)
+	f[0] == "consent-basis"
+}
+
+test_consent_basis_normalised if {
+	pod_decision(object.union(compliant, {"aidp.io/consent-basis": " Contract\t"}), policy).allowed
+	pod_decision(object.union(compliant, {"aidp.io/consent-basis": "CONSENT"}), policy).allowed
+}
+
+test_consent_basis_not_a_string_is_missing if {
+	f := one_failure(object.union(compliant, {"aidp.io/consent-basis": 1}), policy)
+	f == ["consent-basis", "annotation aidp.io/consent-basis is missing; allowed bases: consent, contract"]
+}
+
+test_consent_not_required if {
+	p := patched({"consent": {"required": false, "allowedBases": []}})
+	pod_decision(object.remove(compliant, ["aidp.io/consent-basis"]), p).allowed
+	pod_decision(object.union(compliant, {"aidp.io/consent-basis": "whatever"}), p).allowed
+}
+
+test_consent_required_without_bases if {
+	p := patched({"consent": {"required": true, "allowedBases": []}})
+	f := one_failure(compliant, p)
+	f == ["consent-basis", "annotation aidp.io/consent-basis \"consent\" is not an allowed basis; allowed bases: (none)"]
+}
+
+# --- retention-days ------------------------------------------------------------------------------
+
+retention(value) := one_failure(object.union(compliant, {"aidp.io/retention-days": value}), policy)
+
+test_retention_days_missing if {
+	f := one_failure(object.remove(compliant, ["aidp.io/retention-days"]), policy)
+	f == ["retention-days", "annotation aidp.io/retention-days is missing; the policy allows at most 30 days"]
+}
+
+test_retention_days_blank if {
+	retention(" ") == ["retention-days", "annotation aidp.io/retention-days is empty; the policy allows at most 30 days"]
+}
+
+test_retention_days_not_a_non_negative_integer if {
+	retention("-3") == ["retention-days", "annotation aidp.io/retention-days \"-3\" is not a non-negative integer"]
+	retention("1.5") == ["retention-days", "annotation aidp.io/retention-days \"1.5\" is not a non-negative integer"]
+	retention("ten") == ["retention-days", "annotation aidp.io/retention-days \"ten\" is not a non-negative integer"]
+	retention("+3") == ["retention-days", "annotation aidp.io/retention-days \"+3\" is not a non-negative integer"]
+	retention("1e2") == ["retention-days", "annotation aidp.io/retention-days \"1e2\" is not a non-negative integer"]
+	retention("3 0") == ["retention-days", "annotation aidp.io/retention-days \"3 0\" is not a non-negative integer"]
+}
+
+test_retention_days_too_many if {
+	retention("31") == ["retention-days", "annotation aidp.io/retention-days declares 31 days, more than the 30 days the policy allows"]
+	retention("99999999999999999999") == ["retention-days", "annotation aidp.io/retention-days declares 99999999999999999999 days, more than the 30 days the policy allows"]
+}
+
+test_retention_days_normalised if {
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": " 30 "}), policy).allowed
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": "007"}), policy).allowed
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": "0"}), policy).allowed
+}
+
+test_retention_zero_days_policy if {
+	p := patched({"retention": {"maxDays": 0, "requireZeroDataRetention": false}})
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": "0"}), p).allowed
+	f := one_failure(object.union(compliant, {"aidp.io/retention-days": "1"}), p)
+	f == ["retention-days", "annotation aidp.io/retention-days declares 1 days, more than the 0 days the policy allows"]
+}
+
+# --- zero-data-retention -------------------------------------------------------------------------
+
+zdr_policy := patched({"retention": {"maxDays": 30, "requireZeroDataRetention": true}})
+
+test_zero_data_retention_missing if {
+	f := one_failure(compliant, zdr_policy)
+	f == ["zero-data-retention", "the policy requires provider-side zero data retention, but annotation aidp.io/zero-data-retention is missing"]
+}
+
+test_zero_data_retention_not_true if {
+	f := one_failure(object.union(compliant, {"aidp.io/zero-data-retention": "yes"}), zdr_policy)
+	f == ["zero-data-retention", "the policy requires provider-side zero data retention, but annotation aidp.io/zero-data-retention is \"yes\", not \"true\""]
+	g := one_failure(object.union(compliant, {"aidp.io/zero-data-retention": ""}), zdr_policy)
+	g == ["zero-data-retention", "the policy requires provider-side zero data retention, but annotation aidp.io/zero-data-retention is empty"]
+}
+
+test_zero_data_retention_normalised if {
+	pod_decision(object.union(compliant, {"aidp.io/zero-data-retention": " TRUE "}), zdr_policy).allowed
+	pod_decision(object.union(compliant, {"aidp.io/zero-data-retention": "true"}), zdr_policy).allowed
+}
+
+test_zero_data_retention_not_required if {
+	pod_decision(object.union(compliant, {"aidp.io/zero-data-retention": "false"}), policy).allowed
+}
+
+# --- data-categories -----------------------------------------------------------------------------
+
+categories(value) := one_failure(object.union(compliant, {"aidp.io/data-categories": value}), policy)
+
+test_data_categories_missing if {
+	f := one_failure(object.remove(compliant, ["aidp.io/data-categories"]), policy)
+	f == ["data-categories", "annotation aidp.io/data-categories is missing"]
+}
+
+test_data_categories_empty if {
+	categories("") == ["data-categories", "annotation aidp.io/data-categories is empty"]
+	categories("   ") == ["data-categories", "annotation aidp.io/data-categories is empty"]
+	categories(" , ,") == ["data-categories", "annotation aidp.io/data-categories names no category"]
+}
+
+test_data_categories_outside_allowed if {
+	categories("internal,secret,Customer-Data") == ["data-categories", "categories not in the allowed list: customer-data, secret (allowed: public, internal)"]
+}
+
+test_data_categories_forbidden if {
+	p := patched({"dataCategories": {"allowed": [], "forbidden": ["health"]}})
+	f := one_failure(object.union(compliant, {"aidp.io/data-categories": "internal, Health"}), p)
+	f == ["data-categories", "forbidden categories declared: health"]
+}
+
+test_data_categories_outside_allowed_and_forbidden if {
+	categories("health,internal") == ["data-categories", "categories not in the allowed list: health (allowed: public, internal); forbidden categories declared: health"]
+}
+
+test_data_categories_normalised if {
+	pod_decision(object.union(compliant, {"aidp.io/data-categories": " Internal , ,PUBLIC,"}), policy).allowed
+}
+
+test_data_categories_anything_when_allowed_empty if {
+	p := patched({"dataCategories": {"allowed": [], "forbidden": []}})
+	pod_decision(object.union(compliant, {"aidp.io/data-categories": "whatever,else"}), p).allowed
+	f := one_failure(object.remove(compliant, ["aidp.io/data-categories"]), p)
+	f[0] == "data-categories"
+}
+
+# --- deny message, ordering, modes ---------------------------------------------------------------
+
+test_deny_message_names_object_policy_and_rules if {
+	d := pod_decision({"aidp.io/retention-days": "-3"}, policy)
+	not d.allowed
+	d.message == concat("", [
+		"aidp: Pod support/bot denied by AIDataPolicy support-summaries: ",
+		"[consent-basis] annotation aidp.io/consent-basis is missing; allowed bases: consent, contract; ",
+		"[retention-days] annotation aidp.io/retention-days \"-3\" is not a non-negative integer; ",
+		"[data-categories] annotation aidp.io/data-categories is missing",
+	])
+	d.warnings == []
+	d.violations == [
+		{"policy": "support-summaries", "namespace": "support", "rule": "consent-basis", "enforcement": "deny", "message": "annotation aidp.io/consent-basis is missing; allowed bases: consent, contract"},
+		{"policy": "support-summaries", "namespace": "support", "rule": "retention-days", "enforcement": "deny", "message": "annotation aidp.io/retention-days \"-3\" is not a non-negative integer"},
+		{"policy": "support-summaries", "namespace": "support", "rule": "data-categories", "enforcement": "deny", "message": "annotation aidp.io/data-categories is missing"},
+	]
+}
+
+test_all_rules_fail_in_contract_order if {
+	p := patched({
+		"serviceAccountNames": ["support-bot"],
+		"retention": {"maxDays": 30, "requireZeroDataRetention": true},
+		"review": {"expires": "2020-01-01"},
+	})
+	d := pod_decision({}, p)
+	[rule | some v in d.violations; rule := v.rule] == [
+		"review-expired",
+		"service-account",
+		"consent-basis",
+		"retention-days",
+		"zero-data-retention",
+		"data-categories",
+	]
+}
+
+test_warn_mode_admits_with_one_warning_per_rule if {
+	d := pod_decision({"aidp.io/retention-days": "90"}, patched({"enforcement": "warn"}))
+	d.allowed
+	d.message == ""
+	d.warnings == [
+		"aidp: Pod support/bot: AIDataPolicy support-summaries [consent-basis] annotation aidp.io/consent-basis is missing; allowed bases: consent, contract",
+		"aidp: Pod support/bot: AIDataPolicy support-summaries [retention-days] annotation aidp.io/retention-days declares 90 days, more than the 30 days the policy allows",
+		"aidp: Pod support/bot: AIDataPolicy support-summaries [data-categories] annotation aidp.io/data-categories is missing",
+	]
+	count(d.violations) == 3
+	every v in d.violations {
+		v.enforcement == "warn"
+	}
+}
+
+test_dryrun_mode_admits_silently if {
+	d := pod_decision({}, patched({"enforcement": "dryrun"}))
+	d.allowed
+	d.message == ""
+	d.warnings == []
+	[v.rule | some v in d.violations] == ["consent-basis", "retention-days", "data-categories"]
+	every v in d.violations {
+		v.enforcement == "dryrun"
+	}
+}
+
+test_unknown_enforcement_blocks if {
+	d := pod_decision({}, patched({"enforcement": "audit"}))
+	not d.allowed
+	startswith(d.message, "aidp: Pod support/bot denied by AIDataPolicy support-summaries: ")
+}
+
+test_missing_enforcement_blocks if {
+	d := pod_decision({}, object.remove(policy, ["enforcement"]))
+	not d.allowed
+	d.violations[0].enforcement == "deny"
+}
+
+test_two_policies_both_must_pass if {
+	strict := patched({"name": "a-strict", "retention": {"maxDays": 7, "requireZeroDataRetention": false}})
+	lenient := patched({"name": "b-lenient", "enforcement": "warn", "dataCategories": {"allowed": [], "forbidden": ["internal"]}})
+	d := decide(create(pod_with(compliant)), [lenient, strict])
+	not d.allowed
+	d.message == concat("", [
+		"aidp: Pod support/bot denied by AIDataPolicy a-strict: ",
+		"[retention-days] annotation aidp.io/retention-days declares 30 days, more than the 7 days the policy allows",
+	])
+	d.warnings == ["aidp: Pod support/bot: AIDataPolicy b-lenient [data-categories] forbidden categories declared: internal"]
+	[[v.policy, v.rule] | some v in d.violations] == [["a-strict", "retention-days"], ["b-lenient", "data-categories"]]
+}
+
+test_two_denying_policies_are_both_named if {
+	a := patched({"name": "a"})
+	b := patched({"name": "b", "consent": {"required": false, "allowedBases": []}})
+	d := decide(create(pod_with({"aidp.io/consent-basis": "consent", "aidp.io/data-categories": "internal"})), [b, a])
+	d.message == concat("", [
+		"aidp: Pod support/bot denied by AIDataPolicy a: ",
+		"[retention-days] annotation aidp.io/retention-days is missing; the policy allows at most 30 days; ",
+		"AIDataPolicy b: [retention-days] annotation aidp.io/retention-days is missing; the policy allows at most 30 days",
+	])
+}
+
+test_two_policies_one_passing if {
+	a := patched({"name": "a"})
+	b := patched({"name": "b", "workloadSelector": {"matchLabels": {"app": "bot"}, "matchExpressions": [{"key": "tier", "operator": "Exists", "values": []}]}})
+	d := decide(create(pod_with(compliant)), [a, b])
+	d.allowed
+	d.violations == []
+}
+
+# --- which requests are checked ------------------------------------------------------------------
+
+workload_kinds := {
+	"Deployment": {"group": "apps", "template": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}},
+	"ReplicaSet": {"group": "apps", "template": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}},
+	"StatefulSet": {"group": "apps", "template": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}},
+	"DaemonSet": {"group": "apps", "template": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}},
+	"Job": {"group": "batch", "template": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}},
+	"CronJob": {"group": "batch", "template": {"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "bot"}}}}}}}},
+}
+
+test_every_checked_kind_is_denied if {
+	every kind, info in workload_kinds {
+		request := {
+			"uid": "u",
+			"kind": {"group": info.group, "version": "v1", "kind": kind},
+			"namespace": "support",
+			"name": "",
+			"operation": "CREATE",
+			"object": object.union({"metadata": {"generateName": "bot-", "namespace": "support"}}, info.template),
+		}
+		d := decide(request, [policy])
+		not d.allowed
+		startswith(d.message, sprintf("aidp: %s support/bot- denied by AIDataPolicy support-summaries: [consent-basis]", [kind]))
+	}
+}
+
+test_every_checked_kind_compliant_is_allowed if {
+	every kind, info in workload_kinds {
+		template := json.patch(info.template, [{"op": "add", "path": concat("", [template_path(kind), "/metadata/annotations"]), "value": compliant}])
+		request := {"kind": {"group": info.group, "version": "v1", "kind": kind}, "namespace": "support", "name": "x", "operation": "CREATE", "object": template}
+		decide(request, [policy]).allowed
+	}
+}
+
+template_path("CronJob") := "/spec/jobTemplate/spec/template"
+
+template_path(kind) := "/spec/template" if kind != "CronJob"
+
+test_update_is_checked if {
+	request := object.union(create(pod_with({})), {"operation": "UPDATE", "oldObject": pod_with(compliant)})
+	not decide(request, [policy]).allowed
+}
+
+test_update_of_object_being_deleted_is_allowed if {
+	obj := json.patch(pod_with({}), [{"op": "add", "path": "/metadata/deletionTimestamp", "value": "2027-06-30T00:00:00Z"}])
+	request := object.union(create(obj), {"operation": "UPDATE"})
+	decide(request, [policy]).allowed
+}
+
+test_dry_run_requests_are_checked if {
+	not decide(object.union(create(pod_with({})), {"dryRun": true}), [policy]).allowed
+}
+
+test_delete_and_connect_pass_through if {
+	d := decide(object.union(create(pod_with({})), {"operation": "DELETE", "object": null, "oldObject": pod_with({})}), [policy])
+	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
+	decide(object.union(create(pod_with({})), {"operation": "CONNECT"}), [policy]).allowed
+}
+
+test_unchecked_kinds_pass_through if {
+	cm := object.union(create(pod_with({})), {"kind": {"group": "", "version": "v1", "kind": "ConfigMap"}})
+	decide(cm, [policy]).allowed
+	scale := object.union(create(pod_with({})), {"kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "subResource": "scale"})
+	decide(scale, [policy]).allowed
+}
+
+test_pod_subresources if {
+	status := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "status"})
+	decide(status, [policy]).allowed
+	ephemeral := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "ephemeralcontainers"})
+	not decide(ephemeral, [policy]).allowed
+}
+
+test_excluded_namespace_always_allowed if {
+	obj := json.patch(pod_with({}), [{"op": "replace", "path": "/metadata/namespace", "value": "kube-system"}])
+	request := object.union(create(obj), {"namespace": "kube-system"})
+	d := admission.decision with input as {"request": request}
+		with data.aidp.revision as "r"
+		with data.aidp.config as {"excludedNamespaces": ["kube-system"]}
+		with data.aidp.policies as {"kube-system": {"p": policy}}
+	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
+}
+
+test_no_input_is_allowed if {
+	admission.decision.allowed with input as {}
+}
+
+# --- fail closed ---------------------------------------------------------------------------------
+
+not_loaded := {"allowed": false, "message": "aidp: policies not loaded into OPA yet (fail closed)", "violations": [], "warnings": []}
+
+test_not_loaded_denies_checked_requests if {
+	d := admission.decision with input as {"request": create(pod_with(compliant))}
+	d == not_loaded
+}
+
+test_not_loaded_even_with_config if {
+	d := admission.decision with input as {"request": create(pod_with(compliant))}
+		with data.aidp.config as {"excludedNamespaces": []}
+		with data.aidp.policies as namespaced([policy])
+	d == not_loaded
+}
+
+test_not_loaded_still_respects_exclusions if {
+	request := object.union(create(pod_with({})), {"namespace": "kube-system"})
+	admission.decision.allowed with input as {"request": request}
+	custom := object.union(create(pod_with({})), {"namespace": "tools"})
+	admission.decision.allowed with input as {"request": custom} with data.aidp.config as {"excludedNamespaces": ["tools"]}
+}
+
+test_not_loaded_ignores_unchecked_requests if {
+	admission.decision.allowed with input as {"request": object.union(create(pod_with({})), {"operation": "DELETE"})}
+	admission.decision.allowed with input as {"request": object.union(create(pod_with({})), {"kind": {"group": "", "version": "v1", "kind": "Secret"}})}
+}
+
+test_loaded_with_no_policies_allows if {
+	d := admission.decision with input as {"request": create(pod_with({}))}
+		with data.aidp.revision as "r"
+		with data.aidp.config as {"excludedNamespaces": []}
+		with data.aidp.policies as {}
+	d.allowed
+}

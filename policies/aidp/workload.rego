@@ -1,0 +1,87 @@
+# The workload an AdmissionReview request is about: its pod template's labels, annotations and
+# service account.
+#
+# Checked kinds are Pod (the object is its own template; a Pod's `ephemeralcontainers`
+# subresource is checked like the Pod), Deployment, ReplicaSet, StatefulSet, DaemonSet and Job
+# (spec.template) and CronJob (spec.jobTemplate.spec.template). Every other kind or subresource
+# (pods/status, deployments/scale, ...) is not checked.
+package aidp.workload
+
+# kind -> API group and the path of the pod template inside the object.
+checked_kinds := {
+	"Pod": {"group": "", "template": []},
+	"Deployment": {"group": "apps", "template": ["spec", "template"]},
+	"ReplicaSet": {"group": "apps", "template": ["spec", "template"]},
+	"StatefulSet": {"group": "apps", "template": ["spec", "template"]},
+	"DaemonSet": {"group": "apps", "template": ["spec", "template"]},
+	"Job": {"group": "batch", "template": ["spec", "template"]},
+	"CronJob": {"group": "batch", "template": ["spec", "jobTemplate", "spec", "template"]},
+}
+
+request := input.request
+
+kind := request.kind.kind
+
+# True when the request is about one of the checked kinds (whatever the operation).
+checked if {
+	checked_kinds[kind].group == object.get(request.kind, "group", "")
+	subresource_checked
+}
+
+# Note: not f(x) with an undefined x is undefined (the argument is evaluated outside the negation).
+subresource_checked if object.get(request, "subResource", "") == ""
+
+subresource_checked if {
+	kind == "Pod"
+	request.subResource == "ephemeralcontainers"
+}
+
+object_metadata := request.object.metadata if {
+	is_object(request.object.metadata)
+} else := {}
+
+namespace := request.namespace if {
+	non_empty_string(request.namespace)
+} else := object_metadata.namespace if {
+	non_empty_string(object_metadata.namespace)
+} else := "default"
+
+# The object's name; for a CREATE with metadata.generateName (no name yet) the generateName.
+name := request.name if {
+	non_empty_string(request.name)
+} else := object_metadata.name if {
+	non_empty_string(object_metadata.name)
+} else := object_metadata.generateName if {
+	non_empty_string(object_metadata.generateName)
+} else := ""
+
+template := object.get(request.object, checked_kinds[kind].template, {})
+
+template_metadata := template.metadata if {
+	is_object(template.metadata)
+} else := {}
+
+template_spec := template.spec if {
+	is_object(template.spec)
+} else := {}
+
+labels := template_metadata.labels if {
+	is_object(template_metadata.labels)
+} else := {}
+
+annotations := template_metadata.annotations if {
+	is_object(template_metadata.annotations)
+} else := {}
+
+# The pod's service account: spec.serviceAccountName, else the deprecated spec.serviceAccount,
+# else "default" (what the API server fills in).
+service_account := template_spec.serviceAccountName if {
+	non_empty_string(template_spec.serviceAccountName)
+} else := template_spec.serviceAccount if {
+	non_empty_string(template_spec.serviceAccount)
+} else := "default"
+
+non_empty_string(value) if {
+	is_string(value)
+	value != ""
+}

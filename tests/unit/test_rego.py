@@ -1,0 +1,56 @@
+"""The Rego policies: `opa check --strict`, `opa test` and coverage of aidp's modules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aidp import check, paths
+
+MIN_COVERAGE = 90.0
+# aidp's admission modules (policies/system/authz.rego is tested the same way, but owned elsewhere).
+MODULES = ("aidp/selector.rego", "aidp/workload.rego", "aidp/admission.rego", "system/main.rego")
+
+
+@pytest.fixture(scope="module")
+def opa() -> Path:
+    try:
+        return check.find_opa()
+    except check.OpaError as err:
+        pytest.fail(f"{err} (run make testbin)")
+
+
+def run(opa: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(opa), *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_opa_check_strict(opa: Path) -> None:
+    result = run(opa, "check", "--strict", str(paths.policies_dir()))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_opa_fmt(opa: Path) -> None:
+    result = run(opa, "fmt", "--list", *(str(paths.policies_dir() / m) for m in MODULES))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "", f"not formatted with opa fmt: {result.stdout}"
+
+
+def test_opa_test_passes_with_coverage(opa: Path) -> None:
+    policies = str(paths.policies_dir())
+    result = run(opa, "test", "--v0-compatible=false", "--format", "json", policies)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    outcomes = json.loads(result.stdout)
+    failed = [o["name"] for o in outcomes if o.get("fail") or o.get("error")]
+    assert failed == []
+    ours = [o for o in outcomes if o["package"].startswith(("data.aidp.", "data.system_test"))]
+    assert len(ours) >= 80
+
+    coverage = run(opa, "test", "--coverage", "--format", "json", policies)
+    assert coverage.returncode == 0, coverage.stderr
+    files = json.loads(coverage.stdout)["files"]
+    for module in MODULES:
+        entry = next(v for k, v in files.items() if Path(k).as_posix().endswith(module))
+        assert entry.get("coverage", 0) >= MIN_COVERAGE, f"{module}: {entry.get('coverage')}% covered"
