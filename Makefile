@@ -59,5 +59,8 @@ run: venv testbin ## the main job: local control plane + OPA + operator + exampl
 down: venv ## stop what `make run` started
 	$(VENV)/bin/aidp dev down --state-dir $(DEV_STATE)
 
+bench: venv testbin ## benchmarks on the local control plane -> bench/results.json, docs/performance.md
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 clean: ## remove the virtualenv, the dev state and caches (not the per-user testbin cache)
 	rm -rf $(VENV) $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,11 @@ class Bundle:
     @classmethod
     def decode(cls, blob: bytes) -> Bundle:
         doc = json.loads(gzip.decompress(blob))
-        if not isinstance(doc.get("modules"), dict) or not isinstance(doc.get("data"), dict):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("modules"), dict)
+            or not isinstance(doc.get("data"), dict)
+        ):
             raise ValueError("durable bundle lacks modules or data")
         return cls(modules=doc["modules"], data=doc["data"])
 

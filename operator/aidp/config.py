@@ -35,6 +35,7 @@ class OperatorConfig:
     excluded_namespaces: tuple[str, ...] = ()
     resync_seconds: float = 30.0
     cert_check_seconds: float = 300.0
+    cert_step_seconds: float = 60.0  # least time between two steps of a certificate rotation
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

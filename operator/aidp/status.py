@@ -30,6 +30,7 @@ class Observation:
     expired: bool = False
     expires: str | None = None
     matched_workloads: int | None = None
+    endpoints: tuple[Mapping[str, Any], ...] = ()
     egress: tuple[str, str, str] = ("Unknown", "NoEgressBackend", "egress rules are not generated yet")
 
 
@@ -84,6 +85,8 @@ def desired(obs: Observation) -> dict[str, Any]:
         "revision": obs.revision,
         "conditions": [ready, admission, egress],
     }
+    if obs.endpoints:
+        out["endpoints"] = [dict(e) for e in obs.endpoints]
     if obs.matched_workloads is not None:
         out["matchedWorkloads"] = obs.matched_workloads
     return out
@@ -106,6 +109,6 @@ def patch(
     new = {**want, "conditions": conds}
     changed = (
         any(current.get(k) != v for k, v in new.items() if k != "conditions")
-        or [{k: v for k, v in c.items()} for c in current.get("conditions") or []] != conds
+        or [dict(c) if isinstance(c, Mapping) else c for c in current.get("conditions") or []] != conds
     )
     return new if changed else None

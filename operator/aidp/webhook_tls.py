@@ -24,6 +24,8 @@ from aidp.devcluster import pki
 SERVING_LIFETIME = dt.timedelta(days=90)
 CA_LIFETIME = dt.timedelta(days=365 * 2)
 RENEW_FRACTION = 2 / 3  # renew once two thirds of the lifetime have passed (cert-manager's default)
+BACKDATE = dt.timedelta(minutes=5)  # certificates start a little in the past, for clock skew
+CA_COMMON_NAME = "aidp-webhook-ca"
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,62 @@ def _serving(
         ip_addresses=ips,
         server=True,
         valid_for=lifetime,
-        not_before=now - dt.timedelta(minutes=5),
+        not_before=now - BACKDATE,
     )
+
+
+def _new_ca(now: dt.datetime, lifetime: dt.timedelta) -> pki.KeyPair:
+    """A CA with `pki.new_ca`'s profile, valid from `now` (backdated a little) for `lifetime`.
+
+    `pki.new_ca` dates its certificate from the wall clock and in whole days; the rotation logic
+    compares validity with `now`, so the CA must be dated from the same `now`.
+    """
+    template = pki.new_ca(CA_COMMON_NAME)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.cert.subject)
+        .issuer_name(template.cert.issuer)
+        .public_key(template.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+    )
+    for ext in template.cert.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    return pki.KeyPair(builder.sign(template.key, pki.hashes.SHA256()), template.key)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    ca: pki.KeyPair
+    leaf: x509.Certificate | None  # None: unreadable, or its key is not the certificate's
+    bundle: list[x509.Certificate]  # empty when unreadable
+
+
+def _parse(material: TLSMaterial) -> _Parsed | None:
+    """The material's certificates and keys; None when the CA is unreadable or its key is not the CA's.
+
+    A broken serving certificate or bundle is repaired by the steps of `reconcile`; only a broken CA
+    makes it start over.
+    """
+    try:
+        ca = pki.KeyPair(x509.load_pem_x509_certificate(material.ca_crt), _load_key(material.ca_key))
+    except (ValueError, TypeError):
+        return None
+    if not _same_public_key(ca.cert, ca.key):
+        return None
+    leaf: x509.Certificate | None
+    try:
+        leaf = x509.load_pem_x509_certificate(material.tls_crt)
+        if not _same_public_key(leaf, _load_key(material.tls_key)):
+            leaf = None
+    except (ValueError, TypeError):
+        leaf = None
+    try:
+        bundle = _bundle_certs(material.ca_bundle)
+    except ValueError:
+        bundle = []
+    return _Parsed(ca, leaf, bundle)
 
 
 def reconcile(
@@ -115,51 +171,59 @@ def reconcile(
     """The TLS material to hold now, and a reason when it differs from `current` (None: keep).
 
     One step per call: a rotation that needs two steps (new CA into the bundle, then a new serving
-    certificate) takes two calls, so the webhook's caBundle is updated in between.
+    certificate) takes two calls, so the webhook's caBundle is updated in between. A serving
+    certificate is only ever issued by a CA that the bundle of the previous call already holds.
     """
     now = now or dt.datetime.now(dt.UTC)
-    if current is not None and x509.load_pem_x509_certificate(current.ca_crt).not_valid_after_utc <= now:
-        current = None  # an expired CA cannot be rotated gracefully: start over
-    if current is None:
-        ca = pki.new_ca("aidp-webhook-ca", days=ca_lifetime.days)
+    parsed = _parse(current) if current is not None else None
+    if current is None or parsed is None or parsed.ca.cert.not_valid_after_utc <= now:
+        # nothing usable (absent, unreadable, or an expired CA that cannot be rotated gracefully)
+        ca = _new_ca(now, ca_lifetime)
         leaf = _serving(ca, dns_names, ip_addresses, now, serving_lifetime)
         return TLSMaterial(ca.cert_pem, ca.key_pem, leaf.cert_pem, leaf.key_pem, _bundle(ca.cert)), "issued"
 
-    ca_cert = x509.load_pem_x509_certificate(current.ca_crt)
-    leaf_cert = x509.load_pem_x509_certificate(current.tls_crt)
-    bundle = _bundle_certs(current.ca_bundle)
+    ca, leaf_cert, bundle = parsed.ca, parsed.leaf, parsed.bundle
+    ca_cert = ca.cert
+    live = [c for c in bundle if c.not_valid_after_utc > now]
 
-    # step 1 of a CA rotation: a fresh CA joins the bundle (it does not sign anything yet)
-    if _due(ca_cert, now) and ca_cert.not_valid_after_utc > now:
-        new_ca = pki.new_ca("aidp-webhook-ca", days=ca_lifetime.days)
+    # step 1 of a CA rotation: a fresh CA joins the bundle (it does not sign anything yet); the CAs
+    # already there stay, so the serving certificate in use still verifies
+    if _due(ca_cert, now):
+        new_ca = _new_ca(now, ca_lifetime)
         return (
             TLSMaterial(
                 new_ca.cert_pem,
                 new_ca.key_pem,
                 current.tls_crt,
                 current.tls_key,
-                _bundle(ca_cert, new_ca.cert),
+                _bundle(*live, ca_cert, new_ca.cert),
             ),
             "ca-rotation-started",
         )
-    ca = pki.KeyPair(ca_cert, _load_key(current.ca_key))
-    leaf_issuer_in_use = leaf_cert.issuer == ca_cert.subject and _signed_by(leaf_cert, ca_cert)
-    names_ok = _sans(leaf_cert) == (set(dns_names), set(ip_addresses))
+    if not any(_same(c, ca_cert) for c in live):
+        # the CA is missing from the bundle: clients must trust it before it signs what OPA serves
+        return TLSMaterial(
+            current.ca_crt, current.ca_key, current.tls_crt, current.tls_key, _bundle(*live, ca_cert)
+        ), "ca-added-to-bundle"
 
-    # step 2: the serving certificate is due, was signed by the previous CA, or names changed
-    if not leaf_issuer_in_use or _due(leaf_cert, now) or not names_ok or leaf_cert.not_valid_after_utc <= now:
+    # step 2: the serving certificate is due, was signed by the previous CA, names changed, or it is
+    # unusable
+    if (
+        leaf_cert is None
+        or not _signed_by(leaf_cert, ca_cert)
+        or _due(leaf_cert, now)
+        or _sans(leaf_cert) != (set(dns_names), set(ip_addresses))
+        or leaf_cert.not_valid_after_utc <= now
+    ):
         leaf = _serving(ca, dns_names, ip_addresses, now, serving_lifetime)
-        reason = "renewed" if leaf_issuer_in_use else "signed-by-new-ca"
+        by_other_ca = leaf_cert is not None and not _signed_by(leaf_cert, ca_cert)
+        reason = "signed-by-new-ca" if by_other_ca else "renewed"
         return TLSMaterial(
             current.ca_crt, current.ca_key, leaf.cert_pem, leaf.key_pem, current.ca_bundle
         ), reason
 
     # step 3: CAs that signed nothing in use any more leave the bundle
-    keep = [
-        c for c in bundle if c.not_valid_after_utc > now and (_same(c, ca_cert) or _signed_by(leaf_cert, c))
-    ]
-    if not any(_same(c, ca_cert) for c in keep):
-        keep.append(ca_cert)
+    keep = [c for c in live if _same(c, ca_cert) or _signed_by(leaf_cert, c)]
     trimmed = _bundle(*keep)
     if trimmed != current.ca_bundle:
         return TLSMaterial(
@@ -177,6 +241,12 @@ def _load_key(pem: bytes) -> pki.ec.EllipticCurvePrivateKey:
 
 def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
     return a.public_bytes(pki.serialization.Encoding.DER) == b.public_bytes(pki.serialization.Encoding.DER)
+
+
+def _same_public_key(cert: x509.Certificate, key: pki.ec.EllipticCurvePrivateKey) -> bool:
+    spki = pki.serialization.PublicFormat.SubjectPublicKeyInfo
+    der = pki.serialization.Encoding.DER
+    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
 
 
 def _signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:

@@ -25,9 +25,9 @@ T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 DNS = webhook_tls.dns_names_for("aidp-opa", "aidp-system")
 SERVICE_NAME = "aidp-opa.aidp-system.svc"  # the name the API server dials for a service webhook
 IPS = ("10.96.0.20",)
-# due at two thirds of the lifetime, counted from the backdated notBefore
+# a serving certificate starts BACKDATE before it is issued and lasts SERVING_LIFETIME; it is due
+# once two thirds of that have passed
 SERVING_DUE = SERVING_LIFETIME * 2 / 3 - webhook_tls.BACKDATE
-CA_DUE = CA_LIFETIME * 2 / 3 - webhook_tls.BACKDATE
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -91,16 +91,36 @@ def sans(c: x509.Certificate) -> tuple[set[str], set[str]]:
     }
 
 
+def due_at(c: x509.Certificate) -> dt.datetime:
+    """Two thirds into the certificate's lifetime, rounded up to a whole second."""
+    start, end = c.not_valid_before_utc, c.not_valid_after_utc
+    due = start + (end - start) * 2 / 3
+    return due.replace(microsecond=0) + (dt.timedelta(seconds=1) if due.microsecond else dt.timedelta(0))
+
+
 def issue(at: dt.datetime = T0) -> TLSMaterial:
     material, reason = reconcile(None, dns_names=DNS, ip_addresses=IPS, now=at)
     assert reason == "issued"
     return material
 
 
-def step(material: TLSMaterial | None, at: dt.datetime, **kwargs: object) -> tuple[TLSMaterial, str | None]:
-    kwargs.setdefault("dns_names", DNS)
-    kwargs.setdefault("ip_addresses", IPS)
-    return reconcile(material, now=at, **kwargs)  # type: ignore[arg-type]
+def step(
+    material: TLSMaterial | None,
+    at: dt.datetime,
+    *,
+    dns_names: tuple[str, ...] = DNS,
+    ip_addresses: tuple[str, ...] = IPS,
+    serving_lifetime: dt.timedelta = SERVING_LIFETIME,
+    ca_lifetime: dt.timedelta = CA_LIFETIME,
+) -> tuple[TLSMaterial, str | None]:
+    return reconcile(
+        material,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        now=at,
+        serving_lifetime=serving_lifetime,
+        ca_lifetime=ca_lifetime,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +166,12 @@ def test_first_issue_names_and_lifetimes(issued: TLSMaterial) -> None:
         .build_server_verifier(x509.IPAddress(ipaddress.ip_address(IPS[0])))
     )
     ip_verifier.verify(leaf, [])  # raises when the IP SAN is missing
-    # valid from (a little before) now, for the configured lifetimes
-    for c, lifetime in ((leaf, SERVING_LIFETIME), (ca, CA_LIFETIME)):
-        assert c.not_valid_before_utc <= T0 < c.not_valid_before_utc + dt.timedelta(minutes=10)
-        assert c.not_valid_after_utc - T0 == lifetime
+    # valid from a little before now (clock skew), for the configured lifetimes
+    for c in (leaf, ca):
+        assert c.not_valid_before_utc == T0 - webhook_tls.BACKDATE
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == SERVING_LIFETIME
+    assert ca.not_valid_after_utc - T0 == CA_LIFETIME
+    assert due_at(leaf) == T0 + SERVING_DUE
 
 
 def test_first_issue_keys_match_their_certificates(issued: TLSMaterial) -> None:
@@ -199,7 +221,7 @@ def test_serving_certificate_renewed_once_two_thirds_of_its_lifetime_passed(issu
     assert public_der(renewed.tls_key) == cert_public_der(new_leaf)
     assert public_der(renewed.tls_key) != public_der(issued.tls_key)  # a fresh key
     assert issued_by(new_leaf, cert(issued.ca_crt))
-    assert new_leaf.not_valid_after_utc - at == SERVING_LIFETIME
+    assert new_leaf.not_valid_after_utc - at == SERVING_LIFETIME - webhook_tls.BACKDATE
     assert sans(new_leaf) == (set(DNS), set(IPS))
     # clients that trust the unchanged bundle accept both the old and the new certificate
     assert client_accepts(issued.ca_bundle, renewed.tls_crt, at)
@@ -244,8 +266,9 @@ def test_san_order_does_not_force_reissue(issued: TLSMaterial) -> None:
 
 
 def test_ca_rotation_overlaps_the_old_and_the_new_ca(issued: TLSMaterial) -> None:
-    at = T0 + CA_DUE
     old_ca = cert(issued.ca_crt)
+    at = due_at(old_ca)
+    assert dt.timedelta(days=486) < at - T0 < dt.timedelta(days=487)
     # the serving certificate is kept current up to then (the operator renews it every 60 days)
     current = step(issued, at - dt.timedelta(days=1))[0]
     assert cert(current.ca_crt) == old_ca
@@ -261,6 +284,7 @@ def test_ca_rotation_overlaps_the_old_and_the_new_ca(issued: TLSMaterial) -> Non
     assert in_bundle(old_ca, one) and in_bundle(new_ca, one)
     assert len(bundle_certs(one)) == 2
     assert client_accepts(one.ca_bundle, one.tls_crt, at)
+    assert new_ca.not_valid_before_utc == at - webhook_tls.BACKDATE
     assert new_ca.not_valid_after_utc - at == CA_LIFETIME
 
     # step 2: a serving certificate from the new CA; the bundle (both CAs) is unchanged
@@ -284,7 +308,7 @@ def test_ca_rotation_overlaps_the_old_and_the_new_ca(issued: TLSMaterial) -> Non
 
 
 def test_old_ca_stays_in_the_bundle_while_the_certificate_in_use_is_signed_by_it(issued: TLSMaterial) -> None:
-    at = T0 + CA_DUE
+    at = due_at(cert(issued.ca_crt))
     one, _ = step(issued, at)
     old_ca = cert(issued.ca_crt)
     # however late the next step comes, it replaces the serving certificate before trimming
@@ -330,12 +354,30 @@ def test_expired_ca_starts_over(issued: TLSMaterial) -> None:
 # --- unusable material ---------------------------------------------------------------------------
 
 
-def test_unreadable_material_starts_over(issued: TLSMaterial) -> None:
-    for field in ("ca_crt", "ca_key", "tls_crt", "ca_bundle"):
-        broken = dataclasses.replace(issued, **{field: b"-----BEGIN CERTIFICATE-----\nnope\n"})
-        fresh, reason = step(broken, T0)
-        assert reason == "issued", field
-        assert client_accepts(fresh.ca_bundle, fresh.tls_crt, T0)
+GARBAGE = b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("field", ["ca_crt", "ca_key"])
+def test_unreadable_ca_starts_over(issued: TLSMaterial, field: str) -> None:
+    fresh, reason = step(dataclasses.replace(issued, **{field: GARBAGE}), T0)
+    assert reason == "issued"
+    assert fresh.ca_crt != issued.ca_crt
+    assert client_accepts(fresh.ca_bundle, fresh.tls_crt, T0)
+
+
+def test_unreadable_serving_certificate_is_reissued_by_the_same_ca(issued: TLSMaterial) -> None:
+    fixed, reason = step(dataclasses.replace(issued, tls_crt=GARBAGE), T0)
+    assert reason == "renewed"
+    assert (fixed.ca_crt, fixed.ca_bundle) == (issued.ca_crt, issued.ca_bundle)
+    assert client_accepts(issued.ca_bundle, fixed.tls_crt, T0)
+
+
+def test_unreadable_bundle_gets_the_ca_back(issued: TLSMaterial) -> None:
+    fixed, reason = step(dataclasses.replace(issued, ca_bundle=GARBAGE), T0)
+    assert reason == "ca-added-to-bundle"
+    assert (fixed.ca_crt, fixed.tls_crt) == (issued.ca_crt, issued.tls_crt)
+    assert fixed.ca_bundle == issued.ca_crt
+    assert step(fixed, T0) == (fixed, None)
 
 
 def test_ca_key_of_another_ca_starts_over(issued: TLSMaterial) -> None:
@@ -367,8 +409,7 @@ def run_operator(
     serving_lifetime: dt.timedelta,
 ) -> list[str]:
     """Call reconcile like the operator does, checking every step; return the reasons seen."""
-    kwargs = {"ca_lifetime": ca_lifetime, "serving_lifetime": serving_lifetime}
-    material, reason = step(None, T0, **kwargs)
+    material, reason = step(None, T0, ca_lifetime=ca_lifetime, serving_lifetime=serving_lifetime)
     assert reason == "issued"
     reasons: list[str] = []
     at = T0
@@ -376,7 +417,7 @@ def run_operator(
     while at < end:
         at += every
         for _ in range(4 if until_stable else 1):
-            new, reason = step(material, at, **kwargs)
+            new, reason = step(material, at, ca_lifetime=ca_lifetime, serving_lifetime=serving_lifetime)
             if reason is None:
                 assert new == material
                 break

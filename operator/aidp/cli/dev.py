@@ -35,7 +35,10 @@ def up(state_dir: StateDir = None) -> None:
     typer.echo(f"aidp dev: {verb} in {st.state_dir}", err=True)
     typer.echo(f"  kube-apiserver {st.server}", err=True)
     typer.echo(f"  OPA            {st.opa_url} (management token in {st.opa_token_file})", err=True)
-    typer.echo(f"  logs           {st.state_dir / 'logs'}", err=True)
+    typer.echo(
+        f"  logs           {st.state_dir / 'logs'} (control plane), {st.state_dir / 'aidp' / 'logs'} (aidp)",
+        err=True,
+    )
     typer.echo(f"  export KUBECONFIG={st.kubeconfig}", err=True)
     typer.echo(str(st.kubeconfig))
 

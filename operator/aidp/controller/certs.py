@@ -6,7 +6,9 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import tempfile
+import time
 from pathlib import Path
 
 from lightkube import AsyncClient
@@ -31,6 +33,7 @@ class WebhookCerts:
         self._dir = Path(tempfile.mkdtemp(prefix="aidp-operator-"))
         self.ca_file = self._dir / "opa-ca-bundle.crt"
         self.ready = asyncio.Event()
+        self._last_step = -math.inf
 
     def trigger(self) -> None:
         self._wake.set()

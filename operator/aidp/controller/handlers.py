@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 from typing import Any
@@ -15,7 +14,6 @@ from aidp.config import GOVERNED_LABEL, OperatorConfig
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.reconciler import Reconciler
 from aidp.opa_loader import Replica
-from aidp.status import is_expired
 
 log = logging.getLogger("aidp.operator")
 GROUP, VERSION, PLURAL = "aidp.io", "v1alpha1", "aidatapolicies"
@@ -86,22 +84,6 @@ async def cleanup(memo: Any, **_: Any) -> None:
 def policy_changed(memo: Any, **_: Any) -> None:
     rec = _runtime(memo).reconciler
     if rec is not None:
-        rec.trigger()
-
-
-def _expires(spec: Any) -> str | None:
-    value = (spec.get("review") or {}).get("expires") if spec else None
-    return str(value) if value else None
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, when=lambda spec, **_: bool(_expires(spec)))
-def review_date(memo: Any, spec: Any, status: Any, **_: Any) -> None:
-    """Expiry comes with the date, not with a change of the object: recheck every minute."""
-    rec = _runtime(memo).reconciler
-    if rec is None:
-        return
-    expired = is_expired(_expires(spec), dt.datetime.now(dt.UTC).date())
-    if ((status or {}).get("phase") == "Expired") != expired:
         rec.trigger()
 
 

@@ -73,8 +73,15 @@ class Reconciler:
         self._wake.set()
 
     async def run(self) -> None:
+        """Sync on triggers, check replicas every opa_check_interval, resync fully every
+        resync_seconds and right after each UTC midnight (review dates expire by the calendar,
+        without any change to the objects)."""
         next_full = 0.0
+        day = dt.datetime.now(dt.UTC).date()
         while True:
+            today = dt.datetime.now(dt.UTC).date()
+            if today != day:
+                day, next_full = today, 0.0
             timeout = max(0.0, min(self.config.opa_check_interval, next_full - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -152,6 +159,8 @@ class Reconciler:
         for r in reps:
             if held[r.url] == self.bundle.revision:
                 self.confirmed[r.url] = self.bundle.revision
+            else:
+                self.confirmed.pop(r.url, None)
         if stale:
             log.info("OPA replicas without revision %s: %s", self.bundle.revision, [r.url for r in stale])
             await self.sync()
@@ -206,7 +215,7 @@ class Reconciler:
         for ns, items in by_ns.items():
             objects = await self._workloads_in(ns)
             for key, policy in items:
-                sel = policy.spec.workload_selector.to_dict()
+                sel = policy.spec.workload_selector
                 self.matched[key] = workloads.count_selected(sel, objects)
 
     async def _workloads_in(self, namespace: str) -> list[dict[str, Any]]:
@@ -243,6 +252,7 @@ class Reconciler:
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
                 expires=expires,
                 matched_workloads=self.matched.get(key),
+                endpoints=tuple(e.to_dict() for e in p.endpoints) if isinstance(p, Policy) else (),
             )
             current = obj.get("status") or {}
             new = status.patch(current, status.desired(obs), now)

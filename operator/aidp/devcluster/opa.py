@@ -38,6 +38,8 @@ class OpaServer:
     preload: tuple[Path, ...] = ()
     port: int = 0
     diagnostic_port: int = 0
+    # OPA logs every HTTP request at info level; on the webhook's hot path that costs real time
+    log_level: str = "error"
     proc: Process | None = None
 
     @property
@@ -68,7 +70,7 @@ class OpaServer:
             "--tls-cert-refresh-period=2s",
             "--authentication=token",
             "--authorization=basic",
-            "--log-level=info",
+            f"--log-level={self.log_level}",
             "--log-format=json",
             str(policies_dir() / "system" / "authz.rego"),
             *map(str, self.preload),

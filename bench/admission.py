@@ -1,0 +1,170 @@
+"""Admission benchmarks (issue: AIDataPolicy API, operator and OPA admission).
+
+(a) Deployment create latency in a governed namespace (the webhook is called and OPA evaluates
+    every rule) vs the same create in an ungoverned namespace (the webhook's namespaceSelector
+    skips it), at concurrency 1 and 50, in interleaved rounds of one run.
+(b) Reconcile latency: patch an AIDataPolicy (tighten maxDays) -> the next violating create is
+    denied, with 1, 100 and 1,000 policies present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+from lightkube import AsyncClient, Client, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from lightkube.types import PatchType
+
+from bench.common import summary
+from tests.integration import helpers
+
+
+def _deployment(ns: str, name: str) -> dict[str, Any]:
+    obj = helpers.workload("Deployment", name, ns)
+    obj["spec"]["replicas"] = 0
+    return obj
+
+
+def _ensure_ns(client: Client, name: str) -> None:
+    try:
+        client.create(Namespace(metadata=ObjectMeta(name=name)))
+    except ApiError as err:
+        if err.status.code != 409:
+            raise
+    for _ in range(300):
+        try:
+            client.get(ServiceAccount, "default", namespace=name)
+            break
+        except ApiError:
+            time.sleep(0.05)
+    try:
+        client.create(ServiceAccount(metadata=ObjectMeta(name=helpers.SA, namespace=name)))
+    except ApiError as err:
+        if err.status.code != 409:
+            raise
+
+
+async def _creates(kubeconfig: str, ns: str, prefix: str, n: int, concurrency: int) -> list[float]:
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig), trust_env=False)
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            obj = from_dict(_deployment(ns, f"{prefix}-{i}"))
+            t0 = time.perf_counter()
+            await client.create(obj)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return latencies
+
+
+def admission_overhead(client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100) -> dict[str, float]:
+    governed, plain = "bench-governed", "bench-plain"
+    for ns in (governed, plain):
+        _ensure_ns(client, ns)
+    client.create(helpers.AIDataPolicy(helpers.policy("bots", governed)))
+    helpers.wait_enforced(client, governed, "bots")
+    figures: dict[str, float] = {}
+    for conc in (1, 50):
+        samples: dict[str, list[float]] = {governed: [], plain: []}
+        for ns in (governed, plain):  # warm-up: connections, caches, OPA's compiled policy
+            asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
+        for r in range(rounds):
+            order = (governed, plain) if r % 2 == 0 else (plain, governed)
+            for ns in order:
+                samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
+        g, p = summary(samples[governed]), summary(samples[plain])
+        figures[f"admission_create_p50_seconds_webhook_c{conc}"] = g["p50"]
+        figures[f"admission_create_p99_seconds_webhook_c{conc}"] = g["p99"]
+        figures[f"admission_create_p50_seconds_no_webhook_c{conc}"] = p["p50"]
+        figures[f"admission_create_p99_seconds_no_webhook_c{conc}"] = p["p99"]
+        figures[f"admission_overhead_p50_ratio_c{conc}"] = g["p50"] / p["p50"]
+        figures[f"admission_overhead_p99_ratio_c{conc}"] = g["p99"] / p["p99"]
+        print(f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
+              f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms "
+              f"(n={int(g['n'])}+{int(p['n'])})")
+    for ns in (governed, plain):
+        client.delete(Namespace, ns)
+    return figures
+
+
+def _denied(client: Client, obj: dict[str, Any]) -> bool:
+    try:
+        client.create(from_dict(copy.deepcopy(obj)), dry_run=True)
+    except ApiError as err:
+        if "[retention-days]" not in err.status.message:
+            raise
+        return True
+    return False
+
+
+def _fill_policies(client: Client, total: int, per_ns: int = 10) -> None:
+    """Background policies in their own namespaces, so that `total` policies exist in all."""
+    existing = sum(1 for _ in client.list(helpers.AIDataPolicy, namespace="*"))
+    i = existing
+    while i < total:
+        ns = f"bench-bg-{i // per_ns:04d}"
+        if i % per_ns == 0 or i == existing:
+            _ensure_ns(client, ns)
+        obj = helpers.policy(f"bg-{i:05d}", ns, workloadSelector={"matchLabels": {"app": f"svc-{i}"}})
+        client.create(helpers.AIDataPolicy(obj))
+        i += 1
+
+
+def _quiescent(client: Client, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [
+            p for p in client.list(helpers.AIDataPolicy, namespace="*")
+            if (p.get("status") or {}).get("observedGeneration") != p.metadata.generation
+        ]
+        if not pending:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("operator did not catch up with the policies")
+
+
+def reconcile_latency(client: Client, counts: tuple[int, ...] = (1, 100, 1000), iterations: int = 25) -> dict[str, float]:
+    ns = "bench-reconcile"
+    _ensure_ns(client, ns)
+    client.create(helpers.AIDataPolicy(helpers.policy("target", ns)))
+    helpers.wait_enforced(client, ns, "target")
+    probe = helpers.workload("Deployment", "probe", ns)  # declares 14 retention days
+    figures: dict[str, float] = {}
+    for count in counts:
+        _fill_policies(client, count)
+        _quiescent(client)
+        samples = []
+        for _ in range(iterations):
+            client.patch(helpers.AIDataPolicy, "target", {"spec": {"retention": {"maxDays": 30}}}, namespace=ns,
+                         patch_type=PatchType.MERGE)
+            while _denied(client, probe):
+                pass
+            helpers.wait_enforced(client, ns, "target")
+            t0 = time.perf_counter()
+            client.patch(helpers.AIDataPolicy, "target", {"spec": {"retention": {"maxDays": 7}}}, namespace=ns,
+                         patch_type=PatchType.MERGE)
+            while not _denied(client, probe):
+                if time.perf_counter() - t0 > 30:
+                    raise TimeoutError("tightened policy not enforced within 30 s")
+            samples.append(time.perf_counter() - t0)
+        s = summary(samples)
+        figures[f"reconcile_p50_seconds_{count}_policies"] = s["p50"]
+        figures[f"reconcile_p99_seconds_{count}_policies"] = s["p99"]
+        print(f"  {count} policies: p50 {s['p50'] * 1000:.0f} ms p99 {s['p99'] * 1000:.0f} ms (n={int(s['n'])})")
+    return figures

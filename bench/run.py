@@ -1,0 +1,46 @@
+"""`make bench`: start a local control plane with aidp, run the benchmarks, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from aidp import kube
+from aidp.devcluster import ControlPlane
+from aidp.devcluster.stack import AidpStack
+from bench import admission
+from bench.common import RESULTS, TABLE, save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="aidp-bench-") as tmp:
+        cp = ControlPlane(Path(tmp) / "cp").start()
+        stack = AidpStack(cp, Path(tmp) / "aidp", operator_args=("--resync-seconds", "300"))
+        try:
+            stack.start()
+            client = kube.client(cp.kubeconfig)
+            figures: dict[str, float] = {}
+            t0 = time.monotonic()
+            print("admission overhead (create latency with vs without the webhook):")
+            figures |= admission.admission_overhead(
+                client, str(cp.kubeconfig), rounds=2 if args.quick else 4, per_round=50 if args.quick else 100
+            )
+            print("reconcile latency (policy change -> next violating create denied):")
+            figures |= admission.reconcile_latency(
+                client, counts=(1, 100) if args.quick else (1, 100, 1000), iterations=10 if args.quick else 25
+            )
+            figures["bench_admission_wall_seconds"] = time.monotonic() - t0
+        finally:
+            stack.stop()
+            cp.stop()
+    save(figures)
+    print(f"wrote {RESULTS.relative_to(RESULTS.parents[1])} and {TABLE.relative_to(TABLE.parents[1])}")
+
+
+if __name__ == "__main__":
+    main()
