@@ -28,15 +28,15 @@ testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, h
 	bash hack/testbin.sh
 
 lint: venv testbin ## ruff, mypy --strict, opa check --strict, opa fmt
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
 	$(VENV)/bin/mypy
 	$(OPA) check --strict policies
 	$(OPA) fmt --list --fail policies
 
 fmt: venv testbin ## format Python and Rego
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator tests bench hack
+	$(VENV)/bin/ruff check --fix operator tests bench hack
 	$(OPA) fmt --write policies
 
 test-rego: venv testbin ## opa test (every test must pass) and coverage (>= 90% per file)

@@ -20,9 +20,9 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.types import PatchType
+from tests.integration import helpers
 
 from bench.common import summary
-from tests.integration import helpers
 
 
 def _deployment(ns: str, name: str) -> dict[str, Any]:
@@ -73,7 +73,9 @@ async def _creates(kubeconfig: str, ns: str, prefix: str, n: int, concurrency: i
     return latencies
 
 
-def admission_overhead(client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100) -> dict[str, float]:
+def admission_overhead(
+    client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100
+) -> dict[str, float]:
     governed, plain = "bench-governed", "bench-plain"
     for ns in (governed, plain):
         _ensure_ns(client, ns)
@@ -95,9 +97,11 @@ def admission_overhead(client: Client, kubeconfig: str, *, rounds: int = 4, per_
         figures[f"admission_create_p99_seconds_no_webhook_c{conc}"] = p["p99"]
         figures[f"admission_overhead_p50_ratio_c{conc}"] = g["p50"] / p["p50"]
         figures[f"admission_overhead_p99_ratio_c{conc}"] = g["p99"] / p["p99"]
-        print(f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
-              f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms "
-              f"(n={int(g['n'])}+{int(p['n'])})")
+        print(
+            f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
+            f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms "
+            f"(n={int(g['n'])}+{int(p['n'])})"
+        )
     for ns in (governed, plain):
         client.delete(Namespace, ns)
     return figures
@@ -115,7 +119,9 @@ def _denied(client: Client, obj: dict[str, Any]) -> bool:
 
 def _fill_policies(client: Client, total: int, per_ns: int = 10) -> None:
     """Background policies in their own namespaces, so that `total` policies exist in all."""
-    existing = sum(1 for _ in client.list(helpers.AIDataPolicy, namespace="*"))
+    existing = sum(
+        1 for p in client.list(helpers.AIDataPolicy, namespace="*") if p.metadata.name.startswith("bg-")
+    )
     i = existing
     while i < total:
         ns = f"bench-bg-{i // per_ns:04d}"
@@ -130,7 +136,8 @@ def _quiescent(client: Client, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pending = [
-            p for p in client.list(helpers.AIDataPolicy, namespace="*")
+            p
+            for p in client.list(helpers.AIDataPolicy, namespace="*")
             if (p.get("status") or {}).get("observedGeneration") != p.metadata.generation
         ]
         if not pending:
@@ -139,7 +146,9 @@ def _quiescent(client: Client, timeout: float = 300.0) -> None:
     raise TimeoutError("operator did not catch up with the policies")
 
 
-def reconcile_latency(client: Client, counts: tuple[int, ...] = (1, 100, 1000), iterations: int = 25) -> dict[str, float]:
+def reconcile_latency(
+    client: Client, counts: tuple[int, ...] = (1, 100, 1000), iterations: int = 25
+) -> dict[str, float]:
     ns = "bench-reconcile"
     _ensure_ns(client, ns)
     client.create(helpers.AIDataPolicy(helpers.policy("target", ns)))
@@ -151,14 +160,24 @@ def reconcile_latency(client: Client, counts: tuple[int, ...] = (1, 100, 1000), 
         _quiescent(client)
         samples = []
         for _ in range(iterations):
-            client.patch(helpers.AIDataPolicy, "target", {"spec": {"retention": {"maxDays": 30}}}, namespace=ns,
-                         patch_type=PatchType.MERGE)
+            client.patch(
+                helpers.AIDataPolicy,
+                "target",
+                {"spec": {"retention": {"maxDays": 30}}},
+                namespace=ns,
+                patch_type=PatchType.MERGE,
+            )
             while _denied(client, probe):
                 pass
             helpers.wait_enforced(client, ns, "target")
             t0 = time.perf_counter()
-            client.patch(helpers.AIDataPolicy, "target", {"spec": {"retention": {"maxDays": 7}}}, namespace=ns,
-                         patch_type=PatchType.MERGE)
+            client.patch(
+                helpers.AIDataPolicy,
+                "target",
+                {"spec": {"retention": {"maxDays": 7}}},
+                namespace=ns,
+                patch_type=PatchType.MERGE,
+            )
             while not _denied(client, probe):
                 if time.perf_counter() - t0 > 30:
                     raise TimeoutError("tightened policy not enforced within 30 s")
@@ -166,5 +185,7 @@ def reconcile_latency(client: Client, counts: tuple[int, ...] = (1, 100, 1000), 
         s = summary(samples)
         figures[f"reconcile_p50_seconds_{count}_policies"] = s["p50"]
         figures[f"reconcile_p99_seconds_{count}_policies"] = s["p99"]
-        print(f"  {count} policies: p50 {s['p50'] * 1000:.0f} ms p99 {s['p99'] * 1000:.0f} ms (n={int(s['n'])})")
+        print(
+            f"  {count} policies: p50 {s['p50'] * 1000:.0f} ms p99 {s['p99'] * 1000:.0f} ms (n={int(s['n'])})"
+        )
     return figures

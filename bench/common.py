@@ -13,8 +13,16 @@ TABLE = ROOT / "docs" / "performance.md"
 
 # figure -> (target, direction, description); direction "max" means lower is better
 TARGETS: dict[str, tuple[float, str, str]] = {
-    "admission_overhead_p99_ratio_c1": (1.3, "max", "Deployment create p99 with/without the webhook, 1 client"),
-    "admission_overhead_p99_ratio_c50": (1.3, "max", "Deployment create p99 with/without the webhook, 50 clients"),
+    "admission_overhead_p99_ratio_c1": (
+        1.3,
+        "max",
+        "Deployment create p99 with/without the webhook, 1 client",
+    ),
+    "admission_overhead_p99_ratio_c50": (
+        1.3,
+        "max",
+        "Deployment create p99 with/without the webhook, 50 clients",
+    ),
     "reconcile_p99_seconds_1000_policies": (1.0, "max", "policy change -> next violating create denied, p99"),
 }
 

@@ -36,6 +36,13 @@ class OperatorConfig:
     resync_seconds: float = 30.0
     cert_check_seconds: float = 300.0
     cert_step_seconds: float = 60.0  # least time between two steps of a certificate rotation
+    # egress
+    egress_backend: str = "networkpolicy"  # networkpolicy | cilium | none
+    egress_addresses_file: Path | None = None
+    egress_refresh_seconds: float = 300.0
+    cilium_mode: str = "strict"
+    cilium_sni: bool = True
+    cilium_extra_cidrs: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -31,7 +31,7 @@ class Observation:
     expires: str | None = None
     matched_workloads: int | None = None
     endpoints: tuple[Mapping[str, Any], ...] = ()
-    egress: tuple[str, str, str] = ("Unknown", "NoEgressBackend", "egress rules are not generated yet")
+    egress: tuple[str, str, str] = ("Unknown", "NoEgressBackend", "egress rules are disabled")
 
 
 def _cond(type_: str, status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -76,6 +76,9 @@ def desired(obs: Observation) -> dict[str, Any]:
     elif admission["status"] != "True":
         phase = "Degraded"
         ready = _cond("Ready", "False", admission["reason"], admission["message"], gen)
+    elif egress["status"] == "False":
+        phase = "Degraded"
+        ready = _cond("Ready", "False", egress["reason"], egress["message"], gen)
     else:
         phase = "Active"
         ready = _cond("Ready", "True", "Enforced", "admission rules are enforced", gen)

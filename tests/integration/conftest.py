@@ -27,7 +27,7 @@ def aidp_stack(
     control_plane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AidpStack]:
     """aidp installed on the session's control plane (webhook registered, OPA enforcing)."""
-    stack = AidpStack(control_plane, tmp_path_factory.mktemp("aidp"))
+    stack = AidpStack(control_plane, tmp_path_factory.mktemp("aidp"), operator_args=("--resync-seconds", "5"))
     try:
         stack.start()
     except ControlPlaneError as err:

@@ -54,6 +54,26 @@ def run(
     ] = None,
     resync_seconds: Annotated[float, typer.Option(min=1.0)] = 30.0,
     opa_check_seconds: Annotated[float, typer.Option(min=0.2)] = 2.0,
+    egress_backend: Annotated[
+        str, typer.Option(envvar="AIDP_EGRESS_BACKEND", help="networkpolicy, cilium or none.")
+    ] = "networkpolicy",
+    egress_addresses_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="AIDP_EGRESS_ADDRESSES_FILE", help="YAML: static host addresses and extra CIDRs."
+        ),
+    ] = None,
+    egress_refresh_seconds: Annotated[
+        float, typer.Option(min=1.0, help="DNS refresh of provider hosts.")
+    ] = 300.0,
+    cilium_mode: Annotated[str, typer.Option(help="strict or preserve (see docs/egress.md).")] = "strict",
+    cilium_sni: Annotated[bool, typer.Option(help="Match TLS SNI (serverNames) on provider ports.")] = True,
+    cilium_extra_cidr: Annotated[
+        list[str] | None, typer.Option(help="strict mode: external CIDR governed pods may still reach.")
+    ] = None,
+    cert_step_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Least time between rotation steps.")
+    ] = 60.0,
     log_level: Annotated[str, typer.Option(envvar="AIDP_LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
@@ -63,6 +83,10 @@ def run(
 
     if failure_policy not in ("Fail", "Ignore"):
         raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
+    if egress_backend not in ("networkpolicy", "cilium", "none"):
+        raise typer.BadParameter("must be networkpolicy, cilium or none", param_hint="--egress-backend")
+    if cilium_mode not in ("strict", "preserve"):
+        raise typer.BadParameter("must be strict or preserve", param_hint="--cilium-mode")
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     config = OperatorConfig(
@@ -77,13 +101,23 @@ def run(
         webhook_timeout_seconds=webhook_timeout,
         excluded_namespaces=tuple(exclude_namespace or ()),
         resync_seconds=resync_seconds,
+        egress_backend=egress_backend,
+        egress_addresses_file=egress_addresses_file,
+        egress_refresh_seconds=egress_refresh_seconds,
+        cilium_mode=cilium_mode,
+        cilium_sni=cilium_sni,
+        cilium_extra_cidrs=tuple(cilium_extra_cidr or ()),
+        cert_step_seconds=cert_step_seconds,
     )
+    debug = log_level.upper() == "DEBUG"
     kopf.configure(
-        debug=log_level.upper() == "DEBUG",
-        verbose=log_level.upper() in ("DEBUG", "INFO"),
+        debug=debug,
+        verbose=debug,  # Kopf's per-event handler logs only when debugging
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger().setLevel(log_level.upper())
+    for noisy in ("httpx", "httpx2", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     from aidp.controller import handlers
 
     memo = kopf.Memo(runtime=handlers.Runtime(config))

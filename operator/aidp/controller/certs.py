@@ -8,7 +8,6 @@ import contextlib
 import logging
 import math
 import tempfile
-import time
 from pathlib import Path
 
 from lightkube import AsyncClient

@@ -52,6 +52,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     rt = _runtime(memo)
     settings.posting.level = logging.WARNING
+    # Kopf waits this long for more events of one object before handling them; the reconciler
+    # coalesces bursts itself, so a short window only adds latency
+    settings.batching.batch_window = 0.01
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
@@ -96,6 +99,14 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
     name = body.get("metadata", {}).get("name")
     labelled = (body.get("metadata", {}).get("labels") or {}).get(GOVERNED_LABEL) == "true"
     if labelled != (name in rec.governed):
+        rec.trigger()
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})
+def egress_object_changed(memo: Any, **_: Any) -> None:
+    """A generated NetworkPolicy was edited or deleted: put it back now, not at the next resync."""
+    rec = _runtime(memo).reconciler
+    if rec is not None and rec.egress is not None:
         rec.trigger()
 
 

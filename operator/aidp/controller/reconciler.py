@@ -26,7 +26,11 @@ from aidp import bundle as bundle_mod
 from aidp import render, status, workloads
 from aidp.config import GOVERNED_LABEL, OperatorConfig
 from aidp.controller import events
+from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
+from aidp.egress import backends
+from aidp.egress.model import Backend, EgressContext, EgressSettings
+from aidp.egress.resolver import Resolver, Snapshot
 from aidp.model import Policy, PolicyError
 from aidp.opa_loader import Replica, load_all, revisions
 
@@ -66,6 +70,18 @@ class Reconciler:
         self.matched: dict[tuple[str, str], int] = {}
         self.governed: set[str] = set()
         self.syncs = 0
+        self.resolver = Resolver(config.egress_addresses_file, config.egress_refresh_seconds)
+        self.egress_backend = None if config.egress_backend == "none" else backends.get(config.egress_backend)
+        self.egress = (
+            EgressApplier(client, self.egress_backend, config.all_excluded_namespaces)
+            if self.egress_backend
+            else None
+        )
+        self.egress_settings = EgressSettings(
+            cilium_mode=config.cilium_mode,
+            cilium_sni=config.cilium_sni,
+            extra_cidrs=config.cilium_extra_cidrs,
+        )
 
     # ---- triggers -------------------------------------------------------------------------
     def trigger(self, *, full: bool = False) -> None:
@@ -138,8 +154,9 @@ class Reconciler:
         self.syncs += 1
         governed = {p.namespace for p in policies} - set(self.config.all_excluded_namespaces)
         await self._label_namespaces(governed)
+        egress = await self._egress(policies, full=full)
         await self._count_workloads(objs, parsed, full=full)
-        await self._update_statuses(objs, parsed, result)
+        await self._update_statuses(objs, parsed, result, egress)
         log.info(
             "synced %d policies, revision %s, %d/%d OPA replicas",
             len(policies),
@@ -166,6 +183,18 @@ class Reconciler:
             await self.sync()
         elif self.last and self.last.errors:
             await self.sync()  # every replica is fine again: statuses say so
+
+    # ---- egress -------------------------------------------------------------------------------
+    async def _egress(self, policies: list[Policy], *, full: bool) -> EgressView | None:
+        if self.egress is None or self.egress_backend is None:
+            return None
+        hosts = {e.host for p in policies for e in p.endpoints}
+        snapshot = await self.resolver.snapshot(hosts, force=False)
+        today = dt.datetime.now(dt.UTC).date()
+        applied = await self.egress.reconcile(
+            policies, EgressContext(snapshot.book, today, self.egress_settings)
+        )
+        return EgressView(self.egress_backend, snapshot, applied, today)
 
     # ---- durable copy ---------------------------------------------------------------------
     async def _save_durable(self, b: bundle_mod.Bundle) -> None:
@@ -233,44 +262,55 @@ class Reconciler:
         objs: list[dict[str, Any]],
         parsed: Mapping[tuple[str, str], Policy | PolicyError],
         result: SyncResult,
+        egress: EgressView | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         live = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
         self.matched = {k: v for k, v in self.matched.items() if k in live}
+        patches = []
         for obj in objs:
             meta = obj["metadata"]
             key = (meta["namespace"], meta["name"])
             p = parsed[key]
             review_date = p.spec.review.expires if isinstance(p, Policy) else None
             expires = review_date.isoformat() if review_date else None
+            current = obj.get("status") or {}
+            generation = int(meta.get("generation") or 0)
             obs = status.Observation(
-                generation=int(meta.get("generation") or 0),
-                revision=result.revision,
+                generation=generation,
+                revision=_revision_for(current, generation, result),
                 invalid=str(p) if isinstance(p, PolicyError) else None,
                 replicas=result.replicas,
                 load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
                 expires=expires,
                 matched_workloads=self.matched.get(key),
-                endpoints=tuple(e.to_dict() for e in p.endpoints) if isinstance(p, Policy) else (),
+                endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else _plain_endpoints(p),
+                egress=egress.condition(p) if egress and isinstance(p, Policy) else _NO_EGRESS,
             )
-            current = obj.get("status") or {}
             new = status.patch(current, status.desired(obs), now)
-            if new is None:
-                continue
-            try:
-                await self.client.patch(
-                    AIDataPolicy.Status,
-                    meta["name"],
-                    {"status": new},
-                    namespace=meta["namespace"],
-                    patch_type=_MERGE,
-                )
-            except ApiError as err:
-                if err.status.code == 404:
-                    continue
-                raise
-            await self._event_on_transition(obj, current, new)
+            if new is not None:
+                patches.append((obj, current, new))
+        limit = asyncio.Semaphore(16)
+
+        async def apply(obj: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]) -> None:
+            meta = obj["metadata"]
+            async with limit:
+                try:
+                    await self.client.patch(
+                        AIDataPolicy.Status,
+                        meta["name"],
+                        {"status": new},
+                        namespace=meta["namespace"],
+                        patch_type=_MERGE,
+                    )
+                except ApiError as err:
+                    if err.status.code == 404:
+                        return
+                    raise
+                await self._event_on_transition(obj, current, new)
+
+        await asyncio.gather(*(apply(*args) for args in patches))
 
     async def _event_on_transition(
         self, obj: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
@@ -287,6 +327,73 @@ class Reconciler:
         cond = next(c for c in new["conditions"] if c["type"] == "Ready")
         kind = "Normal" if after[0] == "True" else "Warning"
         await events.post(self.client, obj, kind, after[1], cond["message"])
+
+
+def _revision_for(current: Mapping[str, Any], generation: int, result: SyncResult) -> str:
+    """The bundle revision that first enforced this generation of the policy.
+
+    A change to one policy makes a new bundle revision, but the other policies' statuses stay as
+    they are: 1,000 policies do not mean 1,000 status writes for every change.
+    """
+    previous = current.get("revision")
+    enforced = any(
+        c.get("type") == "AdmissionEnforced" and c.get("status") == "True"
+        for c in current.get("conditions") or []
+    )
+    if previous and enforced and current.get("observedGeneration") == generation and not result.errors:
+        return str(previous)
+    return result.revision
+
+
+_NO_EGRESS = ("Unknown", "NoEgressBackend", "egress rules are disabled (--egress-backend none)")
+
+
+def _plain_endpoints(p: Policy | PolicyError) -> tuple[dict[str, Any], ...]:
+    return tuple(e.to_dict() for e in p.endpoints) if isinstance(p, Policy) else ()
+
+
+@dataclass(frozen=True)
+class EgressView:
+    """What one sync did about egress, as each policy's status shows it."""
+
+    backend: Backend
+    snapshot: Snapshot
+    applied: EgressResult
+    today: dt.date
+
+    def endpoints(self, p: Policy) -> tuple[dict[str, Any], ...]:
+        out = []
+        for e in p.endpoints:
+            entry = e.to_dict()
+            if self.backend.ip_based:
+                entry["addresses"] = list(self.snapshot.book.cidrs(e.host))
+            out.append(entry)
+        return tuple(out)
+
+    def condition(self, p: Policy) -> tuple[str, str, str]:
+        if p.expired(self.today):
+            return ("False", "Expired", "the review expired: its workloads get no egress to the AI endpoints")
+        names = self.applied.by_policy.get((p.namespace, p.name), [])
+        failed = [
+            f"{k}: {v}"
+            for k, v in self.applied.errors.items()
+            if k.split("/")[0] in (p.namespace, *self._kinds)
+        ]
+        if failed:
+            return ("False", "ApplyFailed", "; ".join(failed)[:1000])
+        where = f"{self.backend.name} {', '.join(names)}"
+        if self.backend.ip_based:
+            problems = self.snapshot.problems([e.host for e in p.endpoints])
+            if any(m.startswith("no addresses") for m in problems):
+                return ("False", "AddressesUnknown", "; ".join(problems))
+            if problems:
+                return ("True", "LastKnownAddresses", f"{where}; " + "; ".join(problems))
+        targets = ", ".join(f"{e.host}:{e.port}" for e in p.endpoints)
+        return ("True", "Applied", f"{where} allows egress to {targets}")
+
+    @property
+    def _kinds(self) -> tuple[str, ...]:
+        return ("NetworkPolicy", "CiliumNetworkPolicy")
 
 
 async def _noop() -> None:

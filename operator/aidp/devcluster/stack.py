@@ -26,6 +26,18 @@ from aidp.devcluster.procs import Process, free_port
 from aidp.opa_loader import Replica, revision_of
 from aidp.paths import crds_dir
 
+# TEST-NET-3 and documentation IPv6 addresses stand in for the provider's (RFC 5737, RFC 3849)
+DEMO_ADDRESSES = """\
+# host -> addresses used in place of DNS (edit to move the egress rules; re-read on every sync)
+static:
+  api.openai.com: [203.0.113.10, 203.0.113.11, "2001:db8::10"]
+  us.api.openai.com: [203.0.113.20]
+  eu.api.openai.com: [203.0.113.30, "2001:db8::30"]
+  au.api.openai.com: [203.0.113.40]
+  in.api.openai.com: [203.0.113.50]
+  jp.api.openai.com: [203.0.113.60]
+"""
+
 
 def _aidp(*args: str) -> list[str]:
     return [sys.executable, "-m", "aidp.cli.main", *args]
@@ -49,6 +61,11 @@ class AidpStack:
         return self.state_dir / "opa" / "token"
 
     @property
+    def addresses_file(self) -> Path:
+        """Static provider addresses for the egress rules (this machine has no route to the real ones)."""
+        return self.state_dir / "egress-addresses.yaml"
+
+    @property
     def tls_dir(self) -> Path:
         return self.state_dir / "opa" / "tls"
 
@@ -66,6 +83,8 @@ class AidpStack:
         self.opa_port = self.opa_port or saved.get("opa") or free_port()
         self.opa_diagnostic_port = self.opa_diagnostic_port or saved.get("opa-diagnostic") or free_port()
         ports.write_text(json.dumps({"opa": self.opa_port, "opa-diagnostic": self.opa_diagnostic_port}))
+        if not self.addresses_file.is_file():
+            self.addresses_file.write_text(DEMO_ADDRESSES)
 
     def install(self) -> None:
         client = kube.client(self.cp.kubeconfig)

@@ -1,0 +1,101 @@
+"""Applying egress objects: server-side apply of what the backend renders, deletion of the rest.
+
+Drift (a generated object edited or deleted) is repaired on the next sync: every sync compares the
+live managed objects with the rendered ones. User-written objects are never touched: only objects
+labelled `app.kubernetes.io/managed-by: aidp` with an aidp egress role are listed or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+
+from aidp.config import MANAGED_BY
+from aidp.controller.resources import list_all, to_dict
+from aidp.egress import backends
+from aidp.egress.model import POLICY_LABEL, ROLE_LABEL, Backend, EgressContext
+from aidp.model import Policy
+
+log = logging.getLogger("aidp.egress")
+
+
+def resource_for(group: str, version: str, plural: str, kind: str) -> Any:
+    return create_namespaced_resource(group, version, kind, plural)
+
+
+def covers(want: Any, have: Any) -> bool:
+    """True when every field set in `want` has the same value in `have` (server defaults ignored)."""
+    if isinstance(want, Mapping):
+        return isinstance(have, Mapping) and all(covers(v, have.get(k)) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(want) == len(have) and all(map(covers, want, have))
+    return bool(want == have)
+
+
+@dataclass
+class EgressResult:
+    applied: int = 0
+    deleted: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # "ns/name" of the object -> error
+    by_policy: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # policy -> object names
+
+
+class EgressApplier:
+    def __init__(self, client: AsyncClient, backend: Backend, excluded: Sequence[str]) -> None:
+        self.client = client
+        self.backend = backend
+        self.excluded = tuple(excluded)
+        kinds = {"networkpolicies": "NetworkPolicy", "ciliumnetworkpolicies": "CiliumNetworkPolicy"}
+        self.resources = {kinds[p]: resource_for(g, v, p, kinds[p]) for g, v, p in backend.kinds}
+
+    async def reconcile(self, policies: Sequence[Policy], ctx: EgressContext) -> EgressResult:
+        desired = backends.render_all(self.backend, policies, ctx, self.excluded)
+        result = EgressResult()
+        want = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in desired}
+        for obj in desired:
+            pol = obj["metadata"]["labels"].get(POLICY_LABEL)
+            if pol:
+                result.by_policy.setdefault((obj["metadata"]["namespace"], pol), []).append(
+                    obj["metadata"]["name"]
+                )
+        live: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind, res in self.resources.items():
+            selector = {**MANAGED_BY, ROLE_LABEL: None}
+            try:
+                async for item in list_all(self.client, res, labels=selector):
+                    d = to_dict(item)
+                    live[(kind, d["metadata"]["namespace"], d["metadata"]["name"])] = d
+            except ApiError as err:
+                result.errors[kind] = f"cannot list {kind}: {err.status.message}"
+                return result
+        for key, obj in want.items():
+            current = live.get(key)
+            if (
+                current is not None
+                and covers(obj["spec"], current.get("spec"))
+                and covers(obj["metadata"], current.get("metadata"))
+            ):
+                continue
+            try:
+                await self.client.apply(
+                    self.resources[key[0]].from_dict(obj), field_manager="aidp", force=True
+                )
+                result.applied += 1
+            except ApiError as err:
+                result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+        for key in sorted(set(live) - set(want)):
+            try:
+                await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
+                result.deleted += 1
+            except ApiError as err:
+                if err.status.code != 404:
+                    result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+        if result.applied or result.deleted:
+            log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
+        return result

@@ -1,0 +1,6 @@
+"""Egress rules: only approved workloads reach their AI endpoints (CONTRACT section 4).
+
+`render` (pure) turns the policies of one namespace into backend objects; `resolver` keeps the
+provider addresses the IP-based backends need; the operator applies the objects with server-side
+apply and repairs drift.
+"""

@@ -1,0 +1,36 @@
+"""The egress backends by name, and rendering every governed namespace with one of them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aidp.egress.cilium import CiliumBackend
+from aidp.egress.model import Backend, EgressContext
+from aidp.egress.networkpolicy import NetworkPolicyBackend
+from aidp.model import Policy
+
+BACKENDS: dict[str, Backend] = {"networkpolicy": NetworkPolicyBackend(), "cilium": CiliumBackend()}
+DEFAULT = "networkpolicy"
+
+
+def get(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown egress backend {name!r}; one of: {', '.join(sorted(BACKENDS))}") from None
+
+
+def render_all(
+    backend: Backend, policies: Iterable[Policy], ctx: EgressContext, excluded: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Objects for every governed namespace (a namespace with at least one policy, not excluded)."""
+    by_ns: dict[str, list[Policy]] = defaultdict(list)
+    for p in policies:
+        if p.namespace not in excluded:
+            by_ns[p.namespace].append(p)
+    out: list[dict[str, Any]] = []
+    for ns in sorted(by_ns):
+        out.extend(backend.render(ns, sorted(by_ns[ns], key=lambda p: p.name), ctx))
+    return out

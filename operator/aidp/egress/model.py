@@ -1,0 +1,109 @@
+"""What every egress backend renders from: policies, addresses, the date, and backend settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aidp.config import MANAGED_BY
+from aidp.model import Endpoint, Policy
+
+BASELINE_NAME = "aidp-egress-baseline"
+POLICY_LABEL = "aidp.io/policy"
+ROLE_LABEL = "aidp.io/egress-role"
+
+
+def policy_object_name(policy: Policy) -> str:
+    return f"aidp-egress-{policy.name}"[:253]
+
+
+@dataclass(frozen=True)
+class AddressBook:
+    """Addresses (IPv4 and IPv6, as single-address CIDRs) per endpoint host."""
+
+    by_host: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def cidrs(self, host: str) -> tuple[str, ...]:
+        return self.by_host.get(host, ())
+
+    def split(self, hosts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """All CIDRs of `hosts`, IPv4 and IPv6 apart, sorted and without duplicates."""
+        v4: set[str] = set()
+        v6: set[str] = set()
+        for host in hosts:
+            for cidr in self.cidrs(host):
+                (v4 if ipaddress.ip_network(cidr, strict=False).version == 4 else v6).add(cidr)
+        return sorted(v4, key=_net_key), sorted(v6, key=_net_key)
+
+
+def _net_key(cidr: str) -> tuple[int, int]:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return int(net.network_address), net.prefixlen
+
+
+def as_cidr(address: str) -> str:
+    """An address or CIDR as a CIDR string (`203.0.113.7` -> `203.0.113.7/32`)."""
+    return str(ipaddress.ip_network(address, strict=False))
+
+
+@dataclass(frozen=True)
+class EgressSettings:
+    """Backend options (operator flags; `aidp render` defaults)."""
+
+    cilium_mode: str = (
+        "strict"  # strict: governed pods get cluster + DNS + extras; preserve: world minus provider IPs
+    )
+    cilium_sni: bool = True  # add serverNames (TLS SNI) to the provider port rules
+    extra_cidrs: tuple[str, ...] = ()  # cilium strict mode: external CIDRs every governed pod may still reach
+    dns_namespace: str = "kube-system"
+    dns_labels: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+
+
+@dataclass(frozen=True)
+class EgressContext:
+    addresses: AddressBook
+    today: dt.date
+    settings: EgressSettings = field(default_factory=EgressSettings)
+
+
+class Backend(Protocol):
+    name: str
+    ip_based: bool  # True when the rules hold addresses (then status.endpoints lists them)
+    kinds: tuple[tuple[str, str, str], ...]  # (group, version, plural) of the objects it manages
+
+    def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
+        """Every object this backend wants in `namespace` for its (non-empty) list of policies."""
+        ...
+
+
+def active(policies: Sequence[Policy], today: dt.date) -> list[Policy]:
+    """Policies that grant egress: all but the Expired ones (the enforcement mode does not matter)."""
+    return [p for p in policies if not p.expired(today)]
+
+
+def all_endpoints(policies: Sequence[Policy]) -> list[Endpoint]:
+    seen: dict[tuple[str, int], Endpoint] = {}
+    for p in policies:
+        for e in p.endpoints:
+            seen.setdefault((e.host, e.port), e)
+    return list(seen.values())
+
+
+def metadata(
+    name: str, namespace: str, owners: Sequence[Policy], role: str, policy: str | None = None
+) -> dict[str, Any]:
+    labels = {**MANAGED_BY, ROLE_LABEL: role}
+    if policy:
+        labels[POLICY_LABEL] = policy
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    refs = [
+        {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy", "name": p.name, "uid": p.uid}
+        for p in sorted(owners, key=lambda p: p.name)
+        if p.uid
+    ]
+    if refs:
+        meta["ownerReferences"] = refs
+    return meta

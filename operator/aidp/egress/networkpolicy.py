@@ -1,0 +1,85 @@
+"""The `networkpolicy` backend: plain Kubernetes NetworkPolicy, enforced by any conforming CNI.
+
+NetworkPolicy has no DNS names and no deny rules; allow rules add up. So, per governed namespace:
+
+- `aidp-egress-baseline` selects every pod and allows all egress except the provider addresses:
+  every pod in the cluster (`namespaceSelector: {}`, so cluster DNS keeps working), and
+  `0.0.0.0/0` / `::/0` with the provider addresses cut out (`except`).
+- `aidp-egress-<policy>` selects the policy's workloads and allows TCP to each of its endpoints'
+  addresses on the endpoint's port. Expired policies get none.
+
+Limits (docs/egress.md): the addresses are resolved by the operator and can be shared with other
+sites (a CDN): cutting them out of the baseline also blocks those sites for unapproved pods, and
+allowing them lets approved pods reach those sites on the endpoint's port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aidp.egress.model import (
+    BASELINE_NAME,
+    EgressContext,
+    active,
+    all_endpoints,
+    metadata,
+    policy_object_name,
+)
+from aidp.model import Policy
+
+
+def _ip_block(cidr: str, cut: list[str]) -> dict[str, Any]:
+    block: dict[str, Any] = {"cidr": cidr}
+    if cut:
+        block["except"] = cut
+    return {"ipBlock": block}
+
+
+class NetworkPolicyBackend:
+    name: str = "networkpolicy"
+    ip_based: bool = True
+    kinds: tuple[tuple[str, str, str], ...] = (("networking.k8s.io", "v1", "networkpolicies"),)
+
+    def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
+        hosts = [e.host for e in all_endpoints(policies)]
+        v4, v6 = ctx.addresses.split(hosts)
+        baseline = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(BASELINE_NAME, namespace, policies, "baseline"),
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {"to": [{"namespaceSelector": {}}, _ip_block("0.0.0.0/0", v4), _ip_block("::/0", v6)]}
+                ],
+            },
+        }
+        objects = [baseline]
+        for policy in sorted(active(policies, ctx.today), key=lambda p: p.name):
+            rules = []
+            for endpoint in policy.endpoints:
+                cidrs = ctx.addresses.cidrs(endpoint.host)
+                if cidrs:
+                    rules.append(
+                        {
+                            "to": [{"ipBlock": {"cidr": c}} for c in sorted(cidrs)],
+                            "ports": [{"protocol": "TCP", "port": endpoint.port}],
+                        }
+                    )
+            objects.append(
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": metadata(
+                        policy_object_name(policy), namespace, [policy], "approved", policy.name
+                    ),
+                    "spec": {
+                        "podSelector": policy.spec.workload_selector.to_dict(),
+                        "policyTypes": ["Egress"],
+                        "egress": rules,
+                    },
+                }
+            )
+        return objects
