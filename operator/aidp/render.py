@@ -8,17 +8,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
 from aidp import paths as aidp_paths
+from aidp.egress import backends as egress_backends
+from aidp.egress.model import AddressBook, EgressContext
 from aidp.model import API_VERSION, DEFAULT_EXCLUDED_NAMESPACES, KIND, Policy, PolicyError, split_api_version
 
 DATA_PATH: Final = "aidp"  # OPA data path of the rendered document: data.aidp
@@ -148,26 +151,7 @@ def _dependency_order(modules: Mapping[str, str]) -> list[str]:
 
 # --- render --------------------------------------------------------------------------------------
 
-EgressBackend = Callable[[Sequence[Policy]], list[dict[str, Any]]]
-
-
-def _no_egress_objects(policies: Sequence[Policy]) -> list[dict[str, Any]]:
-    """Placeholder until the backend renders its egress objects."""
-    del policies
-    return []
-
-
-# Egress backends by name: each turns the policies into the objects it would create. A backend
-# module adds itself with register_backend(); render_objects appends its objects after the OPA ones.
-EGRESS_BACKENDS: dict[str, EgressBackend] = {
-    "networkpolicy": _no_egress_objects,
-    "cilium": _no_egress_objects,
-}
 DEFAULT_BACKEND: Final = "networkpolicy"
-
-
-def register_backend(name: str, backend: EgressBackend) -> None:
-    EGRESS_BACKENDS[name] = backend
 
 
 def render_objects(
@@ -176,16 +160,22 @@ def render_objects(
     backend: str = DEFAULT_BACKEND,
     excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
     policies_dir: Path | None = None,
+    egress: EgressContext | None = None,
 ) -> list[dict[str, Any]]:
-    """Every object generated for the policies: OPA modules, the OPA data document, egress objects."""
-    if backend not in EGRESS_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known backends: {', '.join(sorted(EGRESS_BACKENDS))}")
+    """Every object generated for the policies: OPA modules, the OPA data document, egress objects.
+
+    `egress` carries the provider addresses (IP-based backends), today's date (expired policies
+    get no egress) and backend settings; without it: no addresses, today (UTC), defaults.
+    """
+    egress_backend = egress_backends.get(backend)
+    excluded = list(excluded_namespaces)
+    ctx = egress or EgressContext(AddressBook(), dt.datetime.now(dt.UTC).date())
     objects: list[dict[str, Any]] = [
         {"kind": "OPAModule", "id": policy_id, "rego": source}
         for policy_id, source in policy_modules(policies_dir).items()
     ]
-    objects.append({"kind": "OPAData", "path": DATA_PATH, "data": render_data(policies, excluded_namespaces)})
-    objects.extend(EGRESS_BACKENDS[backend](policies))
+    objects.append({"kind": "OPAData", "path": DATA_PATH, "data": render_data(policies, excluded)})
+    objects.extend(egress_backends.render_all(egress_backend, policies, ctx, excluded))
     return objects
 
 

@@ -160,26 +160,23 @@ def test_policy_modules_skip_tests_and_authz_and_order_dependencies(tmp_path: Pa
 
 def test_render_objects() -> None:
     objects = render.render_objects(policies())
-    assert [o["kind"] for o in objects] == ["OPAModule"] * 4 + ["OPAData"]
+    kinds = [o["kind"] for o in objects]
+    assert kinds[:5] == ["OPAModule"] * 4 + ["OPAData"]
     assert objects[0] == {
         "kind": "OPAModule",
         "id": "aidp/selector.rego",
         "rego": render.policy_modules()["aidp/selector.rego"],
     }
-    assert objects[-1] == {"kind": "OPAData", "path": "aidp", "data": render.render_data(policies())}
-    with pytest.raises(ValueError, match="unknown backend 'nope'; known backends: cilium, networkpolicy"):
+    assert objects[4] == {"kind": "OPAData", "path": "aidp", "data": render.render_data(policies())}
+    # then the default backend's egress objects: a baseline per governed namespace and one per policy
+    assert set(kinds[5:]) == {"NetworkPolicy"}
+    with pytest.raises(ValueError, match="unknown egress backend 'nope'; one of: cilium, networkpolicy"):
         render.render_objects(policies(), backend="nope")
 
 
-def test_backend_hook_appends_egress_objects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "EGRESS_BACKENDS", dict(render.EGRESS_BACKENDS))
-
-    def fake(ps: Any) -> list[dict[str, Any]]:
-        return [{"kind": "NetworkPolicy", "count": len(ps)}]
-
-    render.register_backend("fake", fake)
-    objects = render.render_objects(policies(), backend="fake")
-    assert objects[-1] == {"kind": "NetworkPolicy", "count": 2}
+def test_render_objects_for_the_cilium_backend() -> None:
+    objects = render.render_objects(policies(), backend="cilium")
+    assert {o["kind"] for o in objects[5:]} == {"CiliumNetworkPolicy"}
 
 
 # --- manifests -----------------------------------------------------------------------------------
@@ -287,4 +284,4 @@ def test_render_command_bad_input(tmp_path: Path) -> None:
     (good / "p.yaml").write_text(POLICY_YAML)
     backend = runner.invoke(app(), ["render", "-f", str(good), "--backend", "nope"])
     assert backend.exit_code == 2
-    assert "unknown backend 'nope'" in backend.stderr
+    assert "unknown egress backend 'nope'" in backend.stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +13,8 @@ import yaml
 
 from aidp import check as checking
 from aidp import render as rendering
+from aidp.egress.model import AddressBook, EgressContext, EgressSettings
+from aidp.egress.resolver import load_overrides
 from aidp.model import PolicyError
 
 EXIT_DENIED = 1
@@ -74,15 +78,35 @@ def render(
     output: Annotated[
         RenderFormat, typer.Option("--output", "-o", help="Output format.")
     ] = RenderFormat.yaml,
+    addresses_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--addresses-file", help="YAML of provider addresses (as `aidp run --egress-addresses-file`)."
+        ),
+    ] = None,
+    cilium_mode: Annotated[str, typer.Option(help="cilium backend: strict or preserve.")] = "strict",
+    cilium_sni: Annotated[bool, typer.Option(help="cilium backend: match TLS SNI.")] = True,
 ) -> None:
     """Print every object generated for the AIDataPolicies in the files.
 
-    OPA modules, the OPA data document and egress objects. No cluster needed; deterministic.
+    OPA modules, the OPA data document and egress objects. No cluster and no DNS needed:
+    IP-based backends take the provider addresses from --addresses-file. Deterministic.
     """
     try:
         manifests = rendering.load_manifests(filename)
         policies = rendering.policies_from_manifests(manifests)
-        objects = rendering.render_objects(policies, backend=backend)
+        static, extra = load_overrides(addresses_file)
+        if addresses_file is not None and not addresses_file.is_file():
+            raise OSError(f"{addresses_file}: no such file")
+        book = AddressBook(
+            {h: tuple(sorted(set(static.get(h, ())) | set(extra.get(h, ())))) for h in {*static, *extra}}
+        )
+        ctx = EgressContext(
+            book,
+            dt.datetime.now(dt.UTC).date(),
+            EgressSettings(cilium_mode=cilium_mode, cilium_sni=cilium_sni),
+        )
+        objects = rendering.render_objects(policies, backend=backend, egress=ctx)
     except (rendering.ManifestError, PolicyError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
     if output is RenderFormat.json:

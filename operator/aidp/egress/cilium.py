@@ -25,6 +25,7 @@ from aidp.egress.model import (
     all_endpoints,
     metadata,
     policy_object_name,
+    selector,
 )
 from aidp.model import Policy
 
@@ -80,7 +81,6 @@ class CiliumBackend:
                 if s.cilium_sni:
                     port_rule["serverNames"] = [endpoint.host]
                 egress.append({"toFQDNs": [{"matchName": endpoint.host}], "toPorts": [port_rule]})
-            selector = policy.spec.workload_selector.to_dict()
             objects.append(
                 {
                     "apiVersion": API_VERSION,
@@ -89,7 +89,7 @@ class CiliumBackend:
                         policy_object_name(policy), namespace, [policy], "approved", policy.name
                     ),
                     "spec": {
-                        "endpointSelector": {k: v for k, v in selector.items() if v},
+                        "endpointSelector": selector(policy),
                         "egress": [_dns_rule(ctx), *egress],
                     },
                 }

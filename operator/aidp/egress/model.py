@@ -92,6 +92,11 @@ def all_endpoints(policies: Sequence[Policy]) -> list[Endpoint]:
     return list(seen.values())
 
 
+def selector(policy: Policy) -> dict[str, Any]:
+    """The policy's workload selector with empty parts left out (as the API server stores it)."""
+    return {k: v for k, v in policy.spec.workload_selector.to_dict().items() if v}
+
+
 def metadata(
     name: str, namespace: str, owners: Sequence[Policy], role: str, policy: str | None = None
 ) -> dict[str, Any]:

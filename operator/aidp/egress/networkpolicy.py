@@ -25,6 +25,7 @@ from aidp.egress.model import (
     all_endpoints,
     metadata,
     policy_object_name,
+    selector,
 )
 from aidp.model import Policy
 
@@ -60,11 +61,11 @@ class NetworkPolicyBackend:
         for policy in sorted(active(policies, ctx.today), key=lambda p: p.name):
             rules = []
             for endpoint in policy.endpoints:
-                cidrs = ctx.addresses.cidrs(endpoint.host)
-                if cidrs:
+                v4, v6 = ctx.addresses.split([endpoint.host])
+                if v4 or v6:
                     rules.append(
                         {
-                            "to": [{"ipBlock": {"cidr": c}} for c in sorted(cidrs)],
+                            "to": [{"ipBlock": {"cidr": c}} for c in (*v4, *v6)],
                             "ports": [{"protocol": "TCP", "port": endpoint.port}],
                         }
                     )
@@ -76,7 +77,7 @@ class NetworkPolicyBackend:
                         policy_object_name(policy), namespace, [policy], "approved", policy.name
                     ),
                     "spec": {
-                        "podSelector": policy.spec.workload_selector.to_dict(),
+                        "podSelector": selector(policy),
                         "policyTypes": ["Egress"],
                         "egress": rules,
                     },
