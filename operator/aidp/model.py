@@ -207,6 +207,23 @@ class LabelSelector:
             r.matches(labels) for r in self.match_expressions
         )
 
+    @classmethod
+    def from_dict(cls, selector: Mapping[str, Any]) -> LabelSelector:
+        """Leniently from a Kubernetes object already accepted by the API server (e.g. a
+        NetworkPolicy's podSelector); unknown shapes match nothing."""
+        labels = selector.get("matchLabels") or {}
+        exprs = selector.get("matchExpressions") or []
+        return cls(
+            tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, Mapping) else (),
+            tuple(
+                LabelSelectorRequirement(
+                    str(e.get("key")), str(e.get("operator")), tuple(map(str, e.get("values") or ()))
+                )
+                for e in exprs
+                if isinstance(e, Mapping)
+            ),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The selector as a Kubernetes object (both keys always present; what the Rego receives)."""
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aidp import __version__
-from aidp.cli import dev, operator_cmds, policy
+from aidp.cli import audit_cmd, dev, operator_cmds, policy
 
 app = typer.Typer(
     name="aidp",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(dev.app, name="dev")
 policy.register(app)
 operator_cmds.register(app)
+audit_cmd.register(app)
 
 
 @app.command()

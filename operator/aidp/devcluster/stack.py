@@ -125,6 +125,8 @@ class AidpStack:
             HOST,
             "--opa-check-seconds",
             "0.5",
+            "--egress-addresses-file",
+            str(self.addresses_file),
             *self.operator_args,
             *extra,
         )

@@ -1,0 +1,1 @@
+"""Cluster audit: who talks to AI, under which terms, and the evidence (CONTRACT section 5)."""

@@ -1,0 +1,262 @@
+"""The audit: workloads as they exist, judged by the admission Rego (evaluated by OPA), plus the
+findings only a cluster-wide view can give (shadow AI, egress bypass, credential exposure).
+
+`Auditor` is fed pages of objects (at most 500 at a time) and keeps only what the report needs,
+so memory follows the page size, not the cluster size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aidp.audit import netpol
+from aidp.audit.rbac import RbacIndex
+from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
+from aidp.check import admission_review
+from aidp.model import Policy, checked_kind
+from aidp.workloads import is_top_level, pod_template
+
+# decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
+Evaluate = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
+
+AI_ENV = re.compile(r"^(OPENAI_|AZURE_OPENAI_)[A-Z0-9_]*$")
+AI_CREDENTIAL_ENV = re.compile(r"^(OPENAI_API_KEY|OPENAI_KEY|AZURE_OPENAI_(API_)?KEY)$")
+PROVIDER_HOST = re.compile(
+    r"(?<![a-z0-9.-])((?:[a-z0-9-]+\.)?api\.openai\.com|[a-z0-9-]+\.openai\.azure\.com)(?![a-z0-9-])"
+)
+EXPIRING_DAYS = 30
+
+VIOLATION_SEVERITY = {"deny": "high", "warn": "medium", "dryrun": "low"}
+
+
+def ai_references(spec: Mapping[str, Any]) -> list[str]:
+    """Why a pod spec looks like it talks to an AI provider: env names and values naming one."""
+    found: list[str] = []
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for env in container.get("env") or []:
+            name = str(env.get("name") or "")
+            if AI_ENV.match(name):
+                found.append(f"env {name}")
+            value = env.get("value")
+            if isinstance(value, str) and (m := PROVIDER_HOST.search(value.lower())):
+                found.append(f"env {name} names {m.group(1)}")
+        for arg in [*(container.get("args") or []), *(container.get("command") or [])]:
+            if isinstance(arg, str) and (m := PROVIDER_HOST.search(arg.lower())):
+                found.append(f"argument names {m.group(1)}")
+    return sorted(set(found))
+
+
+def credential_secrets(spec: Mapping[str, Any]) -> set[str]:
+    """Secrets the pod takes AI credentials from (names only; values are never read)."""
+    out: set[str] = set()
+    talks_ai = bool(ai_references(spec))
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for env in container.get("env") or []:
+            ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+            if ref and AI_CREDENTIAL_ENV.match(str(env.get("name") or "")):
+                out.add(str(ref))
+        if talks_ai:
+            for src in container.get("envFrom") or []:
+                ref = (src.get("secretRef") or {}).get("name")
+                if ref:
+                    out.add(str(ref))
+    return out
+
+
+@dataclass
+class Auditor:
+    evaluate: Evaluate
+    policies: Sequence[Policy]
+    today: dt.date
+    network_policies: Sequence[Mapping[str, Any]] = ()
+    rbac: RbacIndex | None = None
+    addresses: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (ns, host) -> CIDRs
+    scope: str = "cluster"
+    report: AuditReport = field(init=False)
+    per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.report = AuditReport(generated_at=now, scope=self.scope)
+        self._by_ns: dict[str, list[Policy]] = {}
+        for p in self.policies:
+            self._by_ns.setdefault(p.namespace, []).append(p)
+            self.per_policy[(p.namespace, p.name)] = {"matched": 0, "violating": 0}
+
+    # ---- workloads ----------------------------------------------------------------------------
+    def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Audit one page of workloads of any checked kinds."""
+        batch: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        for obj in objects:
+            kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
+            if kind is None or not is_top_level(obj):
+                continue
+            review = admission_review(obj, kind, str(uuid.uuid4()))
+            batch.append((obj, review))
+        if not batch:
+            return
+        decisions = self.evaluate([r for _, r in batch])
+        for (obj, _), decision in zip(batch, decisions, strict=True):
+            self._workload(obj, decision)
+
+    def _workload(self, obj: Mapping[str, Any], decision: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        ns, name, kind = (
+            str(meta.get("namespace") or "default"),
+            str(meta.get("name") or ""),
+            str(obj["kind"]),
+        )
+        tpl = pod_template(obj)
+        labels = tpl.labels if tpl else {}
+        spec = tpl.spec if tpl else {}
+        tally = self.report.namespaces.setdefault(ns, NamespaceTally())
+        tally.workloads += 1
+        self.report.workloads += 1
+        selecting = [p for p in self._by_ns.get(ns, []) if p.spec.workload_selector.matches(labels)]
+        active = [p for p in selecting if not p.expired(self.today)]
+        violations = list(decision.get("violations") or [])
+        for p in selecting:
+            self.per_policy[(p.namespace, p.name)]["matched"] += 1
+        for v in violations:
+            self.report.findings.append(
+                Finding(
+                    "policy-violation",
+                    VIOLATION_SEVERITY.get(str(v.get("enforcement")), "high"),
+                    ns,
+                    kind,
+                    name,
+                    str(v.get("message")),
+                    str(v.get("policy")),
+                    str(v.get("rule")),
+                )
+            )
+        for pol in {str(v.get("policy")) for v in violations}:
+            if (ns, pol) in self.per_policy:
+                self.per_policy[(ns, pol)]["violating"] += 1
+        if violations:
+            tally.violating += 1
+            self.report.violating += 1
+        refs = ai_references(spec)
+        if refs and not active:
+            self.report.findings.append(
+                Finding(
+                    "shadow-ai",
+                    "high",
+                    ns,
+                    kind,
+                    name,
+                    f"pod spec references an AI provider ({', '.join(refs)}) but no active AIDataPolicy selects it",
+                )
+            )
+        approved = bool(active) and not violations
+        if approved:
+            tally.approved += 1
+            self.report.approved += 1
+            for p in active:
+                self.report.records.append(self._record(ns, kind, name, p, tpl.annotations if tpl else {}))
+            self._credentials(ns, kind, name, spec, active)
+        elif ns in self._by_ns:
+            self._egress_bypass(ns, kind, name, labels)
+
+    def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, str]) -> ProcessingRecord:
+        days = ann.get("aidp.io/retention-days", "").strip()
+        return ProcessingRecord(
+            namespace=ns,
+            kind=kind,
+            name=name,
+            policy=p.name,
+            purpose=ann.get("aidp.io/purpose", "").strip() or p.spec.purpose,
+            endpoints=[f"{e.host}:{e.port}" for e in p.endpoints],
+            consentBasis=(ann.get("aidp.io/consent-basis", "").strip().lower() or None),
+            retentionDays=int(days) if days.isdigit() else None,
+            dataCategories=sorted(
+                {c.strip().lower() for c in ann.get("aidp.io/data-categories", "").split(",") if c.strip()}
+            ),
+            dataResidency=p.spec.data_residency,
+            approvedBy=p.spec.review.approved_by,
+            expires=p.spec.review.expires.isoformat() if p.spec.review.expires else None,
+        )
+
+    def _credentials(
+        self, ns: str, kind: str, name: str, spec: Mapping[str, Any], active: list[Policy]
+    ) -> None:
+        if self.rbac is None:
+            return
+        allowed_sas = {sa for p in active for sa in p.spec.service_account_names}
+        for secret in sorted(credential_secrets(spec)):
+            for subject in sorted(self.rbac.readers(ns, secret)):
+                if subject.builtin:
+                    continue
+                if (
+                    subject.kind == "ServiceAccount"
+                    and subject.namespace == ns
+                    and subject.name in allowed_sas
+                ):
+                    continue
+                self.report.findings.append(
+                    Finding(
+                        "credential-exposure",
+                        "high" if subject.kind != "ServiceAccount" else "medium",
+                        ns,
+                        kind,
+                        name,
+                        f"{subject} can read Secret {ns}/{secret}, from which this approved workload takes "
+                        "its AI credentials",
+                    )
+                )
+
+    def _egress_bypass(self, ns: str, kind: str, name: str, labels: Mapping[str, str]) -> None:
+        for p in self._by_ns.get(ns, []):
+            for e in p.endpoints:
+                for cidr in self.addresses.get((ns, e.host), ()):
+                    if netpol.egress_allowed(self.network_policies, ns, labels, cidr, e.port):
+                        self.report.findings.append(
+                            Finding(
+                                "egress-bypass",
+                                "high",
+                                ns,
+                                kind,
+                                name,
+                                f"not approved, yet the NetworkPolicies in force let it reach {e.host} "
+                                f"({cidr.split('/')[0]}:{e.port})",
+                                p.name,
+                            )
+                        )
+                        return
+
+    # ---- policies -----------------------------------------------------------------------------
+    def finish(self) -> AuditReport:
+        for p in self.policies:
+            expires = p.spec.review.expires
+            if expires is None:
+                continue
+            if expires < self.today:
+                self.report.findings.append(
+                    Finding(
+                        "review-expired",
+                        "high",
+                        p.namespace,
+                        "AIDataPolicy",
+                        p.name,
+                        f"review expired on {expires.isoformat()}: its workloads are denied and get no egress",
+                        p.name,
+                    )
+                )
+            elif (expires - self.today).days <= EXPIRING_DAYS:
+                self.report.findings.append(
+                    Finding(
+                        "review-expiring",
+                        "low",
+                        p.namespace,
+                        "AIDataPolicy",
+                        p.name,
+                        f"review expires on {expires.isoformat()} ({(expires - self.today).days} days)",
+                        p.name,
+                    )
+                )
+        return self.report

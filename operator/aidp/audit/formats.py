@@ -1,0 +1,382 @@
+"""`aidp audit -o json|markdown|csv|html`: the report (CONTRACT section 5) as text.
+
+Every renderer returns the whole document as a string that ends with a newline; write it
+as is. The HTML report is one self-contained file (inline CSS and SVG, no scripts, no
+external references) that can be opened offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .report import FIXES, SEVERITIES, AuditReport, Finding, NamespaceTally, ProcessingRecord
+
+FORMATS = ("json", "markdown", "csv", "html")
+
+CSV_HEADER = ("type", "severity", "namespace", "kind", "name", "policy", "rule", "message")
+
+# the HTML chart shows at most this many namespaces (those with the most workloads)
+CHART_MAX_NAMESPACES = 40
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_EMPTY = "\u2014"  # em dash for an absent value in Markdown and HTML
+
+
+def render(report: AuditReport, fmt: str) -> str:
+    """The report in format `fmt` (one of FORMATS)."""
+    renderer = _RENDERERS.get(fmt)
+    if renderer is None:
+        raise ValueError(f"unknown audit report format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    return renderer(report)
+
+
+# --- json ------------------------------------------------------------------------------------------
+
+
+def render_json(report: AuditReport) -> str:
+    """`AuditReport.to_dict()`, indented by 2, keys in the contract's order."""
+    return json.dumps(report.to_dict(), indent=2) + "\n"
+
+
+# --- csv -------------------------------------------------------------------------------------------
+
+
+def render_csv(report: AuditReport) -> str:
+    """One row per finding (most severe first) under the header `CSV_HEADER`.
+
+    Quoting follows RFC 4180 (CRLF line ends, fields with commas, quotes or line breaks
+    quoted, quotes doubled); an absent policy or rule is an empty field. The records of
+    processing are not in the CSV: they are in the json, markdown and html formats.
+    """
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, dialect="excel", lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for f in report.sorted_findings():
+        writer.writerow(
+            (f.type, f.severity, f.namespace, f.kind, f.name, f.policy or "", f.rule or "", f.message)
+        )
+    return buf.getvalue()
+
+
+# --- markdown --------------------------------------------------------------------------------------
+
+
+def md_cell(value: object) -> str:
+    """`value` as the text of one GitHub-flavoured Markdown table cell.
+
+    Backslashes, pipes and angle brackets are backslash-escaped (so a message can neither end
+    the cell nor open raw HTML) and line breaks become `<br>`.
+    """
+    if value is None or value == "":
+        return _EMPTY
+    text = str(value)
+    for char in ("\\", "|", "<", ">"):
+        text = text.replace(char, "\\" + char)
+    return "<br>".join(text.splitlines())
+
+
+def _md_table(
+    header: Iterable[str], rows: Iterable[Iterable[object]], right: Iterable[int] = ()
+) -> list[str]:
+    header = list(header)
+    aligned = set(right)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i in aligned else "---" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _joined(values: list[str]) -> str:
+    return ", ".join(values)
+
+
+def render_markdown(report: AuditReport) -> str:
+    findings = report.sorted_findings()
+    out = [
+        "# AI data-processing audit",
+        "",
+        f"- Generated at: {md_cell(report.generated_at)}",
+        f"- Scope: {md_cell(report.scope)}",
+        "",
+        "## Summary",
+        "",
+        *_md_table(
+            ("Workloads", "Approved", "Violating", "Findings"),
+            [(report.workloads, report.approved, report.violating, len(findings))],
+            right=range(4),
+        ),
+        "",
+        *_md_table(("Finding type", "Count"), report.counts().items(), right=(1,)),
+        "",
+        *_md_table(("Severity", "Count"), report.by_severity().items(), right=(1,)),
+        "",
+        "## Findings",
+        "",
+    ]
+    if not findings:
+        out += ["No findings.", ""]
+    for severity, group in _by_severity(findings):
+        out += [f"### {severity.capitalize()} ({len(group)})", ""]
+        out += _md_table(
+            ("Type", "Namespace", "Kind", "Name", "Policy", "Rule", "Message"),
+            [(f.type, f.namespace, f.kind, f.name, f.policy, f.rule, f.message) for f in group],
+        )
+        out += ["", "How to fix:", ""]
+        out += [f"- **{t}**: {FIXES.get(t, '')}" for t in _types(group)]
+        out.append("")
+    out += ["## Records of processing", ""]
+    records = _sorted_records(report.records)
+    if records:
+        out += _md_table(
+            (
+                "Namespace",
+                "Kind",
+                "Name",
+                "Policy",
+                "Purpose",
+                "Endpoints",
+                "Consent basis",
+                "Retention (days)",
+                "Data categories",
+                "Data residency",
+                "Approved by",
+                "Review expires",
+            ),
+            [
+                (
+                    r.namespace,
+                    r.kind,
+                    r.name,
+                    r.policy,
+                    r.purpose,
+                    _joined(r.endpoints),
+                    r.consentBasis,
+                    r.retentionDays,
+                    _joined(r.dataCategories),
+                    r.dataResidency,
+                    r.approvedBy,
+                    r.expires,
+                )
+                for r in records
+            ],
+        )
+    else:
+        out.append("No approved workloads, so no records of processing.")
+    out.append("")
+    return "\n".join(out)
+
+
+# --- html ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str  # approved | violating | other
+    x: float
+    width: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Bar:
+    namespace: str
+    label: str  # the namespace, shortened to fit the label column
+    y: float
+    workloads: int
+    approved: int
+    violating: int
+    other: int
+    segments: tuple[Segment, ...]
+    end_x: float  # where the bar ends (the total is written after it)
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: float
+    value: int
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Geometry of the stacked horizontal bar chart (SVG user units)."""
+
+    width: int
+    height: int
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+    bar_height: int
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    hidden: int  # namespaces not shown
+    hidden_workloads: int
+    total_namespaces: int
+
+
+_CHART_WIDTH = 1000
+_LABEL_WIDTH = 230
+_PLOT_RIGHT = 950  # room for the totals after the longest bar
+_ROW = 24
+_BAR = 16
+_TOP = 44  # legend above the bars
+_AXIS = 44  # tick labels and axis title below
+_LABEL_CHARS = 32
+
+
+def _nice_step(maximum: int, target: int = 8) -> int:
+    raw = max(maximum, 1) / target
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    for m in (1, 2, 5, 10):
+        if m * magnitude >= raw:
+            return max(1, int(m * magnitude))
+    return max(1, int(10 * magnitude))  # pragma: no cover - the loop always returns
+
+
+def _shorten(text: str, limit: int = _LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def build_chart(namespaces: dict[str, NamespaceTally], limit: int = CHART_MAX_NAMESPACES) -> Chart:
+    """Stacked bars (approved, violating, other) for the `limit` namespaces with most workloads."""
+    ranked = sorted(namespaces.items(), key=lambda item: (-item[1].workloads, item[0]))
+    shown, rest = ranked[:limit], ranked[limit:]
+    rows = []
+    for ns, t in shown:
+        approved, violating = max(t.approved, 0), max(t.violating, 0)
+        rows.append((ns, t.workloads, approved, violating, max(t.workloads - approved - violating, 0)))
+    longest = max((a + v + o for _, _, a, v, o in rows), default=0)
+    step = _nice_step(longest)
+    axis_max = max(step, math.ceil(longest / step) * step)
+    scale = (_PLOT_RIGHT - _LABEL_WIDTH) / axis_max
+    bars = []
+    for i, (ns, workloads, approved, violating, other) in enumerate(rows):
+        x = float(_LABEL_WIDTH)
+        segments = []
+        for kind, count in (("approved", approved), ("violating", violating), ("other", other)):
+            if count > 0:
+                width = round(count * scale, 2)
+                segments.append(Segment(kind, round(x, 2), width, count))
+                x += width
+        bars.append(
+            Bar(
+                namespace=ns,
+                label=_shorten(ns),
+                y=_TOP + i * _ROW + (_ROW - _BAR) / 2,
+                workloads=workloads,
+                approved=approved,
+                violating=violating,
+                other=other,
+                segments=tuple(segments),
+                end_x=round(x, 2),
+            )
+        )
+    plot_bottom = _TOP + max(len(rows), 1) * _ROW
+    ticks = tuple(Tick(round(_LABEL_WIDTH + v * scale, 2), v) for v in range(0, axis_max + 1, step))
+    return Chart(
+        width=_CHART_WIDTH,
+        height=plot_bottom + _AXIS,
+        plot_left=_LABEL_WIDTH,
+        plot_right=_PLOT_RIGHT,
+        plot_top=_TOP,
+        plot_bottom=plot_bottom,
+        bar_height=_BAR,
+        bars=tuple(bars),
+        ticks=ticks,
+        hidden=len(rest),
+        hidden_workloads=sum(t.workloads for _, t in rest),
+        total_namespaces=len(ranked),
+    )
+
+
+@dataclass(frozen=True)
+class TypeGroup:
+    type: str
+    fix: str
+    findings: tuple[Finding, ...]
+    has_policy: bool
+
+
+@dataclass(frozen=True)
+class SeverityGroup:
+    severity: str
+    findings: tuple[Finding, ...]
+    types: tuple[TypeGroup, ...]
+
+
+def _by_severity(findings: list[Finding]) -> list[tuple[str, list[Finding]]]:
+    """(severity, findings) for each severity that has findings, most severe first."""
+    groups = [(s, [f for f in findings if f.severity == s]) for s in SEVERITIES]
+    known = [(s, g) for s, g in groups if g]
+    unknown = [f for f in findings if f.severity not in SEVERITIES]
+    return known + ([("unknown", unknown)] if unknown else [])
+
+
+def _types(findings: list[Finding]) -> list[str]:
+    return list(dict.fromkeys(f.type for f in findings))
+
+
+def _severity_groups(report: AuditReport) -> list[SeverityGroup]:
+    out = []
+    for severity, group in _by_severity(report.sorted_findings()):
+        types = []
+        for t in _types(group):
+            of_type = tuple(f for f in group if f.type == t)
+            types.append(TypeGroup(t, FIXES.get(t, ""), of_type, any(f.policy or f.rule for f in of_type)))
+        out.append(SeverityGroup(severity, tuple(group), tuple(types)))
+    return out
+
+
+def _sorted_records(records: list[ProcessingRecord]) -> list[ProcessingRecord]:
+    return sorted(records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(report: AuditReport) -> str:
+    findings = report.sorted_findings()
+    namespaces = sorted(report.namespaces.items())
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            report=report,
+            findings=findings,
+            severities=report.by_severity(),
+            counts=report.counts(),
+            groups=_severity_groups(report),
+            records=_sorted_records(report.records),
+            chart=build_chart(report.namespaces),
+            namespaces=namespaces,
+            empty=_EMPTY,
+        )
+    )
+
+
+_RENDERERS: dict[str, Callable[[AuditReport], str]] = {
+    "json": render_json,
+    "markdown": render_markdown,
+    "csv": render_csv,
+    "html": render_html,
+}

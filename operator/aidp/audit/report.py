@@ -1,0 +1,143 @@
+"""The audit report (`aidp audit -o json`, CONTRACT section 5) as typed values."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FINDING_TYPES = (
+    "policy-violation",
+    "shadow-ai",
+    "review-expired",
+    "review-expiring",
+    "egress-bypass",
+    "credential-exposure",
+)
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+# what to do about each finding type (shown in the HTML and Markdown reports)
+FIXES = {
+    "policy-violation": "Declare compliant annotations on the pod template (aidp.io/consent-basis, "
+    "aidp.io/retention-days, aidp.io/data-categories, aidp.io/zero-data-retention) or stop sending data "
+    "to the provider; the message names each failed rule.",
+    "shadow-ai": "Write an AIDataPolicy that selects this workload (and have it reviewed), or remove the "
+    "AI credentials and endpoints from its pod spec.",
+    "review-expired": "Review the policy again and move spec.review.expires forward; until then its "
+    "workloads are denied and lose egress to the provider.",
+    "review-expiring": "Schedule the periodic review before spec.review.expires.",
+    "egress-bypass": "Remove or narrow the NetworkPolicy that lets this pod reach the provider, or make "
+    "the pod an approved workload of an AIDataPolicy.",
+    "credential-exposure": "Narrow the Role/ClusterRole bindings so that only the approved service "
+    "accounts can read the Secret holding the AI credentials.",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    type: str
+    severity: str
+    namespace: str
+    kind: str
+    name: str
+    message: str
+    policy: str | None = None
+    rule: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        return out
+
+    @property
+    def sort_key(self) -> tuple[int, str, str, str, str, str, str]:
+        return (
+            SEVERITIES.index(self.severity),
+            self.type,
+            self.namespace,
+            self.kind,
+            self.name,
+            self.policy or "",
+            self.rule or "",
+        )
+
+
+@dataclass(frozen=True)
+class ProcessingRecord:
+    """GDPR Art. 30-style record of processing for one approved workload."""
+
+    namespace: str
+    kind: str
+    name: str
+    policy: str
+    purpose: str
+    endpoints: list[str]
+    consentBasis: str | None
+    retentionDays: int | None
+    dataCategories: list[str]
+    dataResidency: str | None
+    approvedBy: str | None
+    expires: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NamespaceTally:
+    workloads: int = 0
+    approved: int = 0
+    violating: int = 0
+
+
+@dataclass
+class AuditReport:
+    generated_at: str
+    workloads: int = 0
+    approved: int = 0
+    violating: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    records: list[ProcessingRecord] = field(default_factory=list)
+    namespaces: dict[str, NamespaceTally] = field(default_factory=dict)
+    scope: str = "cluster"
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(f.type for f in self.findings)
+        return {t: counted.get(t, 0) for t in FINDING_TYPES}
+
+    def by_severity(self) -> dict[str, int]:
+        counted = Counter(f.severity for f in self.findings)
+        return {s: counted.get(s, 0) for s in SEVERITIES}
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: f.sort_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON document (plus `namespaces`, an extension for charts)."""
+        return {
+            "apiVersion": "aidp.io/v1alpha1",
+            "kind": "AuditReport",
+            "generatedAt": self.generated_at,
+            "scope": self.scope,
+            "summary": {
+                "workloads": self.workloads,
+                "approved": self.approved,
+                "violations": self.violating,
+                "findings": self.counts(),
+                "severities": self.by_severity(),
+            },
+            "findings": [f.to_dict() for f in self.sorted_findings()],
+            "processingRecords": [
+                r.to_dict()
+                for r in sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
+            ],
+            "namespaces": {
+                ns: {"workloads": t.workloads, "approved": t.approved, "violating": t.violating}
+                for ns, t in sorted(self.namespaces.items())
+            },
+        }
+
+
+def worst(findings: Iterable[Finding]) -> str | None:
+    ranks = [SEVERITIES.index(f.severity) for f in findings]
+    return SEVERITIES[min(ranks)] if ranks else None
