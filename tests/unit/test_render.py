@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
@@ -135,6 +134,7 @@ def test_policy_modules_from_the_checkout() -> None:
         "aidp/selector.rego",
         "aidp/workload.rego",
         "aidp/admission.rego",
+        "aidp/audit.rego",
         "system/main.rego",
     ]
     for policy_id, source in modules.items():
@@ -161,22 +161,23 @@ def test_policy_modules_skip_tests_and_authz_and_order_dependencies(tmp_path: Pa
 def test_render_objects() -> None:
     objects = render.render_objects(policies())
     kinds = [o["kind"] for o in objects]
-    assert kinds[:5] == ["OPAModule"] * 4 + ["OPAData"]
+    n = len(render.policy_modules())
+    assert kinds[: n + 1] == ["OPAModule"] * n + ["OPAData"]
     assert objects[0] == {
         "kind": "OPAModule",
         "id": "aidp/selector.rego",
         "rego": render.policy_modules()["aidp/selector.rego"],
     }
-    assert objects[4] == {"kind": "OPAData", "path": "aidp", "data": render.render_data(policies())}
+    assert objects[n] == {"kind": "OPAData", "path": "aidp", "data": render.render_data(policies())}
     # then the default backend's egress objects: a baseline per governed namespace and one per policy
-    assert set(kinds[5:]) == {"NetworkPolicy"}
+    assert set(kinds[n + 1 :]) == {"NetworkPolicy"}
     with pytest.raises(ValueError, match="unknown egress backend 'nope'; one of: cilium, networkpolicy"):
         render.render_objects(policies(), backend="nope")
 
 
 def test_render_objects_for_the_cilium_backend() -> None:
     objects = render.render_objects(policies(), backend="cilium")
-    assert {o["kind"] for o in objects[5:]} == {"CiliumNetworkPolicy"}
+    assert {o["kind"] for o in objects[len(render.policy_modules()) + 1 :]} == {"CiliumNetworkPolicy"}
 
 
 # --- manifests -----------------------------------------------------------------------------------

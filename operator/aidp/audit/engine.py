@@ -150,7 +150,8 @@ class Auditor:
                     ns,
                     kind,
                     name,
-                    f"pod spec references an AI provider ({', '.join(refs)}) but no active AIDataPolicy selects it",
+                    f"pod spec references an AI provider ({', '.join(refs)}) "
+                    "but no active AIDataPolicy selects it",
                 )
             )
         approved = bool(active) and not violations
@@ -243,7 +244,8 @@ class Auditor:
                         p.namespace,
                         "AIDataPolicy",
                         p.name,
-                        f"review expired on {expires.isoformat()}: its workloads are denied and get no egress",
+                        f"review expired on {expires.isoformat()}: "
+                        "its workloads are denied and get no egress",
                         p.name,
                     )
                 )

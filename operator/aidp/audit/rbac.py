@@ -37,14 +37,14 @@ def _rules_read_secret(rules: Iterable[Mapping[str, Any]], secret: str) -> bool:
         resources = rule.get("resources") or []
         verbs = set(rule.get("verbs") or [])
         names = rule.get("resourceNames") or []
-        if (
+        reads = (
             ("" in groups or "*" in groups)
             and ("secrets" in resources or "*" in resources)
             and verbs & READ_VERBS
-        ):
-            # list/watch cannot be restricted by resourceNames: they expose every Secret
-            if not names or secret in names or verbs & {"list", "watch", "*"}:
-                return True
+        )
+        # list/watch cannot be restricted by resourceNames: they expose every Secret
+        if reads and (not names or secret in names or verbs & {"list", "watch", "*"}):
+            return True
     return False
 
 
