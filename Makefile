@@ -11,7 +11,7 @@ OPA := $(BIN)/opa
 DEV_STATE ?= .dev
 PYTEST_ARGS ?=
 
-.PHONY: help venv testbin lint fmt test test-unit test-integration test-rego run down bench clean
+.PHONY: help venv venv-nca testbin lint fmt test test-unit test-integration test-rego run down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with aidp and the dev tools
+
+# np-guard's network-config-analyzer pins old dependencies: it lives in a virtualenv of its own
+.venv-nca/.installed:
+	$(PYTHON) -m venv .venv-nca
+	.venv-nca/bin/python -m pip install --quiet 'network-config-analyzer==2.1.0'
+	touch $@
+
+venv-nca: .venv-nca/.installed ## the reachability oracle of the egress tests (nca) in .venv-nca
 
 testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm (cached per user)
 	bash hack/testbin.sh
@@ -46,10 +54,10 @@ test-rego: venv testbin ## opa test (every test must pass) and coverage (>= 90% 
 test-unit: venv testbin ## the fast tests (no control plane)
 	$(VENV)/bin/pytest -m 'not integration' $(PYTEST_ARGS)
 
-test-integration: venv testbin ## tests on the real control plane and OPA
+test-integration: venv venv-nca testbin ## tests on the real control plane and OPA
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-test: venv testbin ## everything: Rego tests, unit and integration tests
+test: venv venv-nca testbin ## everything: Rego tests, unit and integration tests
 	$(MAKE) --no-print-directory test-rego
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -63,4 +71,4 @@ bench: venv testbin ## benchmarks on the local control plane -> bench/results.js
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean: ## remove the virtualenv, the dev state and caches (not the per-user testbin cache)
-	rm -rf $(VENV) $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-nca $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache

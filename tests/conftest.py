@@ -61,6 +61,26 @@ def crds(kube_client: Client) -> list[str]:
     return kube.install_crds(kube_client, crds_dir())
 
 
+SHARED_CRDS = Path(__file__).resolve().parents[1].parent / "shared" / "crds"
+
+
+def shared_crd(name: str) -> Path:
+    """An upstream CRD from ../shared/crds (beside the checkout, as in CI)."""
+    path = SHARED_CRDS / name
+    if not path.is_file():
+        pytest.fail(f"upstream CRD {path} is missing: the test bed expects ../shared/crds beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def report_crds(kube_client: Client) -> list[str]:
+    """The genuine OpenReports and wgpolicyk8s PolicyReport CRDs, for the audit's report objects."""
+    names = []
+    for file in ("openreports-reports.yaml", "wgpolicyk8s-policyreports.yaml"):
+        names += kube.install_crd_files(kube_client, [shared_crd(file)])
+    return names
+
+
 @pytest.fixture(scope="session")
 def opa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
     """A real OPA server with TLS and a token-protected management API."""

@@ -43,6 +43,12 @@ class OperatorConfig:
     cilium_mode: str = "strict"
     cilium_sni: bool = True
     cilium_extra_cidrs: tuple[str, ...] = ()
+    # audit
+    report_kind: str = "openreports"  # openreports | policyreport
+    audit_interval_seconds: float = 300.0
+    audit_first_delay_seconds: float = 5.0
+    audit_min_gap_seconds: float = 30.0
+    metrics_port: int = 0  # 0: no metrics endpoint
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

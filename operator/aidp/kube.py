@@ -37,7 +37,12 @@ def apply_all(kube: Client, objs: Iterable[Any], *, force: bool = True) -> None:
 
 def install_crds(kube: Client, crds_dir: Path, *, timeout: float = 30.0) -> list[str]:
     """Apply every CRD in `crds_dir` and wait until each is Established; return their names."""
-    objs = load_yaml_files(sorted(crds_dir.glob("*.yaml")))
+    return install_crd_files(kube, sorted(crds_dir.glob("*.yaml")), timeout=timeout)
+
+
+def install_crd_files(kube: Client, files: list[Path], *, timeout: float = 30.0) -> list[str]:
+    """Apply the CRDs in `files` and wait until each is Established; return their names."""
+    objs = load_yaml_files(files)
     apply_all(kube, objs)
     names = [
         o.metadata.name

@@ -82,7 +82,18 @@ def test_expired_policy_keeps_the_baseline_but_loses_its_allow() -> None:
     objs = render("networkpolicy", policy("old", review={"expires": "2026-11-28"}))
     assert set(objs) == {"aidp-egress-baseline"}
     assert objs["aidp-egress-baseline"]["spec"]["egress"][0]["to"][1]["ipBlock"]["except"] == [
-        "203.0.113.10/32"
+        "203.0.113.10/32",
+        "203.0.113.30/32",  # the provider's regional hosts are cut out too
+    ]
+
+
+def test_residency_policy_alone_cuts_out_the_global_endpoint_too() -> None:
+    objs = render("networkpolicy", policy("eu", dataResidency="eu"))
+    to = objs["aidp-egress-baseline"]["spec"]["egress"][0]["to"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.10/32", "203.0.113.30/32"]}} in to
+    assert {"ipBlock": {"cidr": "::/0", "except": ["2001:db8::10/128"]}} in to
+    assert objs["aidp-egress-eu"]["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "203.0.113.30/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}
     ]
 
 
@@ -116,7 +127,7 @@ def test_cilium_strict_allows_dns_cluster_and_the_provider_by_name() -> None:
 def test_cilium_preserve_mode_and_sni_off() -> None:
     objs = render("cilium", policy("bot"), settings=EgressSettings(cilium_mode="preserve", cilium_sni=False))
     cidrs = next(r for r in objs["aidp-egress-baseline"]["spec"]["egress"] if "toCIDRSet" in r)["toCIDRSet"]
-    assert cidrs[0] == {"cidr": "0.0.0.0/0", "except": ["203.0.113.10/32"]}
+    assert cidrs[0] == {"cidr": "0.0.0.0/0", "except": ["203.0.113.10/32", "203.0.113.30/32"]}
     assert "serverNames" not in objs["aidp-egress-bot"]["spec"]["egress"][1]["toPorts"][0]
 
 

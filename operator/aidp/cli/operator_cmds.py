@@ -74,6 +74,18 @@ def run(
     cert_step_seconds: Annotated[
         float, typer.Option(min=0.0, help="Least time between rotation steps.")
     ] = 60.0,
+    audit_interval: Annotated[
+        float,
+        typer.Option(envvar="AIDP_AUDIT_INTERVAL", help="Seconds between in-cluster audits; 0 disables."),
+    ] = 300.0,
+    audit_min_gap: Annotated[float, typer.Option(min=0.0, help="Least seconds between two audits.")] = 30.0,
+    report_kind: Annotated[
+        str,
+        typer.Option(envvar="AIDP_REPORT_KIND", help="openreports (Report) or policyreport (PolicyReport)."),
+    ] = "openreports",
+    metrics_port: Annotated[
+        int, typer.Option(envvar="AIDP_METRICS_PORT", help="Prometheus port; 0 = off.")
+    ] = 0,
     log_level: Annotated[str, typer.Option(envvar="AIDP_LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
@@ -85,6 +97,8 @@ def run(
         raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
     if egress_backend not in ("networkpolicy", "cilium", "none"):
         raise typer.BadParameter("must be networkpolicy, cilium or none", param_hint="--egress-backend")
+    if report_kind not in ("openreports", "policyreport"):
+        raise typer.BadParameter("must be openreports or policyreport", param_hint="--report-kind")
     if cilium_mode not in ("strict", "preserve"):
         raise typer.BadParameter("must be strict or preserve", param_hint="--cilium-mode")
     if kubeconfig:
@@ -108,6 +122,10 @@ def run(
         cilium_sni=cilium_sni,
         cilium_extra_cidrs=tuple(cilium_extra_cidr or ()),
         cert_step_seconds=cert_step_seconds,
+        audit_interval_seconds=audit_interval,
+        audit_min_gap_seconds=audit_min_gap,
+        report_kind=report_kind,
+        metrics_port=metrics_port,
     )
     debug = log_level.upper() == "DEBUG"
     kopf.configure(
@@ -119,6 +137,11 @@ def run(
     for noisy in ("httpx", "httpx2", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     from aidp.controller import handlers
+
+    if metrics_port:
+        import prometheus_client
+
+        prometheus_client.start_http_server(metrics_port)
 
     memo = kopf.Memo(runtime=handlers.Runtime(config))
     asyncio.run(kopf.operator(standalone=True, clusterwide=True, memo=memo, liveness_endpoint=liveness))

@@ -11,6 +11,7 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 
 from aidp.config import GOVERNED_LABEL, OperatorConfig
+from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.reconciler import Reconciler
 from aidp.opa_loader import Replica
@@ -27,6 +28,8 @@ class Runtime:
         self.client: AsyncClient | None = None
         self.reconciler: Reconciler | None = None
         self.certs: WebhookCerts | None = None
+        self.audit: AuditLoop | None = None
+        self.generations: dict[str, int] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
 
@@ -71,6 +74,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     rt.tasks = [asyncio.create_task(certs.run(), name="aidp-certs")]
     await asyncio.wait_for(certs.ready.wait(), timeout=60)
     rt.tasks.append(asyncio.create_task(rt.reconciler.run(), name="aidp-reconciler"))
+    if rt.config.audit_interval_seconds > 0:
+        rt.audit = AuditLoop(rt.config, rt.client, replicas)
+        rt.tasks.append(asyncio.create_task(rt.audit.run(), name="aidp-audit"))
 
 
 @kopf.on.cleanup()
@@ -84,10 +90,19 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def policy_changed(memo: Any, **_: Any) -> None:
-    rec = _runtime(memo).reconciler
-    if rec is not None:
-        rec.trigger()
+def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+    rt = _runtime(memo)
+    if rt.reconciler is not None:
+        rt.reconciler.trigger()
+    # a new or changed spec (not a status write) also brings the next audit forward
+    meta = body.get("metadata", {})
+    uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
+    if event.get("type") == "DELETED":
+        rt.generations.pop(uid, None)
+    elif rt.generations.get(uid) != generation:
+        rt.generations[uid] = generation
+        if rt.audit is not None:
+            rt.audit.trigger()
 
 
 @kopf.on.event("", "v1", "namespaces")

@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +22,13 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 
 from aidp import bundle as bundle_mod
-from aidp import render, status, workloads
+from aidp import metrics, render, status
 from aidp.config import GOVERNED_LABEL, OperatorConfig
 from aidp.controller import events
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
 from aidp.egress import backends
-from aidp.egress.model import Backend, EgressContext, EgressSettings
+from aidp.egress.model import Backend, EgressContext, EgressSettings, cut_hosts
 from aidp.egress.resolver import Resolver, Snapshot
 from aidp.model import Policy, PolicyError
 from aidp.opa_loader import Replica, load_all, revisions
@@ -67,7 +66,6 @@ class Reconciler:
         self.durable_revision: str | None = None
         self.confirmed: dict[str, str] = {}  # replica URL -> revision it holds
         self.last: SyncResult | None = None
-        self.matched: dict[tuple[str, str], int] = {}
         self.governed: set[str] = set()
         self.syncs = 0
         self.resolver = Resolver(config.egress_addresses_file, config.egress_refresh_seconds)
@@ -115,12 +113,17 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.RECONCILE_ERRORS.inc()
                 log.exception("reconcile failed; retrying in 1s")
                 await asyncio.sleep(1.0)
                 self.trigger()
 
     # ---- one sync -------------------------------------------------------------------------
     async def sync(self, *, full: bool = False) -> SyncResult:
+        with metrics.RECONCILE_DURATION.time():
+            return await self._sync(full=full)
+
+    async def _sync(self, *, full: bool) -> SyncResult:
         objs = [to_dict(o) async for o in list_all(self.client, AIDataPolicy)]
         parsed: dict[tuple[str, str], Policy | PolicyError] = {}
         for obj in objs:
@@ -146,6 +149,7 @@ class Reconciler:
                 self.confirmed[url] = new.revision
             else:
                 self.confirmed.pop(url, None)
+                metrics.OPA_LOAD_ERRORS.inc()
                 log.warning("OPA load failed: %s", problem)
         errors = {r.url: "not loaded" for r in reps if self.confirmed.get(r.url) != new.revision}
         errors.update({u: e for u, e in load_results.items() if e})
@@ -155,7 +159,6 @@ class Reconciler:
         governed = {p.namespace for p in policies} - set(self.config.all_excluded_namespaces)
         await self._label_namespaces(governed)
         egress = await self._egress(policies, full=full)
-        await self._count_workloads(objs, parsed, full=full)
         await self._update_statuses(objs, parsed, result, egress)
         log.info(
             "synced %d policies, revision %s, %d/%d OPA replicas",
@@ -188,7 +191,7 @@ class Reconciler:
     async def _egress(self, policies: list[Policy], *, full: bool) -> EgressView | None:
         if self.egress is None or self.egress_backend is None:
             return None
-        hosts = {e.host for p in policies for e in p.endpoints}
+        hosts = set(cut_hosts(policies))  # the endpoints and the other hosts of their providers
         snapshot = await self.resolver.snapshot(hosts, force=False)
         today = dt.datetime.now(dt.UTC).date()
         applied = await self.egress.reconcile(
@@ -225,37 +228,6 @@ class Reconciler:
             if err.status.code != 404:
                 raise
 
-    # ---- matched workloads -----------------------------------------------------------------
-    async def _count_workloads(
-        self,
-        objs: list[dict[str, Any]],
-        parsed: Mapping[tuple[str, str], Policy | PolicyError],
-        *,
-        full: bool,
-    ) -> None:
-        by_ns: dict[str, list[tuple[tuple[str, str], Policy]]] = defaultdict(list)
-        for obj in objs:
-            meta = obj["metadata"]
-            key = (meta["namespace"], meta["name"])
-            p = parsed.get(key)
-            stale = (obj.get("status") or {}).get("observedGeneration") != meta.get("generation")
-            if isinstance(p, Policy) and (full or stale or key not in self.matched):
-                by_ns[key[0]].append((key, p))
-        for ns, items in by_ns.items():
-            objects = await self._workloads_in(ns)
-            for key, policy in items:
-                sel = policy.spec.workload_selector
-                self.matched[key] = workloads.count_selected(sel, objects)
-
-    async def _workloads_in(self, namespace: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for res in workloads_resources():
-            async for obj in list_all(self.client, res, namespace=namespace):
-                d = to_dict(obj)
-                d.setdefault("kind", res.__name__)
-                out.append(d)
-        return out
-
     # ---- status ---------------------------------------------------------------------------
     async def _update_statuses(
         self,
@@ -265,8 +237,6 @@ class Reconciler:
         egress: EgressView | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
-        live = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
-        self.matched = {k: v for k, v in self.matched.items() if k in live}
         patches = []
         for obj in objs:
             meta = obj["metadata"]
@@ -284,7 +254,6 @@ class Reconciler:
                 load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
                 expires=expires,
-                matched_workloads=self.matched.get(key),
                 endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else _plain_endpoints(p),
                 egress=egress.condition(p) if egress and isinstance(p, Policy) else _NO_EGRESS,
             )
@@ -398,14 +367,6 @@ class EgressView:
 
 async def _noop() -> None:
     return None
-
-
-def workloads_resources() -> list[Any]:
-    from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
-    from lightkube.resources.batch_v1 import CronJob, Job
-    from lightkube.resources.core_v1 import Pod
-
-    return [Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob]
 
 
 from lightkube.types import PatchType  # noqa: E402

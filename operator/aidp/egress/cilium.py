@@ -22,7 +22,7 @@ from aidp.egress.model import (
     BASELINE_NAME,
     EgressContext,
     active,
-    all_endpoints,
+    cut_hosts,
     metadata,
     policy_object_name,
     selector,
@@ -62,7 +62,7 @@ class CiliumBackend:
         s = ctx.settings
         rules: list[dict[str, Any]] = [_dns_rule(ctx), {"toEntities": ["cluster"]}]
         if s.cilium_mode == "preserve":
-            v4, v6 = ctx.addresses.split([e.host for e in all_endpoints(policies)])
+            v4, v6 = ctx.addresses.split(cut_hosts(policies))
             rules.append({"toCIDRSet": [_cidr_set("0.0.0.0/0", v4), _cidr_set("::/0", v6)]})
         elif s.extra_cidrs:
             rules.append({"toCIDRSet": [{"cidr": c} for c in s.extra_cidrs]})

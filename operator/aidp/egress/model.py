@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aidp.config import MANAGED_BY
-from aidp.model import Endpoint, Policy
+from aidp.model import PROVIDERS, Endpoint, Policy
 
 BASELINE_NAME = "aidp-egress-baseline"
 POLICY_LABEL = "aidp.io/policy"
@@ -90,6 +90,20 @@ def all_endpoints(policies: Sequence[Policy]) -> list[Endpoint]:
         for e in p.endpoints:
             seen.setdefault((e.host, e.port), e)
     return list(seen.values())
+
+
+def cut_hosts(policies: Sequence[Policy]) -> list[str]:
+    """The hosts no pod of the namespace may reach unless a policy approves it: every endpoint of
+    the policies and every host of their providers (the global and each regional endpoint), so
+    that a residency policy's pods reach only their region, whatever the other policies are."""
+    hosts: dict[str, None] = {}
+    for p in policies:
+        provider = PROVIDERS.get(p.spec.provider)
+        if provider is not None:
+            hosts[provider.host] = None
+            hosts.update(dict.fromkeys(provider.regional_host.format(region=r) for r in provider.regions))
+        hosts.update(dict.fromkeys(e.host for e in p.endpoints))
+    return list(hosts)
 
 
 def selector(policy: Policy) -> dict[str, Any]:

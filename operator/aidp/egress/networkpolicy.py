@@ -4,7 +4,8 @@ NetworkPolicy has no DNS names and no deny rules; allow rules add up. So, per go
 
 - `aidp-egress-baseline` selects every pod and allows all egress except the provider addresses:
   every pod in the cluster (`namespaceSelector: {}`, so cluster DNS keeps working), and
-  `0.0.0.0/0` / `::/0` with the provider addresses cut out (`except`).
+  `0.0.0.0/0` / `::/0` with the provider addresses cut out (`except`): those of every endpoint and
+  of every host of the providers (global and regional), so residency holds (`cut_hosts`).
 - `aidp-egress-<policy>` selects the policy's workloads and allows TCP to each of its endpoints'
   addresses on the endpoint's port. Expired policies get none.
 
@@ -22,7 +23,7 @@ from aidp.egress.model import (
     BASELINE_NAME,
     EgressContext,
     active,
-    all_endpoints,
+    cut_hosts,
     metadata,
     policy_object_name,
     selector,
@@ -43,8 +44,7 @@ class NetworkPolicyBackend:
     kinds: tuple[tuple[str, str, str], ...] = (("networking.k8s.io", "v1", "networkpolicies"),)
 
     def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
-        hosts = [e.host for e in all_endpoints(policies)]
-        v4, v6 = ctx.addresses.split(hosts)
+        v4, v6 = ctx.addresses.split(cut_hosts(policies))
         baseline = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",

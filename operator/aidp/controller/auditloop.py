@@ -1,0 +1,132 @@
+"""The in-cluster audit: every --audit-interval, a report per namespace and policy status figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.types import PatchType
+
+from aidp import kube, metrics
+from aidp.audit import crs
+from aidp.audit.collect import audit_cluster
+from aidp.audit.evaluate import replica_evaluator
+from aidp.audit.report import FINDING_TYPES, SEVERITIES
+from aidp.config import MANAGED_BY, OperatorConfig
+from aidp.controller.egress import resource_for
+from aidp.controller.resources import AIDataPolicy, list_all, to_dict
+from aidp.opa_loader import Replica
+
+log = logging.getLogger("aidp.audit")
+
+
+class AuditLoop:
+    def __init__(
+        self, config: OperatorConfig, client: AsyncClient, replicas: Callable[[], Awaitable[list[Replica]]]
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.replicas = replicas
+        group, version, kind, plural = crs.KINDS[config.report_kind]
+        self.report_resource = resource_for(group, version, plural, kind)
+        self._wake = asyncio.Event()
+        self.runs = 0
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        await asyncio.sleep(self.config.audit_first_delay_seconds)
+        while True:
+            started = time.monotonic()
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.AUDIT_ERRORS.inc()
+                log.exception("audit failed")
+            # wait for the interval, or a trigger (policy change) but not sooner than the minimum gap
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.audit_interval_seconds)
+            self._wake.clear()
+            gap = self.config.audit_min_gap_seconds - (time.monotonic() - started)
+            if gap > 0:
+                await asyncio.sleep(gap)
+
+    async def once(self) -> None:
+        reps = await self.replicas()
+        if not reps:
+            log.info("audit skipped: no OPA replica")
+            return
+        t0 = time.monotonic()
+        sync_client = kube.client(self.config.kubeconfig)
+        report, auditor, policy_objs = await asyncio.to_thread(
+            audit_cluster, sync_client, replica_evaluator(reps[0])
+        )
+        metrics.AUDIT_DURATION.observe(time.monotonic() - t0)
+        await self._write_reports(report)
+        await self._policy_status(auditor.per_policy, policy_objs)
+        metrics.AUDIT_LAST_RUN.set(time.time())
+        metrics.AUDIT_WORKLOADS.labels("all").set(report.workloads)
+        metrics.AUDIT_WORKLOADS.labels("approved").set(report.approved)
+        metrics.AUDIT_WORKLOADS.labels("violating").set(report.violating)
+        counts: dict[tuple[str, str], int] = {}
+        for f in report.findings:
+            counts[(f.type, f.severity)] = counts.get((f.type, f.severity), 0) + 1
+        for t in FINDING_TYPES:
+            for s in SEVERITIES:
+                metrics.AUDIT_FINDINGS.labels(t, s).set(counts.get((t, s), 0))
+        self.runs += 1
+        log.info(
+            "audit: %d workloads, %d approved, %d violating, %d findings in %.1fs",
+            report.workloads,
+            report.approved,
+            report.violating,
+            len(report.findings),
+            time.monotonic() - t0,
+        )
+
+    async def _write_reports(self, report: Any) -> None:
+        wanted = crs.render(report, self.config.report_kind)
+        names = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in wanted}
+        try:
+            for obj in wanted:
+                await self.client.apply(self.report_resource.from_dict(obj), field_manager="aidp", force=True)
+            async for old in list_all(self.client, self.report_resource, labels=dict(MANAGED_BY)):
+                meta = to_dict(old)["metadata"]
+                if (meta["namespace"], meta["name"]) not in names:
+                    await self.client.delete(self.report_resource, meta["name"], namespace=meta["namespace"])
+        except ApiError as err:
+            log.warning("cannot write %s reports: %s", self.config.report_kind, err.status.message)
+
+    async def _policy_status(
+        self, per_policy: dict[tuple[str, str], dict[str, int]], objs: list[Any]
+    ) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for obj in objs:
+            meta = obj["metadata"]
+            tally = per_policy.get((meta["namespace"], meta["name"]), {"matched": 0, "violating": 0})
+            patch = {
+                "matchedWorkloads": tally["matched"],
+                "violations": tally["violating"],
+                "lastAuditTime": stamp,
+            }
+            try:
+                await self.client.patch(
+                    AIDataPolicy.Status,
+                    meta["name"],
+                    {"status": patch},
+                    namespace=meta["namespace"],
+                    patch_type=PatchType.MERGE,
+                )
+            except ApiError as err:
+                if err.status.code != 404:
+                    raise

@@ -1,0 +1,234 @@
+"""Reachability of the `networkpolicy` egress backend, judged by an independent oracle.
+
+The real operator writes NetworkPolicies for real AIDataPolicies on the real API server; the
+cluster's Namespaces, Pods (API objects: there is no kubelet) and all NetworkPolicies are exported
+and np-guard's network-config-analyzer (`nca`, `make venv-nca`) computes who can connect to what.
+One module-wide world, one nca run; every test asks it one question of CONTRACT section 4.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Pod, ServiceAccount
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from aidp.devcluster.stack import AidpStack
+from tests.integration import helpers, nca
+from tests.integration.conftest import Env, drop_env, make_env
+from tests.waiting import wait_for
+
+API = ("203.0.113.10", "203.0.113.11", "2001:db8::10")  # api.openai.com in the stack's addresses file
+EU = ("203.0.113.30", "2001:db8::30")  # eu.api.openai.com
+US = ("203.0.113.20",)  # us.api.openai.com
+JP = "203.0.113.60"  # jp.api.openai.com, an extra endpoint on port 8443
+ELSEWHERE = "198.51.100.99"  # no provider's address
+DNS_POD = "kube-dns-nca"
+DNS = f"kube-system/{DNS_POD}"
+MANAGED = "app.kubernetes.io/managed-by=aidp"
+BASELINE = "aidp-egress-baseline"
+
+
+@dataclass
+class World:
+    gov: str  # policy `chat` (api.openai.com:443 + jp.api.openai.com:8443); pods approved, unapproved
+    res: str  # policy `eu-bot` with dataResidency eu; pods approved, other
+    two: str  # policies `alpha` (api.openai.com) and `beta` (residency us); pods alpha, beta
+    exp: str  # policy `old`, review expired yesterday; pod bot
+    free: str  # no policy: ungoverned; pod bot
+    user_np: dict[str, Any] = field(repr=False)  # the user's NetworkPolicy in `gov` as it was before any AIDataPolicy
+    generated: dict[str, set[str]] = field(default_factory=dict)
+    conn: nca.Connectivity | None = field(default=None, repr=False)
+
+    @property
+    def answer(self) -> nca.Connectivity:
+        assert self.conn is not None
+        return self.conn
+
+
+def managed(client: Client, ns: str) -> set[str]:
+    return {
+        np.metadata.name
+        for np in client.list(NetworkPolicy, namespace=ns, labels={"app.kubernetes.io/managed-by": "aidp"})
+        if np.metadata and np.metadata.name
+    }
+
+
+def pod(client: Client, ns: str, name: str, labels: dict[str, str]) -> None:
+    denied = helpers.create(client, helpers.workload("Pod", name, ns, labels=labels))
+    assert denied is None, f"pod {ns}/{name} was not admitted: {denied}"
+
+
+def policy(env: Env, name: str, **spec: Any) -> None:
+    env.policy(name, **spec)  # creates it and waits until the operator reports it enforced
+
+
+def dns_pod(client: Client) -> None:
+    wait_for(lambda: client.get(ServiceAccount, "default", namespace="kube-system"), timeout=30, what="SA")
+    try:
+        client.create(
+            Pod.from_dict(
+                {
+                    "metadata": {
+                        "name": DNS_POD,
+                        "namespace": "kube-system",
+                        "labels": {"k8s-app": "kube-dns"},
+                    },
+                    "spec": {"containers": [{"name": "coredns", "image": "registry.example.com/coredns:1"}]},
+                }
+            )
+        )
+    except ApiError as err:
+        if err.status.code != 409:
+            raise
+
+
+@pytest.fixture(scope="module")
+def world(
+    aidp_stack: AidpStack, kube_client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    client, kubeconfig = kube_client, aidp_stack.cp.kubeconfig
+    envs: list[Env] = []
+
+    def env() -> Env:
+        envs.append(make_env(client, kubeconfig))
+        return envs[-1]
+
+    try:
+        dns_pod(client)
+        gov, res, two, exp, free = env(), env(), env(), env(), env()
+        # the user's own NetworkPolicy, there before the namespace is governed
+        client.create(
+            NetworkPolicy.from_dict(
+                {
+                    "metadata": {"name": "user-deny-ingress", "namespace": gov.ns},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+                }
+            )
+        )
+        user_np = client.get(NetworkPolicy, "user-deny-ingress", namespace=gov.ns).to_dict()
+        # the expired policy's pod exists first: admission denies its workloads once it is in force
+        pod(client, exp.ns, "bot", {"app": "bot"})
+        yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+        policy(exp, "old", review={"approvedBy": "dpo@example.com", "ticket": "PRIV-1", "expires": yesterday})
+
+        policy(gov, "chat", endpoints=[{"host": "jp.api.openai.com", "port": 8443}])
+        pod(client, gov.ns, "approved", {"app": "bot"})
+        pod(client, gov.ns, "unapproved", {"app": "other"})
+        policy(res, "eu-bot", dataResidency="eu")
+        pod(client, res.ns, "approved", {"app": "bot"})
+        pod(client, res.ns, "other", {"app": "other"})
+        policy(two, "alpha", workloadSelector={"matchLabels": {"app": "alpha"}})
+        policy(two, "beta", workloadSelector={"matchLabels": {"app": "beta"}}, dataResidency="us")
+        pod(client, two.ns, "alpha", {"app": "alpha"})
+        pod(client, two.ns, "beta", {"app": "beta"})
+        pod(client, free.ns, "bot", {"app": "bot"})
+
+        want = {
+            gov.ns: {BASELINE, "aidp-egress-chat"},
+            res.ns: {BASELINE, "aidp-egress-eu-bot"},
+            two.ns: {BASELINE, "aidp-egress-alpha", "aidp-egress-beta"},
+            exp.ns: {BASELINE},  # an expired policy keeps the provider cut out but allows nothing
+            free.ns: set(),
+        }
+        for ns, names in want.items():
+            wait_for(lambda ns=ns, names=names: managed(client, ns) == names, timeout=30, what=f"NPs in {ns}")
+        w = World(gov.ns, res.ns, two.ns, exp.ns, free.ns, user_np, generated=want)
+        w.conn = nca.analyse(client, tmp_path_factory.mktemp("nca"), [*want, "kube-system"])
+        yield w
+    finally:
+        for e in envs:
+            drop_env(client, e)
+        try:
+            client.delete(Pod, DNS_POD, namespace="kube-system", grace_period=0)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+
+def no_connection(world: World, pod: str, address: str) -> None:
+    found = world.answer.to_address(pod, address)
+    assert found is None, f"nca: {pod} reaches {address} with {found.text}"
+
+
+def test_an_approved_pod_reaches_its_endpoints_on_their_ports_only(world: World) -> None:
+    approved = f"{world.gov}/approved"
+    for address in API:
+        assert world.answer.reaches(approved, address, "TCP", 443), (
+            address,
+            world.answer.to_address(approved, address),
+        )
+        found = world.answer.to_address(approved, address)
+        assert found is not None
+        assert not found.allows("TCP", 80)
+        assert not found.allows("UDP", 443)
+    assert world.answer.reaches(approved, JP, "TCP", 8443)  # the extra endpoint, on its own port
+    assert not world.answer.reaches(approved, JP, "TCP", 443)
+
+
+def test_an_unapproved_pod_of_the_namespace_reaches_none_of_them_on_any_port(world: World) -> None:
+    for address in (*API, JP):
+        no_connection(world, f"{world.gov}/unapproved", address)
+
+
+def test_everything_else_stays_open_dns_included(world: World) -> None:
+    for pod in (f"{world.gov}/approved", f"{world.gov}/unapproved", f"{world.exp}/bot", f"{world.res}/other"):
+        assert world.answer.reaches(pod, ELSEWHERE, "TCP", 443), pod
+        found = world.answer.to_address(pod, ELSEWHERE)
+        assert found is not None
+        assert found.text == "All connections", (pod, found.text)
+        assert world.answer.reaches(pod, DNS, "UDP", 53), pod
+        assert world.answer.reaches(pod, DNS, "TCP", 53), pod
+
+
+def test_pods_of_an_ungoverned_namespace_are_unaffected(world: World) -> None:
+    for address in (*API, *EU, JP, ELSEWHERE):
+        found = world.answer.to_address(f"{world.free}/bot", address)
+        assert found is not None, address
+        assert found.text == "All connections", (address, found.text)
+
+
+def test_residency_allows_only_the_regional_endpoint(world: World) -> None:
+    approved = f"{world.res}/approved"
+    for address in EU:
+        assert world.answer.reaches(approved, address, "TCP", 443), address
+        no_connection(world, f"{world.res}/other", address)
+    for address in (*API, *US):
+        no_connection(world, approved, address)
+
+
+def test_two_policies_in_one_namespace_each_allow_only_their_own_workloads(world: World) -> None:
+    alpha, beta = f"{world.two}/alpha", f"{world.two}/beta"
+    for address in API:
+        assert world.answer.reaches(alpha, address, "TCP", 443), address
+        no_connection(world, beta, address)
+    for address in US:
+        assert world.answer.reaches(beta, address, "TCP", 443), address
+        no_connection(world, alpha, address)
+
+
+def test_an_expired_policy_gives_its_pods_no_egress_to_the_provider(world: World) -> None:
+    for address in API:
+        no_connection(world, f"{world.exp}/bot", address)
+
+
+def test_a_users_networkpolicy_is_left_intact_and_in_effect(world: World, kube_client: Client) -> None:
+    now = kube_client.get(NetworkPolicy, "user-deny-ingress", namespace=world.gov).to_dict()
+    assert now["metadata"]["resourceVersion"] == world.user_np["metadata"]["resourceVersion"]
+    assert now["spec"] == world.user_np["spec"]
+    assert "labels" not in now["metadata"]
+    # it denies ingress to the governed namespace's pods; aidp's rules (egress only) change nothing there
+    assert world.answer.to_pod(f"{world.free}/bot", f"{world.gov}/approved") is None
+    assert world.answer.to_pod(f"{world.gov}/unapproved", f"{world.gov}/approved") is None
+    assert world.answer.reaches(f"{world.free}/bot", f"{world.res}/approved", "TCP", 8080)
+
+
+def test_the_oracle_saw_the_generated_policies(world: World, kube_client: Client) -> None:
+    for ns, names in world.generated.items():
+        assert managed(kube_client, ns) == names
