@@ -35,6 +35,10 @@ venv-nca: .venv-nca/.installed ## the reachability oracle of the egress tests (n
 testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm (cached per user)
 	bash hack/testbin.sh
 
+.PHONY: chromium
+chromium: ## headless Chromium for the HTML report test (Debian package, needs root)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
 lint: venv testbin ## ruff, mypy --strict, opa check --strict, opa fmt
 	$(VENV)/bin/ruff check operator tests bench hack
 	$(VENV)/bin/ruff format --check operator tests bench hack

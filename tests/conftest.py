@@ -68,7 +68,9 @@ def shared_crd(name: str) -> Path:
     """An upstream CRD from ../shared/crds (beside the checkout, as in CI)."""
     path = SHARED_CRDS / name
     if not path.is_file():
-        pytest.fail(f"upstream CRD {path} is missing: the test bed expects ../shared/crds beside the checkout")
+        pytest.fail(
+            f"upstream CRD {path} is missing: the test bed expects ../shared/crds beside the checkout"
+        )
     return path
 
 

@@ -16,6 +16,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from aidp.devcluster import ControlPlane, ControlPlaneError
+from aidp.devcluster.procs import free_port
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import testbin_dir
 from tests.integration import helpers
@@ -24,10 +25,28 @@ from tests.waiting import wait_for
 
 @pytest.fixture(scope="session")
 def aidp_stack(
-    control_plane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane,
+    crds: list[str],
+    report_crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AidpStack]:
     """aidp installed on the session's control plane (webhook registered, OPA enforcing)."""
-    stack = AidpStack(control_plane, tmp_path_factory.mktemp("aidp"), operator_args=("--resync-seconds", "5"))
+    metrics_port = free_port()
+    stack = AidpStack(
+        control_plane,
+        tmp_path_factory.mktemp("aidp"),
+        operator_args=(
+            "--resync-seconds",
+            "5",
+            "--audit-interval",
+            "5",
+            "--audit-min-gap",
+            "2",
+            "--metrics-port",
+            str(metrics_port),
+        ),
+    )
+    stack.metrics_port = metrics_port
     try:
         stack.start()
     except ControlPlaneError as err:

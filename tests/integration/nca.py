@@ -228,14 +228,12 @@ def run(files: dict[str, Path], namespaces: Iterable[str] = ()) -> subprocess.Co
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
 
 
-def analyse(client: Client, directory: Path, namespaces: Iterable[str] = ()) -> Connectivity:
-    """Export the cluster, run nca, fail on any problem it reports, and parse its answer."""
-    files = export(client, directory)
-    proc = run(files, namespaces)
-    (directory / "nca.out").write_text(proc.stdout)
-    (directory / "nca.err").write_text(proc.stderr)
-    problems = [
-        line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"error|warning", line, re.I)
+def answer(proc: subprocess.CompletedProcess[str]) -> Connectivity:
+    """nca's parsed answer; NcaError when it failed or reported any problem."""
+    problems = [  # nca reports parse errors and skipped resources on lines of their own, and exits 0
+        line
+        for line in (proc.stdout + "\n" + proc.stderr).splitlines()
+        if " => " not in line and re.search(r"error|warning", line, re.I)
     ]
     if proc.returncode != 0 or problems:
         raise NcaError(
@@ -243,3 +241,12 @@ def analyse(client: Client, directory: Path, namespaces: Iterable[str] = ()) -> 
             f"problems: {problems}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return Connectivity.parse(proc.stdout)
+
+
+def analyse(client: Client, directory: Path, namespaces: Iterable[str] = ()) -> Connectivity:
+    """Export the cluster, run nca on it and parse its answer (kept beside the exported files)."""
+    files = export(client, directory)
+    proc = run(files, namespaces)
+    (directory / "nca.out").write_text(proc.stdout)
+    (directory / "nca.err").write_text(proc.stderr)
+    return answer(proc)

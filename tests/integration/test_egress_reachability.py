@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +32,6 @@ JP = "203.0.113.60"  # jp.api.openai.com, an extra endpoint on port 8443
 ELSEWHERE = "198.51.100.99"  # no provider's address
 DNS_POD = "kube-dns-nca"
 DNS = f"kube-system/{DNS_POD}"
-MANAGED = "app.kubernetes.io/managed-by=aidp"
 BASELINE = "aidp-egress-baseline"
 
 
@@ -42,7 +42,8 @@ class World:
     two: str  # policies `alpha` (api.openai.com) and `beta` (residency us); pods alpha, beta
     exp: str  # policy `old`, review expired yesterday; pod bot
     free: str  # no policy: ungoverned; pod bot
-    user_np: dict[str, Any] = field(repr=False)  # the user's NetworkPolicy in `gov` as it was before any AIDataPolicy
+    # the user's NetworkPolicy in `gov` as it was before the namespace was governed
+    user_np: dict[str, Any] = field(repr=False)
     generated: dict[str, set[str]] = field(default_factory=dict)
     conn: nca.Connectivity | None = field(default=None, repr=False)
 
@@ -63,10 +64,6 @@ def managed(client: Client, ns: str) -> set[str]:
 def pod(client: Client, ns: str, name: str, labels: dict[str, str]) -> None:
     denied = helpers.create(client, helpers.workload("Pod", name, ns, labels=labels))
     assert denied is None, f"pod {ns}/{name} was not admitted: {denied}"
-
-
-def policy(env: Env, name: str, **spec: Any) -> None:
-    env.policy(name, **spec)  # creates it and waits until the operator reports it enforced
 
 
 def dns_pod(client: Client) -> None:
@@ -115,17 +112,18 @@ def world(
         user_np = client.get(NetworkPolicy, "user-deny-ingress", namespace=gov.ns).to_dict()
         # the expired policy's pod exists first: admission denies its workloads once it is in force
         pod(client, exp.ns, "bot", {"app": "bot"})
+        # Env.policy creates the policy and waits until the operator reports it enforced
         yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-        policy(exp, "old", review={"approvedBy": "dpo@example.com", "ticket": "PRIV-1", "expires": yesterday})
+        exp.policy("old", review={"approvedBy": "dpo@example.com", "ticket": "PRIV-1", "expires": yesterday})
 
-        policy(gov, "chat", endpoints=[{"host": "jp.api.openai.com", "port": 8443}])
+        gov.policy("chat", endpoints=[{"host": "jp.api.openai.com", "port": 8443}])
         pod(client, gov.ns, "approved", {"app": "bot"})
         pod(client, gov.ns, "unapproved", {"app": "other"})
-        policy(res, "eu-bot", dataResidency="eu")
+        res.policy("eu-bot", dataResidency="eu")
         pod(client, res.ns, "approved", {"app": "bot"})
         pod(client, res.ns, "other", {"app": "other"})
-        policy(two, "alpha", workloadSelector={"matchLabels": {"app": "alpha"}})
-        policy(two, "beta", workloadSelector={"matchLabels": {"app": "beta"}}, dataResidency="us")
+        two.policy("alpha", workloadSelector={"matchLabels": {"app": "alpha"}})
+        two.policy("beta", workloadSelector={"matchLabels": {"app": "beta"}}, dataResidency="us")
         pod(client, two.ns, "alpha", {"app": "alpha"})
         pod(client, two.ns, "beta", {"app": "beta"})
         pod(client, free.ns, "bot", {"app": "bot"})
@@ -160,14 +158,11 @@ def no_connection(world: World, pod: str, address: str) -> None:
 def test_an_approved_pod_reaches_its_endpoints_on_their_ports_only(world: World) -> None:
     approved = f"{world.gov}/approved"
     for address in API:
-        assert world.answer.reaches(approved, address, "TCP", 443), (
-            address,
-            world.answer.to_address(approved, address),
-        )
         found = world.answer.to_address(approved, address)
-        assert found is not None
-        assert not found.allows("TCP", 80)
-        assert not found.allows("UDP", 443)
+        assert found is not None, f"nca: {approved} cannot reach {address}"
+        assert found.allows("TCP", 443), found.text
+        assert not found.allows("TCP", 80), found.text  # the endpoint's port only
+        assert not found.allows("UDP", 443), found.text
     assert world.answer.reaches(approved, JP, "TCP", 8443)  # the extra endpoint, on its own port
     assert not world.answer.reaches(approved, JP, "TCP", 443)
 
@@ -232,3 +227,24 @@ def test_a_users_networkpolicy_is_left_intact_and_in_effect(world: World, kube_c
 def test_the_oracle_saw_the_generated_policies(world: World, kube_client: Client) -> None:
     for ns, names in world.generated.items():
         assert managed(kube_client, ns) == names
+
+
+def test_the_oracle_fails_loudly_on_input_it_cannot_read(tmp_path: Path) -> None:
+    """nca exits 0 after a parse error (it then analyses nothing): `nca.answer` must not accept that."""
+    files = {name: tmp_path / f"{name}.yaml" for name in ("namespaces", "pods", "networkpolicies")}
+    files["namespaces"].write_text(
+        "apiVersion: v1\nkind: List\nitems:\n- {kind: Namespace, apiVersion: v1, metadata: {name: a}}\n"
+    )
+    files["pods"].write_text(
+        "apiVersion: v1\nkind: List\nitems:\n- {kind: Pod, apiVersion: v1, metadata: {name: p, namespace: a, "
+        "labels: {app: p}}, spec: {containers: [{name: c, image: i}]}}\n"
+    )
+    files["networkpolicies"].write_text(  # an unquoted `::/0` in a flow mapping is not YAML
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n"
+        "- {kind: NetworkPolicy, metadata: {name: x, namespace: a}, spec: {podSelector: {}, "
+        "egress: [{to: [{ipBlock: {cidr: ::/0}}]}]}}\n"
+    )
+    proc = nca.run(files)
+    assert proc.returncode == 0  # the reason for the check
+    with pytest.raises(nca.NcaError, match="Parse Error"):
+        nca.answer(proc)

@@ -152,12 +152,19 @@ def test_json_round_trips_to_the_contract_document() -> None:
     )
     assert {"apiVersion", "kind", "generatedAt", "summary", "findings", "processingRecords"} <= set(doc)
     assert {"workloads", "approved", "violations", "findings"} <= set(doc["summary"])
-    assert (doc["summary"]["workloads"], doc["summary"]["approved"], doc["summary"]["violations"]) == (23, 7, 6)
+    assert (doc["summary"]["workloads"], doc["summary"]["approved"], doc["summary"]["violations"]) == (
+        23,
+        7,
+        6,
+    )
     assert doc["summary"]["findings"] == dict.fromkeys(FINDING_TYPES, 1)
     for f in doc["findings"]:
         assert {"type", "severity", "namespace", "kind", "name", "message"} <= set(f)
         assert set(f) <= {"type", "severity", "namespace", "kind", "name", "policy", "rule", "message"}
-    assert {(f["type"], f["namespace"], f["name"], f.get("policy", ""), f.get("rule", "")) for f in doc["findings"]} == keys(report)
+    assert {
+        (f["type"], f["namespace"], f["name"], f.get("policy", ""), f.get("rule", ""))
+        for f in doc["findings"]
+    } == keys(report)
     assert [SEVERITIES.index(f["severity"]) for f in doc["findings"]] == sorted(
         SEVERITIES.index(f["severity"]) for f in doc["findings"]
     )
@@ -234,7 +241,13 @@ def test_markdown_has_every_finding_grouped_by_severity_with_fixes() -> None:
     summary = md_rows(text, "Workloads")
     assert summary == [["23", "7", "6", "6"]]
     assert md_rows(text, "Finding type") == [[t, "1"] for t in FINDING_TYPES]
-    assert md_rows(text, "Severity") == [["critical", "2"], ["high", "2"], ["medium", "1"], ["low", "1"], ["info", "0"]]
+    assert md_rows(text, "Severity") == [
+        ["critical", "2"],
+        ["high", "2"],
+        ["medium", "1"],
+        ["low", "1"],
+        ["info", "0"],
+    ]
     records = md_rows(text, "Namespace")
     assert [(r[0], r[2], r[3]) for r in records] == [
         ("payments", "fraud-scorer", "fraud-openai"),
@@ -261,15 +274,19 @@ def test_csv_has_one_row_per_finding_with_rfc4180_quoting() -> None:
     text = render(report, "csv")
     assert text.startswith(",".join(CSV_HEADER) + "\r\n")
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert tuple(rows[0]) == CSV_HEADER == (
-        "type",
-        "severity",
-        "namespace",
-        "kind",
-        "name",
-        "policy",
-        "rule",
-        "message",
+    assert (
+        tuple(rows[0])
+        == CSV_HEADER
+        == (
+            "type",
+            "severity",
+            "namespace",
+            "kind",
+            "name",
+            "policy",
+            "rule",
+            "message",
+        )
     )
     body = [dict(zip(CSV_HEADER, r, strict=True)) for r in rows[1:]]
     assert len(body) == len(report.findings)
@@ -361,7 +378,9 @@ def test_html_has_every_finding_with_its_fix_and_the_records() -> None:
         assert needle in visible
     # summary cards
     for card, value in (("workloads", 23), ("approved", 7), ("violating", 6), ("critical", 2), ("info", 0)):
-        assert re.search(rf'id="card-{card}"><div class="label">\w+</div><div class="value">{value}</div>', text)
+        assert re.search(
+            rf'id="card-{card}"><div class="label">\w+</div><div class="value">{value}</div>', text
+        )
     # severity groups in order, one heading per finding type present
     assert re.findall(r'id="severity-(\w+)"', text) == ["critical", "high", "medium", "low"]
 
@@ -403,7 +422,9 @@ def test_html_chart_is_an_accessible_inline_svg() -> None:
 
 
 def test_chart_caps_the_namespaces_and_says_how_many_more() -> None:
-    namespaces = {f"ns-{i:03d}": NamespaceTally(workloads=i, approved=i // 2, violating=i // 4) for i in range(200)}
+    namespaces = {
+        f"ns-{i:03d}": NamespaceTally(workloads=i, approved=i // 2, violating=i // 4) for i in range(200)
+    }
     chart = build_chart(namespaces)
     assert len(chart.bars) == CHART_MAX_NAMESPACES == 40
     assert [b.namespace for b in chart.bars] == [f"ns-{i:03d}" for i in range(199, 159, -1)]

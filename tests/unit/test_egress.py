@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aidp.controller.egress import covers
+from aidp.controller.egress import covers, same_spec
 from aidp.egress import backends
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import Resolver
@@ -141,6 +141,19 @@ def test_covers_ignores_server_defaults_but_not_changes() -> None:
     assert covers(want, {"spec": {"ports": [{"port": 443, "protocol": "TCP"}], "x": 1}})
     assert not covers(want, {"spec": {"ports": [{"port": 80, "protocol": "TCP"}]}})
     assert not covers(want, {"spec": {"ports": [{"port": 443}, {"port": 80}]}})
+
+
+def test_same_spec_sees_added_fields_inside_what_aidp_sets() -> None:
+    want = {
+        "podSelector": {"matchLabels": {"app": "bot"}},
+        "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}], "ports": [{"port": 443}]}],
+    }
+    assert same_spec(want, {**want, "ingress": [{}]})  # a field aidp does not set is not its business
+    assert same_spec({**want, "egress": []}, {"podSelector": want["podSelector"]})  # dropped empty list
+    narrower = {**want, "podSelector": {"matchLabels": {"app": "bot", "tier": "x"}}}
+    broader = {**want, "egress": [{**want["egress"][0], "ports": [{"port": 443, "endPort": 65535}]}]}
+    for drifted in (narrower, broader, {"podSelector": want["podSelector"]}, None):
+        assert not same_spec(want, drifted)
 
 
 def test_resolver_static_file_extra_cidrs_and_last_good_set(tmp_path: Path) -> None:

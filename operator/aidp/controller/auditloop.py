@@ -97,15 +97,24 @@ class AuditLoop:
     async def _write_reports(self, report: Any) -> None:
         wanted = crs.render(report, self.config.report_kind)
         names = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in wanted}
-        try:
-            for obj in wanted:
+        for obj in wanted:
+            try:
                 await self.client.apply(self.report_resource.from_dict(obj), field_manager="aidp", force=True)
+            except ApiError as err:
+                # a namespace deleted (or terminating) since it was audited; a missing report CRD
+                log.warning(
+                    "cannot write %s for namespace %s: %s",
+                    obj["kind"],
+                    obj["metadata"]["namespace"],
+                    err.status.message,
+                )
+        try:
             async for old in list_all(self.client, self.report_resource, labels=dict(MANAGED_BY)):
                 meta = to_dict(old)["metadata"]
                 if (meta["namespace"], meta["name"]) not in names:
                     await self.client.delete(self.report_resource, meta["name"], namespace=meta["namespace"])
         except ApiError as err:
-            log.warning("cannot write %s reports: %s", self.config.report_kind, err.status.message)
+            log.warning("cannot prune %s reports: %s", self.config.report_kind, err.status.message)
 
     async def _policy_status(
         self, per_policy: dict[tuple[str, str], dict[str, int]], objs: list[Any]

@@ -1,8 +1,9 @@
 """Applying egress objects: server-side apply of what the backend renders, deletion of the rest.
 
 Drift (a generated object edited or deleted) is repaired on the next sync: every sync compares the
-live managed objects with the rendered ones. User-written objects are never touched: only objects
-labelled `app.kubernetes.io/managed-by: aidp` with an aidp egress role are listed or deleted.
+live managed objects with the rendered ones (`same_spec`: every field aidp sets, exactly). User-written
+objects are never touched: only objects labelled `app.kubernetes.io/managed-by: aidp` with an aidp
+egress role are listed or deleted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ def covers(want: Any, have: Any) -> bool:
     if isinstance(want, list):
         return isinstance(have, list) and len(want) == len(have) and all(map(covers, want, have))
     return bool(want == have)
+
+
+def same_spec(want: Mapping[str, Any], have: Any) -> bool:
+    """True when every field that `want` sets has exactly its value in `have`: inside such a field
+    nothing may differ, be missing or be added (an added `endPort`, a narrower selector or an extra
+    peer is drift; these fields are atomic, so a forced apply replaces them whole). Fields of `have`
+    that `want` does not set are someone else's and are ignored; an empty list equals an absent one
+    (the API server drops empty lists)."""
+    if not isinstance(have, Mapping):
+        return False
+    return all(_normal(v) == _normal(have.get(k)) for k, v in want.items())
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        out = {k: _normal(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None}
+    if isinstance(value, list):
+        return [_normal(v) for v in value] or None
+    return value
 
 
 @dataclass
@@ -78,7 +99,7 @@ class EgressApplier:
             current = live.get(key)
             if (
                 current is not None
-                and covers(obj["spec"], current.get("spec"))
+                and same_spec(obj["spec"], current.get("spec"))
                 and covers(obj["metadata"], current.get("metadata"))
             ):
                 continue

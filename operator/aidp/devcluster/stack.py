@@ -54,6 +54,7 @@ class AidpStack:
     operator: Process | None = None
     agent: Process | None = None
     opa: OpaServer | None = None
+    metrics_port: int = 0
     config: OperatorConfig = field(default_factory=OperatorConfig)
 
     @property
