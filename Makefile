@@ -61,7 +61,7 @@ test-unit: venv testbin ## the fast tests (no control plane)
 test-integration: venv venv-nca testbin ## tests on the real control plane and OPA
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-test: venv venv-nca testbin ## everything: Rego tests, unit and integration tests
+test: venv venv-nca testbin chromium ## everything: Rego tests, unit and integration tests
 	$(MAKE) --no-print-directory test-rego
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
