@@ -49,6 +49,7 @@ class OperatorConfig:
     audit_first_delay_seconds: float = 5.0
     audit_min_gap_seconds: float = 30.0
     metrics_port: int = 0  # 0: no metrics endpoint
+    leader_election: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from opa_client import OpaClient
+from requests.adapters import HTTPAdapter
 
 from aidp.bundle import Bundle
 
@@ -19,9 +21,12 @@ class OpaLoadError(RuntimeError):
     """A replica refused or could not take the bundle."""
 
 
-def make_client(url: str, token: str, ca_file: Path | None, timeout: float = 10.0) -> OpaClient:
+def make_client(
+    url: str, token: str, ca_file: Path | None, timeout: float = 10.0, server_hostname: str | None = None
+) -> OpaClient:
     """An opa-python-client client for `url` that trusts `ca_file` (and nothing from the environment:
-    requests would otherwise let REQUESTS_CA_BUNDLE replace the CA given here)."""
+    requests would otherwise let REQUESTS_CA_BUNDLE replace the CA given here). With
+    `server_hostname`, a pod address is reached but the certificate is checked for that name."""
     parts = urlsplit(url)
     https = parts.scheme == "https"
     client = OpaClient(
@@ -33,7 +38,23 @@ def make_client(url: str, token: str, ca_file: Path | None, timeout: float = 10.
         retries=0,
     )
     client._session.trust_env = False
+    if server_hostname:
+        client._session.mount("https://", _HostnameAdapter(server_hostname))
     return client
+
+
+class _HostnameAdapter(HTTPAdapter):
+    """Verify the server certificate for a fixed DNS name (and send it as SNI), whatever address
+    the connection goes to: OPA pods are reached by IP, their certificate names the Service."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_hostname"] = self.hostname
+        kwargs["server_hostname"] = self.hostname
+        super().init_poolmanager(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -43,9 +64,10 @@ class Replica:
     url: str
     token: str
     ca_file: Path | None
+    server_hostname: str | None = None
 
     def client(self, timeout: float = 10.0) -> OpaClient:
-        return make_client(self.url, self.token, self.ca_file, timeout)
+        return make_client(self.url, self.token, self.ca_file, timeout, self.server_hostname)
 
 
 def revision_of(replica: Replica) -> str | None:

@@ -86,6 +86,19 @@ def run(
     metrics_port: Annotated[
         int, typer.Option(envvar="AIDP_METRICS_PORT", help="Prometheus port; 0 = off.")
     ] = 0,
+    leader_election: Annotated[
+        bool,
+        typer.Option(
+            envvar="AIDP_LEADER_ELECTION", help="Run several replicas: a Lease picks the one that works."
+        ),
+    ] = False,
+    opa_service: Annotated[
+        str,
+        typer.Option(
+            envvar="AIDP_OPA_SERVICE", help="Without --opa-url: the OPA Service whose endpoints to load."
+        ),
+    ] = "aidp-opa",
+    opa_port: Annotated[int, typer.Option(envvar="AIDP_OPA_PORT", help="OPA's port on its pods.")] = 8181,
     log_level: Annotated[str, typer.Option(envvar="AIDP_LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
@@ -126,6 +139,9 @@ def run(
         audit_min_gap_seconds=audit_min_gap,
         report_kind=report_kind,
         metrics_port=metrics_port,
+        leader_election=leader_election,
+        opa_service=opa_service,
+        opa_port=opa_port,
     )
     debug = log_level.upper() == "DEBUG"
     kopf.configure(

@@ -11,8 +11,10 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 
 from aidp.config import GOVERNED_LABEL, OperatorConfig
+from aidp.controller import discovery
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
+from aidp.controller.leader import LeaderElector
 from aidp.controller.reconciler import Reconciler
 from aidp.opa_loader import Replica
 
@@ -30,6 +32,8 @@ class Runtime:
         self.certs: WebhookCerts | None = None
         self.audit: AuditLoop | None = None
         self.generations: dict[str, int] = {}
+        self.elector: LeaderElector | None = None
+        self.elector_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
 
@@ -63,28 +67,51 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     rt.client = new_client(rt.config)
-    rt.certs = WebhookCerts(rt.config, rt.client)
-    certs = rt.certs
+    if rt.config.leader_election:
+        rt.elector = LeaderElector(rt.client, rt.config.namespace)
+        rt.elector_task = asyncio.create_task(
+            rt.elector.run(lambda: start_work(rt), lambda: stop_work(rt)), name="aidp-leader"
+        )
+    else:
+        await start_work(rt)
+
+
+async def start_work(rt: Runtime) -> None:
+    """The reconcilers: run by the one leader (or the only replica)."""
+    assert rt.client is not None
+    client = rt.client
+    certs = WebhookCerts(rt.config, client)
 
     async def replicas() -> list[Replica]:
-        token = rt.config.token()
-        return [Replica(url, token, certs.ca_file) for url in rt.config.opa_urls]
+        return await discovery.replicas(rt.config, client, certs.ca_file)
 
-    rt.reconciler = Reconciler(rt.config, rt.client, replicas)
+    rt.certs = certs
     rt.tasks = [asyncio.create_task(certs.run(), name="aidp-certs")]
     await asyncio.wait_for(certs.ready.wait(), timeout=60)
+    rt.reconciler = Reconciler(rt.config, client, replicas)
     rt.tasks.append(asyncio.create_task(rt.reconciler.run(), name="aidp-reconciler"))
     if rt.config.audit_interval_seconds > 0:
-        rt.audit = AuditLoop(rt.config, rt.client, replicas)
+        rt.audit = AuditLoop(rt.config, client, replicas)
         rt.tasks.append(asyncio.create_task(rt.audit.run(), name="aidp-audit"))
+
+
+async def stop_work(rt: Runtime) -> None:
+    rt.reconciler, rt.certs, rt.audit = None, None, None
+    for task in rt.tasks:
+        task.cancel()
+    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    rt.tasks = []
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     rt = _runtime(memo)
-    for task in rt.tasks:
-        task.cancel()
-    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    if rt.elector_task is not None:
+        rt.elector_task.cancel()
+        await asyncio.gather(rt.elector_task, return_exceptions=True)
+    await stop_work(rt)
+    if rt.elector is not None:
+        await rt.elector.release()
     if rt.client is not None:
         await rt.client.close()
 

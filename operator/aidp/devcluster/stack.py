@@ -109,7 +109,7 @@ class AidpStack:
         return self
 
     # ---- components ------------------------------------------------------------------------
-    def start_operator(self, *extra: str) -> Process:
+    def start_operator(self, *extra: str, name: str = "aidp-operator") -> Process:
         argv = _aidp(
             "run",
             "--kubeconfig",
@@ -131,9 +131,11 @@ class AidpStack:
             *self.operator_args,
             *extra,
         )
-        self.operator = Process("aidp-operator", argv, self.state_dir / "logs" / "aidp-operator.log")
-        self.operator.start()
-        return self.operator
+        proc = Process(name, argv, self.state_dir / "logs" / f"{name}.log")
+        proc.start()
+        if name == "aidp-operator":
+            self.operator = proc
+        return proc
 
     def start_agent(self) -> Process:
         argv = _aidp(
