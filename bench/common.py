@@ -24,6 +24,11 @@ TARGETS: dict[str, tuple[float, str, str]] = {
         "Deployment create p99 with/without the webhook, 50 clients",
     ),
     "reconcile_p99_seconds_1000_policies": (1.0, "max", "policy change -> next violating create denied, p99"),
+    "audit_vs_list_ratio_10k_pods": (2.0, "max", "aidp audit wall time / bare paginated LISTs, 10k pods"),
+    "audit_peak_rss_mb_10k_pods": (256.0, "max", "aidp audit peak RSS (MB), 10k pods in 200 namespaces"),
+    "audit_peak_rss_mb_1k_pods": (256.0, "max", "aidp audit peak RSS (MB), 1k pods (memory stays flat)"),
+    "opa_recovery_seconds": (10.0, "max", "OPA SIGKILLed, operator down: restart -> enforcing again"),
+    "operator_takeover_seconds": (30.0, "max", "leader SIGKILLed -> a new policy enforced by the follower"),
 }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
-from bench import admission
+from aidp.paths import crds_dir
+from bench import admission, audit, reliability
 from bench.common import RESULTS, TABLE, save
 
 
@@ -35,8 +36,24 @@ def main() -> None:
                 client, counts=(1, 100) if args.quick else (1, 100, 1000), iterations=10 if args.quick else 25
             )
             figures["bench_admission_wall_seconds"] = time.monotonic() - t0
+            print("recovery:")
+            figures |= reliability.opa_recovery(stack)
         finally:
             stack.stop()
+            cp.stop()
+        figures |= reliability.operator_takeover(Path(tmp))
+        print("audit at scale (separate control plane, no webhook while seeding):")
+        cp = ControlPlane(Path(tmp) / "audit-cp", controller_manager=False).start()
+        try:
+            client = kube.client(cp.kubeconfig)
+            kube.install_crds(client, crds_dir())
+            small = (100, 10, 50) if args.quick else (1000, 20, 100)
+            audit.seed(client, str(cp.kubeconfig), *small, prefix="a1k")
+            figures |= audit.measure(cp.kubeconfig, "1k_pods")
+            if not args.quick:
+                audit.seed(client, str(cp.kubeconfig), 9000, 180, 900, prefix="a10k")
+                figures |= audit.measure(cp.kubeconfig, "10k_pods")
+        finally:
             cp.stop()
     save(figures)
     print(f"wrote {RESULTS.relative_to(RESULTS.parents[1])} and {TABLE.relative_to(TABLE.parents[1])}")

@@ -175,7 +175,7 @@ def render_objects(
         for policy_id, source in policy_modules(policies_dir).items()
     ]
     objects.append({"kind": "OPAData", "path": DATA_PATH, "data": render_data(policies, excluded)})
-    objects.extend(egress_backends.render_all(egress_backend, policies, ctx, excluded))
+    objects.extend(egress_backends.render_all(egress_backend, policies, ctx))
     return objects
 
 

@@ -25,6 +25,7 @@ class Observation:
     generation: int
     revision: str
     invalid: str | None = None  # the parse error when the spec could not be used
+    excluded: bool = False  # the policy's namespace is excluded from admission (never checked)
     replicas: int = 0
     load_errors: tuple[str, ...] = ()
     expired: bool = False
@@ -49,6 +50,12 @@ def desired(obs: Observation) -> dict[str, Any]:
     gen = obs.generation
     if obs.invalid:
         admission = _cond("AdmissionEnforced", "False", "InvalidSpec", obs.invalid, gen)
+    elif obs.excluded:
+        msg = (
+            "the namespace is excluded from admission (system, operator or --exclude-namespace): "
+            "its workloads are never checked; egress rules still apply"
+        )
+        admission = _cond("AdmissionEnforced", "False", "NamespaceExcluded", msg, gen)
     elif obs.load_errors:
         loaded = obs.replicas - len(obs.load_errors)
         msg = f"loaded into {loaded}/{obs.replicas} OPA replicas: {'; '.join(obs.load_errors)}"

@@ -68,15 +68,14 @@ class EgressResult:
 
 
 class EgressApplier:
-    def __init__(self, client: AsyncClient, backend: Backend, excluded: Sequence[str]) -> None:
+    def __init__(self, client: AsyncClient, backend: Backend) -> None:
         self.client = client
         self.backend = backend
-        self.excluded = tuple(excluded)
         kinds = {"networkpolicies": "NetworkPolicy", "ciliumnetworkpolicies": "CiliumNetworkPolicy"}
         self.resources = {kinds[p]: resource_for(g, v, p, kinds[p]) for g, v, p in backend.kinds}
 
     async def reconcile(self, policies: Sequence[Policy], ctx: EgressContext) -> EgressResult:
-        desired = backends.render_all(self.backend, policies, ctx, self.excluded)
+        desired = backends.render_all(self.backend, policies, ctx)
         result = EgressResult()
         want = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in desired}
         for obj in desired:

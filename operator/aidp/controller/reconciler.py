@@ -70,11 +70,7 @@ class Reconciler:
         self.syncs = 0
         self.resolver = Resolver(config.egress_addresses_file, config.egress_refresh_seconds)
         self.egress_backend = None if config.egress_backend == "none" else backends.get(config.egress_backend)
-        self.egress = (
-            EgressApplier(client, self.egress_backend, config.all_excluded_namespaces)
-            if self.egress_backend
-            else None
-        )
+        self.egress = EgressApplier(client, self.egress_backend) if self.egress_backend else None
         self.egress_settings = EgressSettings(
             cilium_mode=config.cilium_mode,
             cilium_sni=config.cilium_sni,
@@ -250,6 +246,7 @@ class Reconciler:
                 generation=generation,
                 revision=_revision_for(current, generation, result),
                 invalid=str(p) if isinstance(p, PolicyError) else None,
+                excluded=meta["namespace"] in self.config.all_excluded_namespaces,
                 replicas=result.replicas,
                 load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from aidp.egress.cilium import CiliumBackend
@@ -22,14 +22,16 @@ def get(name: str) -> Backend:
         raise ValueError(f"unknown egress backend {name!r}; one of: {', '.join(sorted(BACKENDS))}") from None
 
 
-def render_all(
-    backend: Backend, policies: Iterable[Policy], ctx: EgressContext, excluded: Sequence[str] = ()
-) -> list[dict[str, Any]]:
-    """Objects for every governed namespace (a namespace with at least one policy, not excluded)."""
+def render_all(backend: Backend, policies: Iterable[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
+    """Objects for every namespace with at least one policy.
+
+    Namespaces excluded from admission (the system namespaces, the operator's own, the configured
+    ones) get egress rules too: excluding a namespace from the webhook must not open the network,
+    so the baseline there still cuts the provider addresses out for every unapproved pod.
+    """
     by_ns: dict[str, list[Policy]] = defaultdict(list)
     for p in policies:
-        if p.namespace not in excluded:
-            by_ns[p.namespace].append(p)
+        by_ns[p.namespace].append(p)
     out: list[dict[str, Any]] = []
     for ns in sorted(by_ns):
         out.extend(backend.render(ns, sorted(by_ns[ns], key=lambda p: p.name), ctx))
