@@ -100,7 +100,8 @@ def measure(kubeconfig: Path, label: str) -> dict[str, float]:
     wrapper = (
         "import resource, subprocess, sys, time; t=time.perf_counter(); "
         "r=subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024.0, r.returncode)"
+        "print(time.perf_counter()-t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024.0, r.returncode)"
     )
     lists = []
     audits = []
@@ -139,7 +140,8 @@ def measure(kubeconfig: Path, label: str) -> dict[str, float]:
             raise RuntimeError("aidp audit failed")
     best_list, best_audit = min(lists), min(audits)
     print(
-        f"  {label}: audit {best_audit:.2f}s vs bare LISTs {best_list:.2f}s (best of 3), peak RSS {rss:.0f} MB"
+        f"  {label}: audit {best_audit:.2f}s vs bare LISTs {best_list:.2f}s (best of 3), "
+        f"peak RSS {rss:.0f} MB"
     )
     return {
         f"audit_wall_seconds_{label}": best_audit,
