@@ -36,6 +36,8 @@ class OperatorConfig:
     resync_seconds: float = 30.0
     cert_check_seconds: float = 300.0
     cert_step_seconds: float = 60.0  # least time between two steps of a certificate rotation
+    cert_serving_lifetime_seconds: float = 90 * 86400.0
+    cert_ca_lifetime_seconds: float = 2 * 365 * 86400.0
     # egress
     egress_backend: str = "networkpolicy"  # networkpolicy | cilium | none
     egress_addresses_file: Path | None = None

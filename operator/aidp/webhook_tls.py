@@ -101,8 +101,13 @@ def _serving(
         ip_addresses=ips,
         server=True,
         valid_for=lifetime,
-        not_before=now - BACKDATE,
+        not_before=now - _backdate(lifetime),
     )
+
+
+def _backdate(lifetime: dt.timedelta) -> dt.timedelta:
+    """How far a certificate starts in the past (clock skew); short-lived ones stay mostly valid."""
+    return min(BACKDATE, lifetime / 10)
 
 
 def _new_ca(now: dt.datetime, lifetime: dt.timedelta) -> pki.KeyPair:
@@ -118,7 +123,7 @@ def _new_ca(now: dt.datetime, lifetime: dt.timedelta) -> pki.KeyPair:
         .issuer_name(template.cert.issuer)
         .public_key(template.key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - _backdate(lifetime))
         .not_valid_after(now + lifetime)
     )
     for ext in template.cert.extensions:

@@ -74,6 +74,15 @@ def run(
     cert_step_seconds: Annotated[
         float, typer.Option(min=0.0, help="Least time between rotation steps.")
     ] = 60.0,
+    cert_check_seconds: Annotated[
+        float, typer.Option(min=0.5, help="How often the webhook TLS is checked.")
+    ] = 300.0,
+    cert_serving_lifetime: Annotated[
+        float, typer.Option(min=10.0, help="Lifetime (s) of OPA's serving certificate; renewed at 2/3.")
+    ] = 90 * 86400.0,
+    cert_ca_lifetime: Annotated[
+        float, typer.Option(min=30.0, help="Lifetime (s) of the webhook CA; rotated at 2/3 with overlap.")
+    ] = 2 * 365 * 86400.0,
     audit_interval: Annotated[
         float,
         typer.Option(envvar="AIDP_AUDIT_INTERVAL", help="Seconds between in-cluster audits; 0 disables."),
@@ -135,6 +144,9 @@ def run(
         cilium_sni=cilium_sni,
         cilium_extra_cidrs=tuple(cilium_extra_cidr or ()),
         cert_step_seconds=cert_step_seconds,
+        cert_check_seconds=cert_check_seconds,
+        cert_serving_lifetime_seconds=cert_serving_lifetime,
+        cert_ca_lifetime_seconds=cert_ca_lifetime,
         audit_interval_seconds=audit_interval,
         audit_min_gap_seconds=audit_min_gap,
         report_kind=report_kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import logging
 import math
 import tempfile
@@ -56,7 +57,11 @@ class WebhookCerts:
         current = await self._read()
         dns = webhook_tls.dns_names_for(self.config.opa_service, self.config.namespace)
         material, reason = webhook_tls.reconcile(
-            current, dns_names=dns, ip_addresses=self.config.webhook_ip_sans
+            current,
+            dns_names=dns,
+            ip_addresses=self.config.webhook_ip_sans,
+            serving_lifetime=dt.timedelta(seconds=self.config.cert_serving_lifetime_seconds),
+            ca_lifetime=dt.timedelta(seconds=self.config.cert_ca_lifetime_seconds),
         )
         if reason:
             await self._write(material)
