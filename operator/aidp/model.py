@@ -87,6 +87,13 @@ CATEGORY_PATTERN: Final = r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$"
 DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
 
+# White space as the CRD's CEL trim() sees it (Unicode White_Space). Python's str.strip() also strips
+# U+001C..U+001F, which the API server accepts as non-blank: the model must not be stricter.
+CEL_WHITESPACE: Final = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
 _HOST_RE: Final = re.compile(HOST_PATTERN)
 _CATEGORY_RE: Final = re.compile(CATEGORY_PATTERN)
 _DATE_RE: Final = re.compile(DATE_PATTERN)
@@ -525,7 +532,7 @@ def _parse_spec(spec: _Fields) -> PolicySpec:
     residency = spec.enum("dataResidency", provider.regions)
 
     purpose = spec.string("purpose", required=True, max_length=MAX_PURPOSE_LENGTH) or ""
-    if not purpose.strip():
+    if not purpose.strip(CEL_WHITESPACE):
         raise spec.error("purpose", "must not be empty")
 
     return PolicySpec(
@@ -642,6 +649,11 @@ def _parse_date(fields: _Fields, key: str) -> dt.date | None:
     if not isinstance(value, str) or not _DATE_RE.match(value):
         raise fields.error(key, f"must be a date YYYY-MM-DD, got {_describe(value)}")
     try:
+        if value.startswith("0000-"):
+            # the CRD's CEL rule accepts year 0000 (a leap year to it), which a Python date cannot
+            # hold; such a review expired long ago, and the earliest date keeps that meaning
+            dt.date.fromisoformat("2000" + value[4:])
+            return dt.date.min
         return dt.date.fromisoformat(value)
     except ValueError:
         raise fields.error(key, f"{value!r} is not a valid calendar date") from None

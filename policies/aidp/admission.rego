@@ -56,10 +56,14 @@ applies if {
 	not being_deleted
 }
 
-# An UPDATE of an object that is already being deleted (e.g. a finalizer removal) is let through.
+# An UPDATE of an object that is already being deleted (e.g. a finalizer removal) is let through,
+# unless it changes the pod template's labels or annotations: a terminating pod keeps running for
+# its grace period, and relabelling it then must not win it a policy's egress approval unchecked.
 being_deleted if {
 	request.operation == "UPDATE"
 	request.object.metadata.deletionTimestamp
+	workload.labels == workload.old_labels
+	workload.annotations == workload.old_annotations
 }
 
 excluded_namespaces := data.aidp.config.excludedNamespaces if {
@@ -193,13 +197,30 @@ retention_problem(_) := sprintf("annotation %s %q is not a non-negative integer"
 }
 
 retention_problem(max_days) := sprintf(
-	"annotation %s declares %d days, more than the %d days the policy allows",
+	"annotation %s declares %s days, more than the %d days the policy allows",
 	[retention_days_annotation, days, max_days],
 ) if {
 	raw := present(retention_days_annotation)
 	regex.match(`^[0-9]+$`, raw)
-	days := to_number(raw)
-	days > max_days
+	days := decimal_digits(raw)
+	more_than(days, max_days)
+}
+
+# decimal_digits(raw): the digits of raw without leading zeros ("0" for zero).
+decimal_digits(raw) := digits if {
+	digits := trim_left(raw, "0")
+	digits != ""
+} else := "0"
+
+# more_than(digits, limit): the decimal number digits is greater than limit. to_number fails
+# (undefined, which would let the request through) beyond float64's range (309 digits and more),
+# and is exact only up to 15 digits, so longer numbers are compared by their length: any number of
+# 16 digits or more is greater than any limit the policy can state (maxDays <= 3650).
+more_than(digits, _) if count(digits) > 15
+
+more_than(digits, limit) if {
+	count(digits) <= 15
+	to_number(digits) > limit
 }
 
 zero_data_retention_problem := absent(zero_data_retention_annotation)

@@ -226,6 +226,15 @@ test_retention_days_too_many if {
 	retention("99999999999999999999") == ["retention-days", "annotation aidp.io/retention-days declares 99999999999999999999 days, more than the 30 days the policy allows"]
 }
 
+# beyond float64's range to_number is undefined: such a number must still fail, not pass
+test_retention_days_beyond_float_range if {
+	huge := sprintf("1%0400d", [0])
+	count(huge) == 401
+	retention(huge) == ["retention-days", sprintf("annotation aidp.io/retention-days declares %s days, more than the 30 days the policy allows", [huge])]
+	retention(concat("", [sprintf("%0400d", [0]), "31"]))[1] == "annotation aidp.io/retention-days declares 31 days, more than the 30 days the policy allows"
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": concat("", [sprintf("%0400d", [0]), "30"])}), policy).allowed
+}
+
 test_retention_days_normalised if {
 	pod_decision(object.union(compliant, {"aidp.io/retention-days": " 30 "}), policy).allowed
 	pod_decision(object.union(compliant, {"aidp.io/retention-days": "007"}), policy).allowed
@@ -455,9 +464,26 @@ test_update_is_checked if {
 }
 
 test_update_of_object_being_deleted_is_allowed if {
+	# a finalizer removal: labels and annotations unchanged
 	obj := json.patch(pod_with({}), [{"op": "add", "path": "/metadata/deletionTimestamp", "value": "2027-06-30T00:00:00Z"}])
-	request := object.union(create(obj), {"operation": "UPDATE"})
+	old := json.patch(obj, [{"op": "add", "path": "/metadata/finalizers", "value": ["example.com/hold"]}])
+	request := object.union(create(obj), {"operation": "UPDATE", "oldObject": old})
 	decide(request, [policy]).allowed
+}
+
+test_relabelling_an_object_being_deleted_is_checked if {
+	# a terminating pod (still running for its grace period) relabelled into a policy's selector
+	obj := json.patch(pod_with({}), [{"op": "add", "path": "/metadata/deletionTimestamp", "value": "2027-06-30T00:00:00Z"}])
+	old := json.patch(obj, [{"op": "replace", "path": "/metadata/labels", "value": {"app": "other"}}])
+	request := object.union(create(obj), {"operation": "UPDATE", "oldObject": old})
+	not decide(request, [policy]).allowed
+
+	# its declarations changed while it is being deleted: checked too
+	old_declared := json.patch(obj, [{"op": "replace", "path": "/metadata/annotations", "value": compliant}])
+	not decide(object.union(create(obj), {"operation": "UPDATE", "oldObject": old_declared}), [policy]).allowed
+
+	# no old object to compare with: checked (fail closed)
+	not decide(object.union(create(obj), {"operation": "UPDATE"}), [policy]).allowed
 }
 
 test_dry_run_requests_are_checked if {

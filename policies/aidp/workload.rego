@@ -73,6 +73,26 @@ annotations := template_metadata.annotations if {
 	is_object(template_metadata.annotations)
 } else := {}
 
+# The template's labels and annotations before an UPDATE (request.oldObject); empty when there is
+# no old object.
+old_object := request.oldObject if {
+	is_object(request.oldObject)
+} else := {}
+
+old_template := object.get(old_object, checked_kinds[kind].template, {})
+
+old_template_metadata := old_template.metadata if {
+	is_object(old_template.metadata)
+} else := {}
+
+old_labels := old_template_metadata.labels if {
+	is_object(old_template_metadata.labels)
+} else := {}
+
+old_annotations := old_template_metadata.annotations if {
+	is_object(old_template_metadata.annotations)
+} else := {}
+
 # The pod's service account: spec.serviceAccountName, else the deprecated spec.serviceAccount,
 # else "default" (what the API server fills in).
 service_account := template_spec.serviceAccountName if {

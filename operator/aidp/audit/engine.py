@@ -34,6 +34,16 @@ EXPIRING_DAYS = 30
 VIOLATION_SEVERITY = {"deny": "high", "warn": "medium", "dryrun": "low"}
 
 
+def _days(value: str) -> int | None:
+    """The declared retention as admission reads it (ASCII digits, leading zeros allowed), or None.
+    int() alone would accept other Unicode digits, fail on some ("²"), and refuse strings of more
+    than 4300 digits, which a workload can declare ("000...07" is 7 days): the audit must not crash."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else None
+
+
 def ai_references(spec: Mapping[str, Any]) -> list[str]:
     """Why a pod spec looks like it talks to an AI provider: env names and values naming one."""
     found: list[str] = []
@@ -175,7 +185,7 @@ class Auditor:
             purpose=ann.get("aidp.io/purpose", "").strip() or p.spec.purpose,
             endpoints=[f"{e.host}:{e.port}" for e in p.endpoints],
             consentBasis=(ann.get("aidp.io/consent-basis", "").strip().lower() or None),
-            retentionDays=int(days) if days.isdigit() else None,
+            retentionDays=_days(days),
             dataCategories=sorted(
                 {c.strip().lower() for c in ann.get("aidp.io/data-categories", "").split(",") if c.strip()}
             ),

@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 
 from lightkube import AsyncClient
@@ -55,16 +56,21 @@ class WebhookCerts:
     async def reconcile(self) -> str | None:
         """One step: issue/renew/rotate if due, then make the webhook trust the current bundle."""
         current = await self._read()
-        dns = webhook_tls.dns_names_for(self.config.opa_service, self.config.namespace)
-        material, reason = webhook_tls.reconcile(
-            current,
-            dns_names=dns,
-            ip_addresses=self.config.webhook_ip_sans,
-            serving_lifetime=dt.timedelta(seconds=self.config.cert_serving_lifetime_seconds),
-            ca_lifetime=dt.timedelta(seconds=self.config.cert_ca_lifetime_seconds),
-        )
+        material, reason = current, None
+        # Rotation steps are spaced out: the webhook's caBundle and OPA's certificate files must
+        # have caught up with one step before the next one removes what they still rely on.
+        if current is None or time.monotonic() - self._last_step >= self.config.cert_step_seconds:
+            material, reason = webhook_tls.reconcile(
+                current,
+                dns_names=webhook_tls.dns_names_for(self.config.opa_service, self.config.namespace),
+                ip_addresses=self.config.webhook_ip_sans,
+                serving_lifetime=dt.timedelta(seconds=self.config.cert_serving_lifetime_seconds),
+                ca_lifetime=dt.timedelta(seconds=self.config.cert_ca_lifetime_seconds),
+            )
+        assert material is not None
         if reason:
             await self._write(material)
+            self._last_step = time.monotonic()
             log.info("webhook TLS: %s", reason)
         self.ca_file.write_bytes(material.ca_bundle)
         vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, material.ca_bundle))

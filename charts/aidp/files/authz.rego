@@ -1,0 +1,26 @@
+# OPA management API authorization (loaded at OPA start with --authorization=basic; never pushed).
+#
+# Anonymous callers, which include the kube-apiserver calling the admission webhook, may only
+# evaluate the admission decision (POST /, which returns data.system.main) and read /health.
+# Everything else (policies, data, queries, config, status, metrics) needs the management bearer
+# token, which OPA receives through its environment (AIDP_OPA_TOKEN, from a Secret in a cluster).
+package system.authz
+
+default allow := false
+
+# the webhook call: POST / evaluates the default decision data.system.main
+allow if {
+	input.method == "POST"
+	input.path == [""]
+}
+
+allow if {
+	input.method == "GET"
+	input.path == ["health"]
+}
+
+allow if {
+	token := object.get(opa.runtime().env, "AIDP_OPA_TOKEN", "")
+	count(token) >= 32
+	input.identity == token
+}
