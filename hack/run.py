@@ -20,7 +20,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 
 from aidp import kube
-from aidp.check import check_manifests
+from aidp.audit import collect, evaluate, formats
+from aidp.check import check_manifests, find_opa
 from aidp.devcluster import dev
 from aidp.render import load_manifests
 
@@ -124,9 +125,24 @@ def main() -> int:
             f"matchedWorkloads={s.get('matchedWorkloads')} revision={s.get('revision')}\n      {conds}"
         )
 
+    print("\n==> aidp audit (the same Rego, evaluated by OPA, on the workloads as they exist)")
+    policy_objs = collect.list_policies(client, None)
+    with evaluate.local_opa(policy_objs, find_opa()) as ev:
+        audit, _, _ = collect.audit_cluster(client, ev, policy_objects=policy_objs)
+    for f in audit.sorted_findings():
+        print(f"    {f.severity:8} {f.type:20} {f.kind} {f.namespace}/{f.name}: {f.message[:100]}")
+    for r in audit.records:
+        print(
+            f"    record   {r.kind} {r.namespace}/{r.name} -> {', '.join(r.endpoints)} ({r.consentBasis}, "
+            f"{r.retentionDays} days, {', '.join(r.dataCategories)})"
+        )
+    html = args.state_dir / "audit-report.html"
+    html.write_text(formats.render(audit, "html"), encoding="utf-8")
+    (args.state_dir / "audit-report.json").write_text(formats.render(audit, "json"), encoding="utf-8")
+
     report = args.state_dir / "run-report.json"
-    report.write_text(json.dumps({"admission": outcomes}, indent=2))
-    print(f"\n==> report written to {report}")
+    report.write_text(json.dumps({"admission": outcomes, "audit": audit.to_dict()}, indent=2))
+    print(f"\n==> reports written: {report}, {html} (open it in a browser), audit-report.json")
     print(f"    the environment keeps running: export KUBECONFIG={st.kubeconfig}; stop it with `make down`")
     return 0 if agree else 1
 

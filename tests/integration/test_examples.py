@@ -37,4 +37,5 @@ def test_offline_check_agrees_with_the_live_webhook(aidp_stack: AidpStack, kube_
         assert {k: live[k] for k in offline} == offline
         assert False in offline.values() and True in offline.values()
     finally:
-        kube_client.delete(Namespace, "support")
+        for ns in ("support", "marketing"):
+            kube_client.delete(Namespace, ns)
