@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from lightkube import Client
@@ -20,6 +22,7 @@ from aidp.audit.report import AuditReport
 from aidp.model import Policy, PolicyError
 
 PAGE = 500
+IN_FLIGHT = 2
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
 # controllers first: a page of them is as cheap as a page of pods, and they are what people own
 WORKLOAD_RESOURCES: tuple[tuple[Any, str, str], ...] = (
@@ -107,9 +110,21 @@ def audit_cluster(
         provider_addresses(policy_objs),
         scope=f"namespace {namespace}" if namespace else "cluster",
     )
-    for res, api_version, kind in WORKLOAD_RESOURCES:
-        for page in pages(listed(client, res, namespace, api_version, kind)):
-            auditor.add(page)
-            if progress:
-                progress(kind, len(page))
+    # OPA judges one page while the next one is read and prepared (two cores: OPA and Python
+    # overlap); at most IN_FLIGHT pages are held, so memory stays bounded by the page size
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="aidp-audit") as pool:
+        pending: deque[tuple[list[Any], Future[list[dict[str, Any]]]]] = deque()
+        for res, api_version, kind in WORKLOAD_RESOURCES:
+            for page in pages(listed(client, res, namespace, api_version, kind)):
+                batch = auditor.prepare(page)
+                if batch:
+                    pending.append((batch, pool.submit(evaluate, [r for _, r in batch])))
+                while len(pending) > IN_FLIGHT:
+                    done, future = pending.popleft()
+                    auditor.apply(done, future.result())
+                if progress:
+                    progress(kind, len(page))
+        while pending:
+            done, future = pending.popleft()
+            auditor.apply(done, future.result())
     return auditor.finish(), auditor, policy_objs

@@ -8,6 +8,7 @@ so memory follows the page size, not the cluster size.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,34 @@ PROVIDER_HOST = re.compile(
     r"(?<![a-z0-9.-])((?:[a-z0-9-]+\.)?api\.openai\.com|[a-z0-9-]+\.openai\.azure\.com)(?![a-z0-9-])"
 )
 EXPIRING_DAYS = 30
+
+ALLOWED: Mapping[str, Any] = {"allowed": True, "message": "", "violations": [], "warnings": []}
+
+
+MEMO_SIZE = 10_000
+
+
+def _verdict_key(obj: Mapping[str, Any]) -> str:
+    """Everything the admission decision's violations depend on, for a CREATE of `obj`."""
+    tpl = pod_template(obj)
+    meta = obj.get("metadata") or {}
+    return json.dumps(
+        [
+            obj.get("apiVersion"),
+            obj.get("kind"),
+            meta.get("namespace") or "default",
+            dict(tpl.labels) if tpl else {},
+            dict(tpl.annotations) if tpl else {},
+            tpl.service_account if tpl else "default",
+        ],
+        sort_keys=True,
+    )
+
+
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
 
 VIOLATION_SEVERITY = {"deny": "high", "warn": "medium", "dryrun": "low"}
 
@@ -91,6 +120,7 @@ class Auditor:
     per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._memo: dict[str, Mapping[str, Any]] = {}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.report = AuditReport(generated_at=now, scope=self.scope)
         self._by_ns: dict[str, list[Policy]] = {}
@@ -100,19 +130,59 @@ class Auditor:
 
     # ---- workloads ----------------------------------------------------------------------------
     def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
-        """Audit one page of workloads of any checked kinds."""
-        batch: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        """Audit one page of workloads of any checked kinds (see `prepare`)."""
+        batch = self.prepare(objects)
+        if batch:
+            self.apply(batch, self.evaluate([r for _, r in batch]))
+
+    def prepare(
+        self, objects: Iterable[Mapping[str, Any]]
+    ) -> list[tuple[list[Mapping[str, Any]], dict[str, Any]]]:
+        """The AdmissionReviews OPA must judge for this page; other workloads are handled at once.
+
+        - Workloads no policy of their namespace selects are "allowed, no violation" by
+          construction (no policy, no rule): OPA is not asked.
+        - The violations depend only on the kind, the namespace, the pod template's labels and
+          annotations and its service account, so workloads that agree on those are judged once
+          (memoised for the whole audit, bounded by MEMO_SIZE).
+        - The AdmissionReview carries the object without `status` and `managedFields`.
+        """
+        groups: dict[str, tuple[list[Mapping[str, Any]], dict[str, Any]]] = {}
         for obj in objects:
             kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
             if kind is None or not is_top_level(obj):
                 continue
-            review = admission_review(obj, kind, str(uuid.uuid4()))
-            batch.append((obj, review))
-        if not batch:
-            return
-        decisions = self.evaluate([r for _, r in batch])
-        for (obj, _), decision in zip(batch, decisions, strict=True):
-            self._workload(obj, decision)
+            if not self._selected(obj):
+                self._workload(obj, ALLOWED)
+                continue
+            key = _verdict_key(obj)
+            if key in self._memo:
+                self._workload(obj, self._memo[key])
+            elif key in groups:
+                groups[key][0].append(obj)
+            else:
+                review = admission_review(_slim(obj), kind, str(uuid.uuid4()))
+                review["aidpKey"] = key
+                groups[key] = ([obj], review)
+        return list(groups.values())
+
+    def apply(
+        self, batch: Sequence[tuple[list[Mapping[str, Any]], Any]], decisions: Sequence[Mapping[str, Any]]
+    ) -> None:
+        for (objs, review), decision in zip(batch, decisions, strict=True):
+            if len(self._memo) < MEMO_SIZE:
+                self._memo[review["aidpKey"]] = decision
+            for obj in objs:
+                self._workload(obj, decision)
+
+    def _selected(self, obj: Mapping[str, Any]) -> bool:
+        ns = str((obj.get("metadata") or {}).get("namespace") or "default")
+        policies = self._by_ns.get(ns)
+        if not policies:
+            return False
+        tpl = pod_template(obj)
+        labels = tpl.labels if tpl else {}
+        return any(p.spec.workload_selector.matches(labels) for p in policies)
 
     def _workload(self, obj: Mapping[str, Any], decision: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ class AuditEvaluationError(RuntimeError):
 
 def replica_evaluator(replica: Replica) -> Any:
     """Decisions from an OPA server that already holds the aidp bundle."""
-    client = replica.client(timeout=60.0)
+    local = threading.local()  # one HTTP session per thread: batches are evaluated concurrently
 
     def evaluate(reviews: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not reviews:
             return []
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = replica.client(timeout=60.0)
         got = client.query_rule({"reviews": list(reviews)}, "aidp/audit", "decisions")
         decisions = got.get("result") if isinstance(got, dict) else None
         if not isinstance(decisions, list) or len(decisions) != len(reviews):

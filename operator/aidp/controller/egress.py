@@ -64,7 +64,8 @@ class EgressResult:
     applied: int = 0
     deleted: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # "ns/name" of the object -> error
-    by_policy: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # policy -> object names
+    # (namespace, aidp.io/policy label value of the policy) -> names of its objects
+    by_policy: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 class EgressApplier:

@@ -28,7 +28,15 @@ from aidp.controller import events
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
 from aidp.egress import backends
-from aidp.egress.model import Backend, EgressContext, EgressSettings, cut_hosts
+from aidp.egress.model import (
+    BASELINE_NAME,
+    Backend,
+    EgressContext,
+    EgressSettings,
+    cut_hosts,
+    policy_label_value,
+    policy_object_name,
+)
 from aidp.egress.resolver import Resolver, Snapshot
 from aidp.model import Policy, PolicyError
 from aidp.opa_loader import Replica, load_all, revisions
@@ -339,12 +347,10 @@ class EgressView:
     def condition(self, p: Policy) -> tuple[str, str, str]:
         if p.expired(self.today):
             return ("False", "Expired", "the review expired: its workloads get no egress to the AI endpoints")
-        names = self.applied.by_policy.get((p.namespace, p.name), [])
-        failed = [
-            f"{k}: {v}"
-            for k, v in self.applied.errors.items()
-            if k.split("/")[0] in (p.namespace, *self._kinds)
-        ]
+        names = self.applied.by_policy.get((p.namespace, policy_label_value(p.name)), [])
+        # the policy's own objects and its namespace's baseline (not another policy's objects)
+        own = {f"{p.namespace}/{name}" for name in (BASELINE_NAME, policy_object_name(p))}
+        failed = [f"{k}: {v}" for k, v in self.applied.errors.items() if k in own or k in self._kinds]
         if failed:
             return ("False", "ApplyFailed", "; ".join(failed)[:1000])
         where = f"{self.backend.name} {', '.join(names)}"

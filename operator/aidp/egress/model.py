@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,25 @@ POLICY_LABEL = "aidp.io/policy"
 ROLE_LABEL = "aidp.io/egress-role"
 
 
+def _digest(name: str, length: int) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
+
+
 def policy_object_name(policy: Policy) -> str:
-    return f"aidp-egress-{policy.name}"[:253]
+    """`aidp-egress-<policy>`; a policy name too long for that (over 241 characters) is shortened
+    and made unique with a hash of the full name (a plain cut could collide, or end in `-` or `.`)."""
+    name = f"aidp-egress-{policy.name}"
+    if len(name) <= 253:
+        return name
+    return f"aidp-egress-{policy.name[:230].rstrip('.-')}-{_digest(policy.name, 10)}"
+
+
+def policy_label_value(name: str) -> str:
+    """The `aidp.io/policy` label value for a policy name: the name itself when it fits a label
+    value (63 characters), else its first 53 characters, `-` and a hash of the full name."""
+    if len(name) <= 63:
+        return name
+    return f"{name[:53]}-{_digest(name, 9)}"
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,7 @@ def metadata(
 ) -> dict[str, Any]:
     labels = {**MANAGED_BY, ROLE_LABEL: role}
     if policy:
-        labels[POLICY_LABEL] = policy
+        labels[POLICY_LABEL] = policy_label_value(policy)
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
     refs = [
         {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy", "name": p.name, "uid": p.uid}
