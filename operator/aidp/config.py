@@ -29,6 +29,7 @@ class OperatorConfig:
     webhook_ip_sans: tuple[str, ...] = ()
     webhook_failure_policy: str = "Fail"
     webhook_timeout_seconds: int = 3
+    external_webhook_tls: bool = False  # cert-manager mode: the Secret is issued by someone else
     webhook_tls_secret: str = "aidp-webhook-tls"  # noqa: S105 - a Secret's name, not a secret
     # durable copy of everything loaded into OPA
     bundle_configmap: str = "aidp-opa-bundle"

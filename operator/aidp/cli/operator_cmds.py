@@ -74,6 +74,13 @@ def run(
     cert_step_seconds: Annotated[
         float, typer.Option(min=0.0, help="Least time between rotation steps.")
     ] = 60.0,
+    external_webhook_tls: Annotated[
+        bool,
+        typer.Option(
+            envvar="AIDP_EXTERNAL_WEBHOOK_TLS",
+            help="cert-manager mode: do not issue the webhook certificate; trust the Secret's ca.crt.",
+        ),
+    ] = False,
     cert_check_seconds: Annotated[
         float, typer.Option(min=0.5, help="How often the webhook TLS is checked.")
     ] = 300.0,
@@ -145,6 +152,7 @@ def run(
         cilium_extra_cidrs=tuple(cilium_extra_cidr or ()),
         cert_step_seconds=cert_step_seconds,
         cert_check_seconds=cert_check_seconds,
+        external_webhook_tls=external_webhook_tls,
         cert_serving_lifetime_seconds=cert_serving_lifetime,
         cert_ca_lifetime_seconds=cert_ca_lifetime,
         audit_interval_seconds=audit_interval,

@@ -55,6 +55,8 @@ class WebhookCerts:
 
     async def reconcile(self) -> str | None:
         """One step: issue/renew/rotate if due, then make the webhook trust the current bundle."""
+        if self.config.external_webhook_tls:
+            return await self._external()
         current = await self._read()
         material, reason = current, None
         # Rotation steps are spaced out: the webhook's caBundle and OPA's certificate files must
@@ -78,6 +80,31 @@ class WebhookCerts:
         await self.client.apply(vwc, field_manager="aidp", force=True)
         self.ready.set()
         return reason
+
+    async def _external(self) -> str | None:
+        """cert-manager (or another issuer) owns the Secret: only keep the webhook's caBundle in step
+        with the Secret's ca.crt, as cert-manager's CA injector would."""
+        try:
+            secret = await self.client.get(
+                Secret, self.config.webhook_tls_secret, namespace=self.config.namespace
+            )
+        except ApiError as err:
+            if err.status.code == 404:
+                log.info(
+                    "waiting for the webhook TLS Secret %s (external issuer)", self.config.webhook_tls_secret
+                )
+                return None
+            raise
+        ca = base64.b64decode((secret.data or {}).get("ca.crt", ""))
+        if not ca:
+            log.warning("Secret %s has no ca.crt yet", self.config.webhook_tls_secret)
+            return None
+        self.ca_file.write_bytes(ca)
+        vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, ca))
+        assert isinstance(vwc, ValidatingWebhookConfiguration)
+        await self.client.apply(vwc, field_manager="aidp", force=True)
+        self.ready.set()
+        return None
 
     async def _read(self) -> webhook_tls.TLSMaterial | None:
         try:
