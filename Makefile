@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv venv-nca testbin lint fmt test test-unit test-integration test-rego run down bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,3 +76,13 @@ bench: venv testbin ## benchmarks on the local control plane -> bench/results.js
 
 clean: ## remove the virtualenv, the dev state and caches (not the per-user testbin cache)
 	rm -rf $(VENV) .venv-nca $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache
+
+# ---- container image and a real cluster (docker; kind for kind-e2e) -------------------------
+IMAGE ?= aidp:dev
+
+.PHONY: image kind-e2e
+image: ## build the aidp container image with docker (IMAGE=name:tag, default aidp:dev)
+	docker build -t $(IMAGE) .
+
+kind-e2e: venv venv-nca testbin ## kind cluster + image + Helm chart, then the integration tests against it
+	IMAGE=$(IMAGE) bash hack/kind-e2e.sh

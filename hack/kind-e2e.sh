@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # make kind-e2e: aidp from the Helm chart on a real cluster, then the integration suite against it.
 #
-# Creates a kind cluster, builds the image and loads it into the cluster, installs the chart with
-# its default values into a namespace that enforces Pod Security `restricted`, waits until every
-# pod is ready, checks admission with the examples through the real Service, TLS and OPA pods, and
-# runs `make test-integration` with KUBECONFIG pointing at the cluster.
+# Creates a kind cluster, builds the image and loads it into the cluster, installs the chart into a
+# namespace that enforces Pod Security `restricted` (default values, except the timings and the
+# static provider addresses the integration tests expect), waits until every pod is ready, checks
+# admission with the examples through the real Service, TLS and OPA pods, and runs
+# `make test-integration` against the cluster (KUBECONFIG and AIDP_TEST_KUBECONFIG).
 # Needs docker and kind. Environment: IMAGE (default aidp:e2e), KIND_CLUSTER (aidp-e2e),
-# KIND_NODE_IMAGE (kind's default), AIDP_NAMESPACE (aidp-system), KEEP_CLUSTER=1 to keep it.
+# KIND_NODE_IMAGE (kind's default), AIDP_NAMESPACE (aidp-system), KIND_STATE (.dev/kind: the
+# kubeconfig and values), KEEP_CLUSTER=1 to keep the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLUSTER=${KIND_CLUSTER:-aidp-e2e}
 IMAGE=${IMAGE:-aidp:e2e}
 NS=${AIDP_NAMESPACE:-aidp-system}
-STATE=$PWD/.kind
+STATE=${KIND_STATE:-$PWD/.dev/kind}  # .dev/ is git-ignored
 HELM=$PWD/.testbin/bin/helm
 KUBECTL=$PWD/.testbin/bin/kubectl
 export KUBECONFIG=$STATE/kubeconfig
@@ -45,7 +47,19 @@ step "chart into namespace $NS (Pod Security restricted)"
   pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
 # the audit writes OpenReports Reports: the same upstream CRD the tests use
 "$KUBECTL" apply --server-side -f ../shared/crds/openreports-reports.yaml
-"$HELM" upgrade --install aidp charts/aidp -n "$NS" \
+# the timings and the static provider addresses (TEST-NET) the integration tests expect, as their
+# local stack runs the operator (tests/integration/conftest.py, aidp.devcluster.stack)
+.venv/bin/python - "$STATE/values.yaml" <<'PY'
+import sys, yaml
+from aidp.devcluster.stack import DEMO_ADDRESSES
+values = {
+    "operator": {"resyncSeconds": 5, "opaCheckSeconds": 0.5},
+    "audit": {"intervalSeconds": 5, "minGapSeconds": 2},
+    "egress": {"addresses": yaml.safe_load(DEMO_ADDRESSES)},
+}
+open(sys.argv[1], "w").write(yaml.safe_dump(values))
+PY
+"$HELM" upgrade --install aidp charts/aidp -n "$NS" -f "$STATE/values.yaml" \
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
   --wait --timeout 5m
 "$KUBECTL" -n "$NS" rollout status deployment/aidp-operator deployment/aidp-opa --timeout=180s
@@ -70,4 +84,5 @@ if "$KUBECTL" -n "$NS" logs -l app.kubernetes.io/instance=aidp --all-containers 
 fi
 
 step "integration tests against the cluster"
-AIDP_NAMESPACE=$NS make --no-print-directory test-integration
+# an explicit opt-in: a KUBECONFIG alone (often a real cluster) never makes the suite use it
+AIDP_TEST_KUBECONFIG=$KUBECONFIG AIDP_NAMESPACE=$NS make --no-print-directory test-integration

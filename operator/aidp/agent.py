@@ -27,6 +27,8 @@ from aidp.opa_loader import OpaLoadError, Replica, load, revision_of
 
 log = logging.getLogger("aidp.agent")
 TLS_FILES = {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca-bundle.crt": "ca.crt"}
+# cert-manager writes no ca-bundle.crt: its ca.crt is the bundle then
+CA_FALLBACK = "ca.crt"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Agent:
     token_file: Path
     tls_dir: Path | None = None
     interval: float = 0.5
+    opa_ca_file: Path | None = None
 
     def write_tls(self) -> bool:
         """Copy the serving certificate from the Secret into `tls_dir`; True when all files exist."""
@@ -53,12 +56,15 @@ class Agent:
         data = secret.data or {}
         self.tls_dir.mkdir(parents=True, exist_ok=True)
         for key, filename in TLS_FILES.items():
-            if key not in data:
+            value = data.get(key) or (data.get(CA_FALLBACK) if key == "ca-bundle.crt" else None)
+            if not value:
                 return False
-            _write_atomic(self.tls_dir / filename, base64.b64decode(data[key]))
+            _write_atomic(self.tls_dir / filename, base64.b64decode(value))
         return True
 
     def ca_file(self) -> Path | None:
+        if self.opa_ca_file is not None:
+            return self.opa_ca_file
         return self.tls_dir / "ca.crt" if self.tls_dir else None
 
     def restore_if_empty(self) -> str | None:

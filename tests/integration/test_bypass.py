@@ -50,7 +50,7 @@ UNDECLARED = DECLARATIONS | {"service-account"}  # no declarations and the defau
 RESYNC_SECONDS = 5  # the test stack runs the operator with --resync-seconds 5
 RESTORE_TIMEOUT = 3 * RESYNC_SECONDS  # a loaded machine gets some slack over one resync
 BASELINE = "aidp-egress-baseline"
-DEBUG_CONTAINER = {"name": "debug", "image": "registry.example.com/debug:1", "command": ["sh"], "stdin": True}
+DEBUG_CONTAINER = {"name": "debug", "image": "example.com/debug:1", "command": ["sh"], "stdin": True}
 
 
 def _name(prefix: str) -> str:

@@ -18,10 +18,9 @@ import pytest
 import typer.main
 import yaml
 
-from aidp import webhook
+from aidp import paths, webhook
 from aidp.cli.main import app
 from aidp.config import OperatorConfig
-from aidp import paths
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "aidp"
@@ -226,9 +225,7 @@ BAD_VALUES = {
 
 @pytest.mark.parametrize("value", sorted(BAD_VALUES))
 def test_schema_refuses_bad_values_with_a_message(value: str) -> None:
-    proc = helm(
-        "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set", value, check=False
-    )
+    proc = helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set", value, check=False)
     assert proc.returncode != 0
     assert "values don't meet the specifications of the schema" in proc.stderr
     assert BAD_VALUES[value] in proc.stderr, proc.stderr
@@ -448,7 +445,7 @@ def parse(command: str, args: list[str]) -> dict[str, Any]:
         return dict(ctx.params)
 
 
-@pytest.mark.parametrize("mode", sorted(set(MODES) - {"cert-manager"}))
+@all_modes()
 def test_operator_accepts_every_flag_the_chart_passes(mode: str) -> None:
     objs = render(MODES[mode])
     args = container(objs, "aidp-operator", "operator")["args"]
@@ -494,13 +491,25 @@ def test_operator_values_reach_the_flags() -> None:
     assert params["metrics_port"] == 9500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator has no --external-webhook-tls yet (cert-manager mode; see docs/helm.md)",
-)
-def test_operator_accepts_the_cert_manager_mode() -> None:
+def test_cert_manager_mode() -> None:
     objs = render(MODES["cert-manager"])
-    parse("run", container(objs, "aidp-operator", "operator")["args"][1:])
+    params = parse("run", container(objs, "aidp-operator", "operator")["args"][1:])
+    assert params["external_webhook_tls"] is True
+    cert = one(objs, "Certificate", "aidp-webhook")
+    assert cert["spec"]["secretName"] == "aidp-webhook-tls"
+    config = OperatorConfig(namespace=NAMESPACE)
+    assert cert["spec"]["dnsNames"] == [
+        f"{config.opa_service}",
+        f"{config.opa_service}.{NAMESPACE}",
+        f"{config.opa_service}.{NAMESPACE}.svc",
+        f"{config.opa_service}.{NAMESPACE}.svc.cluster.local",
+    ]
+    assert cert["spec"]["ipAddresses"] == ["127.0.0.1"]
+    # cert-manager writes the Secret: the operator only reads it
+    secrets = [r for r in one(objs, "Role", "aidp-operator")["rules"] if "secrets" in r["resources"]]
+    assert secrets == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["aidp-webhook-tls"], "verbs": ["get"]}
+    ]
 
 
 # ---- docs ----------------------------------------------------------------------------------------------

@@ -192,6 +192,9 @@ def opa_agent(
     tls_secret: Annotated[str, typer.Option(help="The webhook TLS Secret.")] = "aidp-webhook-tls",  # noqa: S107 - a Secret's name
     tls_dir: Annotated[Path | None, typer.Option(help="Write OPA's serving certificate here.")] = None,
     interval: Annotated[float, typer.Option(min=0.1)] = 0.5,
+    opa_ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle to verify OPA with (default: the one from --tls-dir).")
+    ] = None,
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
 ) -> None:
     """Restore an OPA that lost its policies from the durable bundle (works while the operator is down)."""
@@ -201,6 +204,16 @@ def opa_agent(
     if opa_token_file is None:
         raise typer.BadParameter("required", param_hint="--opa-token-file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     Agent(
-        kube.client(kubeconfig), namespace, configmap, tls_secret, opa_url, opa_token_file, tls_dir, interval
+        kube.client(kubeconfig),
+        namespace,
+        configmap,
+        tls_secret,
+        opa_url,
+        opa_token_file,
+        tls_dir,
+        interval,
+        opa_ca_file,
     ).run(once=once)

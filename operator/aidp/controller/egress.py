@@ -8,6 +8,7 @@ egress role are listed or deleted.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,9 +74,18 @@ class EgressApplier:
         self.client = client
         self.backend = backend
         kinds = {"networkpolicies": "NetworkPolicy", "ciliumnetworkpolicies": "CiliumNetworkPolicy"}
+        self._applied: dict[tuple[str, str, str], str] | None = None  # what the last apply wrote
         self.resources = {kinds[p]: resource_for(g, v, p, kinds[p]) for g, v, p in backend.kinds}
 
-    async def reconcile(self, policies: Sequence[Policy], ctx: EgressContext) -> EgressResult:
+    async def reconcile(
+        self, policies: Sequence[Policy], ctx: EgressContext, *, verify_live: bool = True
+    ) -> EgressResult:
+        """Apply what the backend renders for `policies`.
+
+        With `verify_live` (full resyncs, events on managed objects) the live objects are listed
+        and compared, which repairs drift; otherwise only objects whose rendering changed since the
+        last apply are written (a policy change touches a handful of objects, not thousands).
+        """
         desired = backends.render_all(self.backend, policies, ctx)
         result = EgressResult()
         want = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in desired}
@@ -85,6 +95,9 @@ class EgressApplier:
                 result.by_policy.setdefault((obj["metadata"]["namespace"], pol), []).append(
                     obj["metadata"]["name"]
                 )
+        fingerprints = {k: json.dumps(o, sort_keys=True) for k, o in want.items()}
+        if not verify_live and self._applied is not None:
+            return await self._apply_changes(want, fingerprints, result)
         live: dict[tuple[str, str, str], dict[str, Any]] = {}
         for kind, res in self.resources.items():
             selector = {**MANAGED_BY, ROLE_LABEL: None}
@@ -119,4 +132,32 @@ class EgressApplier:
                     result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
         if result.applied or result.deleted:
             log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
+        self._applied = None if result.errors else fingerprints
+        return result
+
+    async def _apply_changes(
+        self,
+        want: dict[tuple[str, str, str], dict[str, Any]],
+        fingerprints: dict[tuple[str, str, str], str],
+        result: EgressResult,
+    ) -> EgressResult:
+        applied = self._applied or {}
+        for key, obj in want.items():
+            if applied.get(key) == fingerprints[key]:
+                continue
+            try:
+                await self.client.apply(
+                    self.resources[key[0]].from_dict(obj), field_manager="aidp", force=True
+                )
+                result.applied += 1
+            except ApiError as err:
+                result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+        for key in sorted(set(applied) - set(want)):
+            try:
+                await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
+                result.deleted += 1
+            except ApiError as err:
+                if err.status.code != 404:
+                    result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+        self._applied = None if result.errors else fingerprints
         return result

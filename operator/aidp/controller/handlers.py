@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import kopf
@@ -86,13 +87,21 @@ async def start_work(rt: Runtime) -> None:
         return await discovery.replicas(rt.config, client, certs.ca_file)
 
     rt.certs = certs
-    rt.tasks = [asyncio.create_task(certs.run(), name="aidp-certs")]
-    await asyncio.wait_for(certs.ready.wait(), timeout=60)
     rt.reconciler = Reconciler(rt.config, client, replicas)
-    rt.tasks.append(asyncio.create_task(rt.reconciler.run(), name="aidp-reconciler"))
-    if rt.config.audit_interval_seconds > 0:
-        rt.audit = AuditLoop(rt.config, client, replicas)
-        rt.tasks.append(asyncio.create_task(rt.audit.run(), name="aidp-audit"))
+    rt.audit = AuditLoop(rt.config, client, replicas) if rt.config.audit_interval_seconds > 0 else None
+
+    async def once_certs_ready(work: Awaitable[None]) -> None:
+        # OPA serves with the certificate the webhook trusts: nothing to load before it exists.
+        # Waiting here (not in start_work) keeps the leader's lease renewals going meanwhile.
+        await certs.ready.wait()
+        await work
+
+    rt.tasks = [
+        asyncio.create_task(certs.run(), name="aidp-certs"),
+        asyncio.create_task(once_certs_ready(rt.reconciler.run()), name="aidp-reconciler"),
+    ]
+    if rt.audit is not None:
+        rt.tasks.append(asyncio.create_task(once_certs_ready(rt.audit.run()), name="aidp-audit"))
 
 
 async def stop_work(rt: Runtime) -> None:
@@ -118,18 +127,21 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+    """A policy was created, changed or deleted. Status writes (the operator's own, mostly) bump
+    no generation and trigger nothing: they would only make every sync cause another one."""
     rt = _runtime(memo)
-    if rt.reconciler is not None:
-        rt.reconciler.trigger()
-    # a new or changed spec (not a status write) also brings the next audit forward
     meta = body.get("metadata", {})
     uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
     if event.get("type") == "DELETED":
         rt.generations.pop(uid, None)
     elif rt.generations.get(uid) != generation:
         rt.generations[uid] = generation
-        if rt.audit is not None:
-            rt.audit.trigger()
+    else:
+        return
+    if rt.reconciler is not None:
+        rt.reconciler.trigger()
+    if rt.audit is not None:
+        rt.audit.trigger()
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -149,7 +161,7 @@ def egress_object_changed(memo: Any, **_: Any) -> None:
     """A generated NetworkPolicy was edited or deleted: put it back now, not at the next resync."""
     rec = _runtime(memo).reconciler
     if rec is not None and rec.egress is not None:
-        rec.trigger()
+        rec.trigger(drift=True)
 
 
 @kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

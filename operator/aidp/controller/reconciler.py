@@ -70,6 +70,7 @@ class Reconciler:
         self.modules = render.policy_modules()
         self._wake = asyncio.Event()
         self._full = True
+        self._drift = False
         self.bundle: bundle_mod.Bundle | None = None
         self.durable_revision: str | None = None
         self.confirmed: dict[str, str] = {}  # replica URL -> revision it holds
@@ -86,8 +87,10 @@ class Reconciler:
         )
 
     # ---- triggers -------------------------------------------------------------------------
-    def trigger(self, *, full: bool = False) -> None:
+    def trigger(self, *, full: bool = False, drift: bool = False) -> None:
+        """Sync soon; `drift`: a managed object changed, so compare the live objects too."""
         self._full = self._full or full
+        self._drift = self._drift or drift
         self._wake.set()
 
     async def run(self) -> None:
@@ -198,8 +201,9 @@ class Reconciler:
         hosts = set(cut_hosts(policies))  # the endpoints and the other hosts of their providers
         snapshot = await self.resolver.snapshot(hosts, force=False)
         today = dt.datetime.now(dt.UTC).date()
+        verify, self._drift = full or self._drift, False
         applied = await self.egress.reconcile(
-            policies, EgressContext(snapshot.book, today, self.egress_settings)
+            policies, EgressContext(snapshot.book, today, self.egress_settings), verify_live=verify
         )
         return EgressView(self.egress_backend, snapshot, applied, today)
 
