@@ -81,16 +81,21 @@ def revision_of(replica: Replica) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def load(replica: Replica, bundle: Bundle) -> None:
-    """Put every module and the data document into one replica; drop modules aidp no longer ships."""
+def load(replica: Replica, bundle: Bundle, *, data_only: bool = False) -> None:
+    """Put every module and the data document into one replica; drop modules aidp no longer ships.
+
+    `data_only`: the replica is known to hold these very modules (it confirmed a revision made
+    with them), so only the data document is replaced; recompiling the modules costs OPA time.
+    """
     try:
         with replica.client() as client:
-            present = set(client.get_policies_list())
-            _put_modules(client, bundle.modules)
-            for stale in sorted(
-                p for p in present if p.startswith(MODULE_PREFIX) and p not in bundle.modules
-            ):
-                client.delete_policy(stale)
+            if not data_only:
+                present = set(client.get_policies_list())
+                _put_modules(client, bundle.modules)
+                for stale in sorted(
+                    p for p in present if p.startswith(MODULE_PREFIX) and p not in bundle.modules
+                ):
+                    client.delete_policy(stale)
             client.update_or_create_data(bundle.data, DATA_PATH)
     except Exception as exc:
         raise OpaLoadError(f"{replica.url}: {exc}") from exc
@@ -116,12 +121,15 @@ def _put_modules(client: OpaClient, modules: dict[str, str]) -> None:
         pending = failed
 
 
-async def load_all(replicas: list[Replica], bundle: Bundle) -> dict[str, str | None]:
-    """Load `bundle` into every replica concurrently; map URL -> error message (None when loaded)."""
+async def load_all(
+    replicas: list[Replica], bundle: Bundle, data_only: frozenset[str] = frozenset()
+) -> dict[str, str | None]:
+    """Load `bundle` into every replica concurrently; map URL -> error message (None when loaded).
+    Replicas whose URL is in `data_only` get the data document only."""
 
     async def one(rep: Replica) -> str | None:
         try:
-            await asyncio.to_thread(load, rep, bundle)
+            await asyncio.to_thread(load, rep, bundle, data_only=rep.url in data_only)
         except OpaLoadError as exc:
             return str(exc)
         return None

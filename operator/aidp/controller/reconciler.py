@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,6 +69,8 @@ class Reconciler:
         self.client = client
         self.replicas = replicas
         self.modules = render.policy_modules()
+        self.modules_digest = hashlib.sha256(json.dumps(self.modules, sort_keys=True).encode()).hexdigest()
+        self.modules_of: dict[str, str] = {}  # bundle revision -> digest of the modules it was built with
         self._wake = asyncio.Event()
         self._full = True
         self._drift = False
@@ -150,7 +153,12 @@ class Reconciler:
         save = (
             self._save_durable(new) if (changed or full or self.durable_revision != new.revision) else _noop()
         )
-        load_results, _ = await asyncio.gather(load_all(targets, new), save)
+        # replicas that confirmed a revision built from these very modules need the data only
+        same_modules = frozenset(
+            url for url, rev in self.confirmed.items() if self.modules_of.get(rev) == self.modules_digest
+        )
+        load_results, _ = await asyncio.gather(load_all(targets, new, same_modules), save)
+        self.modules_of = {new.revision: self.modules_digest}
         for url, problem in load_results.items():
             if problem is None:
                 self.confirmed[url] = new.revision
