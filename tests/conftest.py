@@ -24,18 +24,52 @@ from aidp.paths import crds_dir
 from .waiting import wait_for
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+# An explicit opt-in (`make kind-e2e`): a plain KUBECONFIG, often someone's real cluster, never
+# makes the suite use it. Unset: the suite starts its own local control plane.
+EXTERNAL_KUBECONFIG = os.environ.get("AIDP_TEST_KUBECONFIG")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+    if EXTERNAL_KUBECONFIG:
+        # tests that start, kill or reconfigure aidp's processes need the local stack
+        local = [i for i in items if i.get_closest_marker("local_only")]
+        if local:
+            config.hook.pytest_deselected(items=local)
+            items[:] = [i for i in items if not i.get_closest_marker("local_only")]
+
+
+class ExternalCluster:
+    """A cluster someone else runs (kind in `make kind-e2e`), reached through a kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, state_dir: Path) -> None:
+        import base64
+
+        import yaml
+
+        self.kubeconfig = kubeconfig
+        self.state_dir = state_dir
+        doc = yaml.safe_load(kubeconfig.read_text())
+        ctx = next(c["context"] for c in doc["contexts"] if c["name"] == doc["current-context"])
+        cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == ctx["cluster"])
+        self.server = cluster["server"]
+        self.ca_file = state_dir / "ca.crt"
+        self.ca_file.write_bytes(base64.b64decode(cluster.get("certificate-authority-data", "")))
+
+    def stop(self) -> None:
+        """Nothing to stop: the cluster is not ours."""
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager, started once per test session."""
+    """etcd + kube-apiserver + kube-controller-manager, started once per test session (or, with
+    AIDP_TEST_KUBECONFIG, the cluster that kubeconfig names)."""
     state = tmp_path_factory.mktemp("controlplane")
+    if EXTERNAL_KUBECONFIG:
+        yield ExternalCluster(Path(EXTERNAL_KUBECONFIG), state)  # type: ignore[misc]
+        return
     cp = ControlPlane(state)
     try:
         cp.start()

@@ -19,6 +19,7 @@ from aidp.devcluster import ControlPlane, ControlPlaneError
 from aidp.devcluster.procs import free_port
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import testbin_dir
+from tests.conftest import EXTERNAL_KUBECONFIG
 from tests.integration import helpers
 from tests.waiting import wait_for
 
@@ -30,7 +31,11 @@ def aidp_stack(
     report_crds: list[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AidpStack]:
-    """aidp installed on the session's control plane (webhook registered, OPA enforcing)."""
+    """aidp installed on the session's control plane (webhook registered, OPA enforcing); with
+    AIDP_TEST_KUBECONFIG, the release installed in that cluster by `make kind-e2e`."""
+    if EXTERNAL_KUBECONFIG:
+        yield InstalledAidp(control_plane, tmp_path_factory.mktemp("aidp"))  # type: ignore[misc]
+        return
     metrics_port = free_port()
     stack = AidpStack(
         control_plane,
@@ -54,6 +59,29 @@ def aidp_stack(
         pytest.fail(str(err), pytrace=False)
     yield stack
     stack.stop()
+
+
+class InstalledAidp:
+    """aidp as the Helm chart installed it in an external cluster: the parts of AidpStack that the
+    API can answer. Tests that need the processes themselves carry the `local_only` marker."""
+
+    def __init__(self, cluster: Any, state_dir: Path) -> None:
+        import os
+
+        from lightkube.resources.core_v1 import ConfigMap
+
+        from aidp import kube
+        from aidp.config import OperatorConfig
+
+        self.cp = cluster
+        self.namespace = os.environ.get("AIDP_NAMESPACE", "aidp-system")
+        self.config = OperatorConfig(namespace=self.namespace)
+        self.addresses_file = state_dir / "egress-addresses.yaml"
+        cm = kube.client(cluster.kubeconfig).get(ConfigMap, "aidp-egress-addresses", namespace=self.namespace)
+        self.addresses_file.write_text((cm.data or {}).get("addresses.yaml", ""))
+
+    def stop(self) -> None:
+        """The release is not ours to stop."""
 
 
 class Env:

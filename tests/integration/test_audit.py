@@ -222,6 +222,7 @@ def test_audit_verdicts_equal_admission_now(
             assert admitted == ((kind, name) not in violating), (kind, name)
 
 
+@pytest.mark.local_only  # scrapes the local operator's metrics port
 def test_in_cluster_audit_writes_reports_and_policy_status(
     aidp_stack: AidpStack, seeded: tuple[Env, Env], kube_client: Client
 ) -> None:

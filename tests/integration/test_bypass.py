@@ -313,6 +313,7 @@ AUTHORIZATION = {
 
 
 @pytest.mark.parametrize("auth", sorted(AUTHORIZATION))
+@pytest.mark.local_only  # talks to the local OPA directly
 def test_opa_management_api_refuses_writes_without_the_token(
     aidp_stack: AidpStack, opa_http: httpx.Client, governed: Env, auth: str
 ) -> None:

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aidp.devcluster.procs import pid_alive
+
+pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
 
 
 def _aidp(*args: str) -> subprocess.CompletedProcess[str]:

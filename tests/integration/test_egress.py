@@ -341,6 +341,7 @@ def addresses_file(aidp_stack: AidpStack) -> Iterator[Path]:
     write_atomically(aidp_stack.addresses_file, original)
 
 
+@pytest.mark.local_only  # rewrites the operator's addresses file
 def test_generated_rules_follow_the_addresses_file(
     env: Env, kube_client: Client, aidp_stack: AidpStack, addresses_file: Path
 ) -> None:

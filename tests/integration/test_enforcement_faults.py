@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from lightkube.core.exceptions import ApiError
 
 from aidp.devcluster.stack import AidpStack
@@ -9,6 +10,8 @@ from tests.integration import helpers
 from tests.integration.conftest import Env
 from tests.integration.helpers import create, violating, workload
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
 
 
 def _policy_loaded(env: Env) -> bool:

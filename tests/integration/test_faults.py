@@ -25,6 +25,8 @@ from tests.integration.conftest import Env, make_env
 from tests.integration.helpers import create, violating, workload
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
+
 
 def _own_stack(tmp: Path, *args: str) -> tuple[ControlPlane, AidpStack]:
     cp = ControlPlane(tmp / "cp").start()

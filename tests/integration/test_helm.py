@@ -50,6 +50,8 @@ from aidp.opa_loader import Replica, revision_of
 from tests.conftest import shared_crd
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "aidp"
 EXAMPLES = ROOT / "examples"

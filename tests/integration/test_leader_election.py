@@ -17,6 +17,8 @@ from tests.integration.conftest import Env, make_env
 from tests.integration.helpers import create, violating
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
+
 
 @pytest.fixture(scope="module")
 def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AidpStack, list[Process]]]:
