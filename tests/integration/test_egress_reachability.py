@@ -248,3 +248,23 @@ def test_the_oracle_fails_loudly_on_input_it_cannot_read(tmp_path: Path) -> None
     assert proc.returncode == 0  # the reason for the check
     with pytest.raises(nca.NcaError, match="Parse Error"):
         nca.answer(proc)
+
+
+def test_the_audits_network_policy_analysis_agrees_with_nca(world: World, kube_client: Client) -> None:
+    """The audit's egress-bypass analysis (aidp.audit.netpol) gives nca's answer for every pod of
+    this world and every address and port asked above."""
+    from aidp.audit import netpol
+
+    policies = [np.to_dict() for np in kube_client.list(NetworkPolicy, namespace="*")]
+    targets = [(a, 443) for a in (*API, *EU, *US, ELSEWHERE)] + [(JP, 8443), (JP, 443), (API[0], 80)]
+    compared = 0
+    for ns in (world.gov, world.res, world.two, world.exp, world.free):
+        for p in kube_client.list(Pod, namespace=ns):
+            name = f"{ns}/{p.metadata.name}"
+            labels = dict(p.metadata.labels or {})
+            for address, port in targets:
+                ours = netpol.egress_allowed(policies, ns, labels, address, port)
+                theirs = world.answer.reaches(name, address, "TCP", port)
+                assert ours == theirs, f"{name} -> {address}:{port}: audit says {ours}, nca says {theirs}"
+                compared += 1
+    assert compared > 50
