@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -53,10 +54,16 @@ class AddressBook:
         v6: set[str] = set()
         for host in hosts:
             for cidr in self.cidrs(host):
-                (v4 if ipaddress.ip_network(cidr, strict=False).version == 4 else v6).add(cidr)
+                (v4 if _version(cidr) == 4 else v6).add(cidr)
         return sorted(v4, key=_net_key), sorted(v6, key=_net_key)
 
 
+@functools.lru_cache(maxsize=4096)
+def _version(cidr: str) -> int:
+    return ipaddress.ip_network(cidr, strict=False).version
+
+
+@functools.lru_cache(maxsize=4096)
 def _net_key(cidr: str) -> tuple[int, int]:
     net = ipaddress.ip_network(cidr, strict=False)
     return int(net.network_address), net.prefixlen
