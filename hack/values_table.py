@@ -51,12 +51,39 @@ def _default(values: Any, path: list[str]) -> str:
     return f"`{text}`" if len(text) <= 60 else "(see values.yaml)"
 
 
+def comments(text: str) -> dict[str, str]:
+    """`# -- description` comments (helm-docs style) of values.yaml, by dotted key."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            pending = [stripped[4:].strip()]
+            continue
+        if stripped.startswith("#") and pending:
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        if not stripped or stripped.startswith("-") or ":" not in stripped:
+            pending = [] if not stripped else pending
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0].strip().strip('"')
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        if pending:
+            out[".".join(k for _, k in stack)] = " ".join(pending)
+            pending = []
+    return out
+
+
 def rows(schema: dict[str, Any], values: Any, path: list[str] | None = None) -> list[str]:
     path = path or []
     props = schema.get("properties")
     if not props:
         key = ".".join(path)
-        desc = (schema.get("description") or "").replace("|", "\\|").replace("\n", " ")
+        desc = (schema.get("description") or COMMENTS.get(key, "")).replace("|", "\\|").replace("\n", " ")
         return [f"| `{key}` | {_type(schema)} | {_default(values, path)} | {_rules(schema)} | {desc} |"]
     out: list[str] = []
     for name, node in props.items():
@@ -64,9 +91,15 @@ def rows(schema: dict[str, Any], values: Any, path: list[str] | None = None) -> 
     return out
 
 
+COMMENTS: dict[str, str] = {}
+
+
 def table() -> str:
     schema = json.loads((CHART / "values.schema.json").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    text = (CHART / "values.yaml").read_text()
+    COMMENTS.clear()
+    COMMENTS.update(comments(text))
+    values = yaml.safe_load(text)
     head = ["| value | type | default | allowed | description |", "|---|---|---|---|---|"]
     return "\n".join(head + rows(schema, values)) + "\n"
 
