@@ -70,15 +70,28 @@ class Replica:
         return make_client(self.url, self.token, self.ca_file, timeout, self.server_hostname)
 
 
+# a value only aidp's modules define: present exactly when the modules are loaded
+MODULES_PROBE = "aidp/admission/rule_ids"
+
+
+def _modules_loaded(client: OpaClient) -> bool:
+    got = client.get_data(MODULES_PROBE)
+    return isinstance(got, dict) and bool(got.get("result"))
+
+
 def revision_of(replica: Replica) -> str | None:
-    """The bundle revision a replica holds, or None (nothing loaded, or unreachable)."""
+    """The bundle revision a replica holds, or None (nothing or only part of it loaded, or
+    unreachable). The revision lives in the data document, so the modules are checked as well:
+    an OPA that restarted and got only the data back holds no usable bundle."""
     try:
         with replica.client(timeout=2.0) as client:
             got = client.get_data(f"{DATA_PATH}/revision")
+            value = got.get("result") if isinstance(got, dict) else None
+            if not isinstance(value, str) or not _modules_loaded(client):
+                return None
     except Exception:
         return None
-    value = got.get("result") if isinstance(got, dict) else None
-    return value if isinstance(value, str) else None
+    return value
 
 
 def load(replica: Replica, bundle: Bundle, *, data_only: bool = False) -> None:
@@ -89,6 +102,8 @@ def load(replica: Replica, bundle: Bundle, *, data_only: bool = False) -> None:
     """
     try:
         with replica.client() as client:
+            if data_only and not _modules_loaded(client):
+                data_only = False  # the replica lost its modules (a restart since it confirmed)
             if not data_only:
                 present = set(client.get_policies_list())
                 _put_modules(client, bundle.modules)

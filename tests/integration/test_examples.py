@@ -38,4 +38,8 @@ def test_offline_check_agrees_with_the_live_webhook(aidp_stack: AidpStack, kube_
         assert False in offline.values() and True in offline.values()
     finally:
         for ns in ("support", "marketing"):
-            kube_client.delete(Namespace, ns)
+            try:
+                kube_client.delete(Namespace, ns)
+            except ApiError as err:
+                if err.status.code != 404:  # not created when an earlier step failed
+                    raise
