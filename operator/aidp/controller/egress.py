@@ -108,32 +108,14 @@ class EgressApplier:
             except ApiError as err:
                 result.errors[kind] = f"cannot list {kind}: {err.status.message}"
                 return result
-        for key, obj in want.items():
-            current = live.get(key)
-            if (
-                current is not None
-                and same_spec(obj["spec"], current.get("spec"))
-                and covers(obj["metadata"], current.get("metadata"))
-            ):
-                continue
-            try:
-                await self.client.apply(
-                    self.resources[key[0]].from_dict(obj), field_manager="aidp", force=True
-                )
-                result.applied += 1
-            except ApiError as err:
-                result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
-        for key in sorted(set(live) - set(want)):
-            try:
-                await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
-                result.deleted += 1
-            except ApiError as err:
-                if err.status.code != 404:
-                    result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
-        if result.applied or result.deleted:
-            log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
-        self._applied = None if result.errors else fingerprints
-        return result
+        stale = {
+            key
+            for key, obj in want.items()
+            if (current := live.get(key)) is None
+            or not same_spec(obj["spec"], current.get("spec"))
+            or not covers(obj["metadata"], current.get("metadata"))
+        }
+        return await self._write(want, stale, set(live) - set(want), fingerprints, result)
 
     async def _apply_changes(
         self,
@@ -142,22 +124,34 @@ class EgressApplier:
         result: EgressResult,
     ) -> EgressResult:
         applied = self._applied or {}
-        for key, obj in want.items():
-            if applied.get(key) == fingerprints[key]:
-                continue
+        changed = {key for key in want if applied.get(key) != fingerprints[key]}
+        return await self._write(want, changed, set(applied) - set(want), fingerprints, result)
+
+    async def _write(
+        self,
+        want: dict[tuple[str, str, str], dict[str, Any]],
+        to_apply: set[tuple[str, str, str]],
+        to_delete: set[tuple[str, str, str]],
+        fingerprints: dict[tuple[str, str, str], str],
+        result: EgressResult,
+    ) -> EgressResult:
+        """Server-side apply `to_apply`, delete `to_delete`; remember what is now in force."""
+        for key in sorted(to_apply):
             try:
                 await self.client.apply(
-                    self.resources[key[0]].from_dict(obj), field_manager="aidp", force=True
+                    self.resources[key[0]].from_dict(want[key]), field_manager="aidp", force=True
                 )
                 result.applied += 1
             except ApiError as err:
                 result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
-        for key in sorted(set(applied) - set(want)):
+        for key in sorted(to_delete):
             try:
                 await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
                 result.deleted += 1
             except ApiError as err:
                 if err.status.code != 404:
                     result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+        if result.applied or result.deleted:
+            log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
         self._applied = None if result.errors else fingerprints
         return result
