@@ -187,8 +187,10 @@ def _clean(obj: Any, api_version: str, kind: str) -> dict[str, Any]:
     return d
 
 
-def export(client: Client, directory: Path) -> dict[str, Path]:
-    """Namespaces, Pods and NetworkPolicies of the whole cluster, one List file each."""
+def export(client: Client, directory: Path, namespaces: Iterable[str] = ()) -> dict[str, Path]:
+    """Namespaces, Pods and NetworkPolicies, one List file each: of the whole cluster, or of
+    `namespaces` only (other tests' namespaces, possibly half deleted, would only add noise)."""
+    keep = set(namespaces)
     directory.mkdir(parents=True, exist_ok=True)
     kinds: list[tuple[str, Any, str, str]] = [
         ("namespaces", Namespace, "v1", "Namespace"),
@@ -200,6 +202,7 @@ def export(client: Client, directory: Path) -> dict[str, Path]:
         items = [
             _clean(o, api_version, kind)
             for o in client.list(res, **({} if res is Namespace else {"namespace": "*"}))
+            if not keep or (o.metadata.name if res is Namespace else o.metadata.namespace) in keep
         ]
         path = directory / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
@@ -245,7 +248,7 @@ def answer(proc: subprocess.CompletedProcess[str]) -> Connectivity:
 
 def analyse(client: Client, directory: Path, namespaces: Iterable[str] = ()) -> Connectivity:
     """Export the cluster, run nca on it and parse its answer (kept beside the exported files)."""
-    files = export(client, directory)
+    files = export(client, directory, namespaces)
     proc = run(files, namespaces)
     (directory / "nca.out").write_text(proc.stdout)
     (directory / "nca.err").write_text(proc.stderr)

@@ -20,7 +20,7 @@ from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
 from aidp.model import Policy, checked_kind
-from aidp.workloads import is_top_level, pod_template
+from aidp.workloads import PodTemplate, is_top_level, pod_template
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
 Evaluate = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
@@ -38,9 +38,17 @@ ALLOWED: Mapping[str, Any] = {"allowed": True, "message": "", "violations": [], 
 MEMO_SIZE = 10_000
 
 
-def _verdict_key(obj: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class _Seen:
+    ns: str
+    name: str
+    kind: str
+    tpl: PodTemplate | None
+    selecting: list[Policy]
+
+
+def _verdict_key(obj: Mapping[str, Any], tpl: PodTemplate | None) -> str:
     """Everything the admission decision's violations depend on, for a CREATE of `obj`."""
-    tpl = pod_template(obj)
     meta = obj.get("metadata") or {}
     return json.dumps(
         [
@@ -135,9 +143,7 @@ class Auditor:
         if batch:
             self.apply(batch, self.evaluate([r for _, r in batch]))
 
-    def prepare(
-        self, objects: Iterable[Mapping[str, Any]]
-    ) -> list[tuple[list[Mapping[str, Any]], dict[str, Any]]]:
+    def prepare(self, objects: Iterable[Mapping[str, Any]]) -> list[tuple[list[_Seen], dict[str, Any]]]:
         """The AdmissionReviews OPA must judge for this page; other workloads are handled at once.
 
         - Workloads no policy of their namespace selects are "allowed, no violation" by
@@ -147,57 +153,49 @@ class Auditor:
           (memoised for the whole audit, bounded by MEMO_SIZE).
         - The AdmissionReview carries the object without `status` and `managedFields`.
         """
-        groups: dict[str, tuple[list[Mapping[str, Any]], dict[str, Any]]] = {}
+        groups: dict[str, tuple[list[_Seen], dict[str, Any]]] = {}
         for obj in objects:
             kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
             if kind is None or not is_top_level(obj):
                 continue
-            if not self._selected(obj):
-                self._workload(obj, ALLOWED)
+            seen = self._seen(obj)
+            if not seen.selecting:
+                self._workload(seen, ALLOWED)
                 continue
-            key = _verdict_key(obj)
+            key = _verdict_key(obj, seen.tpl)
             if key in self._memo:
-                self._workload(obj, self._memo[key])
+                self._workload(seen, self._memo[key])
             elif key in groups:
-                groups[key][0].append(obj)
+                groups[key][0].append(seen)
             else:
                 review = admission_review(_slim(obj), kind, str(uuid.uuid4()))
                 review["aidpKey"] = key
-                groups[key] = ([obj], review)
+                groups[key] = ([seen], review)
         return list(groups.values())
 
-    def apply(
-        self, batch: Sequence[tuple[list[Mapping[str, Any]], Any]], decisions: Sequence[Mapping[str, Any]]
-    ) -> None:
-        for (objs, review), decision in zip(batch, decisions, strict=True):
+    def apply(self, batch: Sequence[tuple[list[_Seen], Any]], decisions: Sequence[Mapping[str, Any]]) -> None:
+        for (seen, review), decision in zip(batch, decisions, strict=True):
             if len(self._memo) < MEMO_SIZE:
                 self._memo[review["aidpKey"]] = decision
-            for obj in objs:
-                self._workload(obj, decision)
+            for one in seen:
+                self._workload(one, decision)
 
-    def _selected(self, obj: Mapping[str, Any]) -> bool:
-        ns = str((obj.get("metadata") or {}).get("namespace") or "default")
-        policies = self._by_ns.get(ns)
-        if not policies:
-            return False
+    def _seen(self, obj: Mapping[str, Any]) -> _Seen:
+        """What the audit needs of one workload, computed once."""
+        meta = obj.get("metadata") or {}
+        ns = str(meta.get("namespace") or "default")
         tpl = pod_template(obj)
         labels = tpl.labels if tpl else {}
-        return any(p.spec.workload_selector.matches(labels) for p in policies)
+        selecting = [p for p in self._by_ns.get(ns, ()) if p.spec.workload_selector.matches(labels)]
+        return _Seen(ns, str(meta.get("name") or ""), str(obj["kind"]), tpl, selecting)
 
-    def _workload(self, obj: Mapping[str, Any], decision: Mapping[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        ns, name, kind = (
-            str(meta.get("namespace") or "default"),
-            str(meta.get("name") or ""),
-            str(obj["kind"]),
-        )
-        tpl = pod_template(obj)
+    def _workload(self, seen: _Seen, decision: Mapping[str, Any]) -> None:
+        ns, name, kind, tpl, selecting = seen.ns, seen.name, seen.kind, seen.tpl, seen.selecting
         labels = tpl.labels if tpl else {}
         spec = tpl.spec if tpl else {}
         tally = self.report.namespaces.setdefault(ns, NamespaceTally())
         tally.workloads += 1
         self.report.workloads += 1
-        selecting = [p for p in self._by_ns.get(ns, []) if p.spec.workload_selector.matches(labels)]
         active = [p for p in selecting if not p.expired(self.today)]
         violations = list(decision.get("violations") or [])
         for p in selecting:
