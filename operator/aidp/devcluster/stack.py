@@ -109,9 +109,9 @@ class AidpStack:
         return self
 
     # ---- components ------------------------------------------------------------------------
-    def start_operator(self, *extra: str, name: str = "aidp-operator") -> Process:
-        argv = _aidp(
-            "run",
+    def _common_args(self) -> list[str]:
+        """The arguments `aidp run` and `aidp opa-agent` share: cluster, namespace, OPA."""
+        return [
             "--kubeconfig",
             str(self.cp.kubeconfig),
             "--namespace",
@@ -120,6 +120,12 @@ class AidpStack:
             self.opa_url,
             "--opa-token-file",
             str(self.token_file),
+        ]
+
+    def start_operator(self, *extra: str, name: str = "aidp-operator") -> Process:
+        argv = _aidp(
+            "run",
+            *self._common_args(),
             "--webhook-url",
             f"{self.opa_url}/",
             "--webhook-ip",
@@ -140,14 +146,7 @@ class AidpStack:
     def start_agent(self) -> Process:
         argv = _aidp(
             "opa-agent",
-            "--kubeconfig",
-            str(self.cp.kubeconfig),
-            "--namespace",
-            self.namespace,
-            "--opa-url",
-            self.opa_url,
-            "--opa-token-file",
-            str(self.token_file),
+            *self._common_args(),
             "--tls-dir",
             str(self.tls_dir),
             "--interval",
