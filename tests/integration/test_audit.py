@@ -258,6 +258,7 @@ def test_in_cluster_audit_writes_reports_and_policy_status(
         "aidp_audit_last_run_timestamp_seconds",
         "aidp_audit_findings",
         "aidp_reconcile_errors_total",
+        'aidp_policies{phase="Active"}',
         "aidp_opa_load_errors_total",
     ):
         assert name in metrics

@@ -254,6 +254,7 @@ class Reconciler:
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         patches = []
+        phases: dict[str, int] = {}
         for obj in objs:
             meta = obj["metadata"]
             key = (meta["namespace"], meta["name"])
@@ -272,11 +273,15 @@ class Reconciler:
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
                 expires=expires,
                 endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else _plain_endpoints(p),
-                egress=egress.condition(p) if egress and isinstance(p, Policy) else _NO_EGRESS,
+                egress=_egress_condition(p, egress),
             )
-            new = status.patch(current, status.desired(obs), now)
+            want = status.desired(obs)
+            phases[want["phase"]] = phases.get(want["phase"], 0) + 1
+            new = status.patch(current, want, now)
             if new is not None:
                 patches.append((obj, current, new))
+        for phase in ("Active", "Expired", "Degraded"):
+            metrics.POLICIES.labels(phase).set(phases.get(phase, 0))
         limit = asyncio.Semaphore(16)
 
         async def apply(obj: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]) -> None:
@@ -332,6 +337,13 @@ def _revision_for(current: Mapping[str, Any], generation: int, result: SyncResul
 
 
 _NO_EGRESS = ("Unknown", "NoEgressBackend", "egress rules are disabled (--egress-backend none)")
+_INVALID_EGRESS = ("False", "InvalidSpec", "the spec cannot be used: no egress rules are generated for it")
+
+
+def _egress_condition(p: Policy | PolicyError, egress: EgressView | None) -> tuple[str, str, str]:
+    if isinstance(p, PolicyError):
+        return _INVALID_EGRESS if egress else _NO_EGRESS
+    return egress.condition(p) if egress else _NO_EGRESS
 
 
 def _plain_endpoints(p: Policy | PolicyError) -> tuple[dict[str, Any], ...]:
