@@ -28,16 +28,16 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
 
 
-def _own_stack(tmp: Path, *args: str) -> tuple[ControlPlane, AidpStack]:
+def _own_stack(tmp: Path, *args: str) -> Iterator[tuple[ControlPlane, AidpStack]]:
+    """A control plane and aidp of their own, stopped afterwards (for use as a fixture body)."""
     cp = ControlPlane(tmp / "cp").start()
     stack = AidpStack(cp, tmp / "aidp", operator_args=("--audit-interval", "0", *args))
     try:
         stack.start()
-    except BaseException:
+        yield cp, stack
+    finally:
         stack.stop()
         cp.stop()
-        raise
-    return cp, stack
 
 
 def _aidp_denial(client: Client, obj: dict[str, object]) -> bool:
@@ -98,10 +98,7 @@ def test_opa_killed_under_a_stream_of_creates_admits_nothing(aidp_stack: AidpSta
 
 @pytest.fixture
 def batch_stack(tmp_path: Path) -> Iterator[tuple[ControlPlane, AidpStack]]:
-    cp, stack = _own_stack(tmp_path, "--resync-seconds", "300")
-    yield cp, stack
-    stack.stop()
-    cp.stop()
+    yield from _own_stack(tmp_path, "--resync-seconds", "300")
 
 
 def test_operator_killed_in_a_batch_of_100_policy_changes_converges(
@@ -148,10 +145,7 @@ def test_operator_killed_in_a_batch_of_100_policy_changes_converges(
 @pytest.fixture
 def restart_stack(tmp_path: Path) -> Iterator[tuple[ControlPlane, AidpStack]]:
     # a long resync: only the watches can bring the change in quickly
-    cp, stack = _own_stack(tmp_path, "--resync-seconds", "600")
-    yield cp, stack
-    stack.stop()
-    cp.stop()
+    yield from _own_stack(tmp_path, "--resync-seconds", "600")
 
 
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
@@ -181,7 +175,7 @@ def test_control_plane_restart_then_a_policy_change_is_enforced(
 
 @pytest.fixture
 def rotating_stack(tmp_path: Path) -> Iterator[tuple[ControlPlane, AidpStack]]:
-    cp, stack = _own_stack(
+    yield from _own_stack(
         tmp_path,
         "--cert-serving-lifetime",
         "12",
@@ -192,9 +186,6 @@ def rotating_stack(tmp_path: Path) -> Iterator[tuple[ControlPlane, AidpStack]]:
         "--cert-step-seconds",
         "4",
     )
-    yield cp, stack
-    stack.stop()
-    cp.stop()
 
 
 def test_webhook_certificate_rotation_under_load_fails_no_request(
