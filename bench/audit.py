@@ -20,15 +20,22 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from tests.integration import helpers
 
+# The baseline: a fresh interpreter that reads every object the audit reads (the workloads, the
+# AIDataPolicies, NetworkPolicies and RBAC objects) with the same paginated LISTs (500 a page),
+# each page decoded in full into plain dicts, the garbage collector paused as in the audit.
 LIST_ONLY = """
-import sys, time
+import sys
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from aidp import kube
-from aidp.audit.collect import WORKLOAD_RESOURCES, listed
+from aidp.audit import collect
 c = kube.client(sys.argv[1])
 n = 0
-for res, api, kind in WORKLOAD_RESOURCES:
-    for _ in listed(c, res, None, api, kind):
-        n += 1
+with collect.gc_paused():
+    others = (collect.AIDataPolicy, NetworkPolicy, Role, ClusterRole, RoleBinding, ClusterRoleBinding)
+    for res in (*others, *(r for r, _, _ in collect.WORKLOAD_RESOURCES)):
+        for page in collect.raw_pages(c, res, None):
+            n += len(page)
 print(n)
 """
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opa_client import OpaClient
 from requests.adapters import HTTPAdapter
 
 from aidp.bundle import Bundle
+
+if TYPE_CHECKING:  # opa_client imports aiohttp (~0.15 s): only when a client is made
+    from opa_client import OpaClient
 
 MODULE_PREFIX = "aidp/"
 DATA_PATH = "aidp"
@@ -27,6 +29,8 @@ def make_client(
     """An opa-python-client client for `url` that trusts `ca_file` (and nothing from the environment:
     requests would otherwise let REQUESTS_CA_BUNDLE replace the CA given here). With
     `server_hostname`, a pod address is reached but the certificate is checked for that name."""
+    from opa_client import OpaClient
+
     parts = urlsplit(url)
     https = parts.scheme == "https"
     client = OpaClient(

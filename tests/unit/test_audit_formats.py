@@ -143,7 +143,7 @@ def test_json_round_trips_to_the_contract_document() -> None:
     text = render(report, "json")
     doc = json.loads(text)
     assert doc == report.to_dict()
-    assert text == json.dumps(report.to_dict(), indent=2) + "\n"
+    assert text == json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     assert list(doc)[:3] == ["apiVersion", "kind", "generatedAt"]
     assert (doc["apiVersion"], doc["kind"], doc["generatedAt"]) == (
         "aidp.io/v1alpha1",

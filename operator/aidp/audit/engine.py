@@ -8,7 +8,6 @@ so memory follows the page size, not the cluster size.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,19 +46,26 @@ class _Seen:
     selecting: list[Policy]
 
 
-def _verdict_key(obj: Mapping[str, Any], tpl: PodTemplate | None) -> str:
-    """Everything the admission decision's violations depend on, for a CREATE of `obj`."""
+@dataclass
+class _Group:
+    """Workloads judged by one AdmissionReview (they agree on everything the verdict depends on)."""
+
+    key: tuple[Any, ...]
+    seen: list[_Seen]
+    review: dict[str, Any]
+
+
+def _verdict_key(obj: Mapping[str, Any], tpl: PodTemplate | None) -> tuple[Any, ...]:
+    """Everything the admission decision's violations depend on, for a CREATE of `obj`
+    (pod_template gives labels and annotations as str -> str, so the key is hashable)."""
     meta = obj.get("metadata") or {}
-    return json.dumps(
-        [
-            obj.get("apiVersion"),
-            obj.get("kind"),
-            meta.get("namespace") or "default",
-            dict(tpl.labels) if tpl else {},
-            dict(tpl.annotations) if tpl else {},
-            tpl.service_account if tpl else "default",
-        ],
-        sort_keys=True,
+    return (
+        obj.get("apiVersion"),
+        obj.get("kind"),
+        meta.get("namespace") or "default",
+        tuple(sorted(tpl.labels.items())) if tpl else (),
+        tuple(sorted(tpl.annotations.items())) if tpl else (),
+        tpl.service_account if tpl else "default",
     )
 
 
@@ -128,22 +134,29 @@ class Auditor:
     per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._memo: dict[str, Mapping[str, Any]] = {}
+        self._memo: dict[tuple[Any, ...], Mapping[str, Any]] = {}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.report = AuditReport(generated_at=now, scope=self.scope)
         self._by_ns: dict[str, list[Policy]] = {}
+        self._endpoints: dict[tuple[str, str], list[str]] = {}
+        # per namespace: (policy, host, port, CIDRs in force) for egress-bypass, addresses known only
+        self._egress_targets: dict[str, list[tuple[str, str, int, Sequence[str]]]] = {}
         for p in self.policies:
             self._by_ns.setdefault(p.namespace, []).append(p)
             self.per_policy[(p.namespace, p.name)] = {"matched": 0, "violating": 0}
+            self._endpoints[(p.namespace, p.name)] = [f"{e.host}:{e.port}" for e in p.endpoints]
+            for e in p.endpoints:
+                if cidrs := self.addresses.get((p.namespace, e.host)):
+                    self._egress_targets.setdefault(p.namespace, []).append((p.name, e.host, e.port, cidrs))
 
     # ---- workloads ----------------------------------------------------------------------------
     def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """Audit one page of workloads of any checked kinds (see `prepare`)."""
         batch = self.prepare(objects)
         if batch:
-            self.apply(batch, self.evaluate([r for _, r in batch]))
+            self.apply(batch, self.evaluate([g.review for g in batch]))
 
-    def prepare(self, objects: Iterable[Mapping[str, Any]]) -> list[tuple[list[_Seen], dict[str, Any]]]:
+    def prepare(self, objects: Iterable[Mapping[str, Any]]) -> list[_Group]:
         """The AdmissionReviews OPA must judge for this page; other workloads are handled at once.
 
         - Workloads no policy of their namespace selects are "allowed, no violation" by
@@ -153,7 +166,7 @@ class Auditor:
           (memoised for the whole audit, bounded by MEMO_SIZE).
         - The AdmissionReview carries the object without `status` and `managedFields`.
         """
-        groups: dict[str, tuple[list[_Seen], dict[str, Any]]] = {}
+        groups: dict[tuple[Any, ...], _Group] = {}
         for obj in objects:
             kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
             if kind is None or not is_top_level(obj):
@@ -166,18 +179,16 @@ class Auditor:
             if key in self._memo:
                 self._workload(seen, self._memo[key])
             elif key in groups:
-                groups[key][0].append(seen)
+                groups[key].seen.append(seen)
             else:
-                review = admission_review(_slim(obj), kind, str(uuid.uuid4()))
-                review["aidpKey"] = key
-                groups[key] = ([seen], review)
+                groups[key] = _Group(key, [seen], admission_review(_slim(obj), kind, str(uuid.uuid4())))
         return list(groups.values())
 
-    def apply(self, batch: Sequence[tuple[list[_Seen], Any]], decisions: Sequence[Mapping[str, Any]]) -> None:
-        for (seen, review), decision in zip(batch, decisions, strict=True):
+    def apply(self, batch: Sequence[_Group], decisions: Sequence[Mapping[str, Any]]) -> None:
+        for group, decision in zip(batch, decisions, strict=True):
             if len(self._memo) < MEMO_SIZE:
-                self._memo[review["aidpKey"]] = decision
-            for one in seen:
+                self._memo[group.key] = decision
+            for one in group.seen:
                 self._workload(one, decision)
 
     def _seen(self, obj: Mapping[str, Any]) -> _Seen:
@@ -251,7 +262,7 @@ class Auditor:
             name=name,
             policy=p.name,
             purpose=ann.get("aidp.io/purpose", "").strip() or p.spec.purpose,
-            endpoints=[f"{e.host}:{e.port}" for e in p.endpoints],
+            endpoints=list(self._endpoints[(p.namespace, p.name)]),
             consentBasis=(ann.get("aidp.io/consent-basis", "").strip().lower() or None),
             retentionDays=_days(days),
             dataCategories=sorted(
@@ -291,23 +302,22 @@ class Auditor:
                 )
 
     def _egress_bypass(self, ns: str, kind: str, name: str, labels: Mapping[str, str]) -> None:
-        for p in self._by_ns.get(ns, []):
-            for e in p.endpoints:
-                for cidr in self.addresses.get((ns, e.host), ()):
-                    if netpol.egress_allowed(self.network_policies, ns, labels, cidr, e.port):
-                        self.report.findings.append(
-                            Finding(
-                                "egress-bypass",
-                                "high",
-                                ns,
-                                kind,
-                                name,
-                                f"not approved, yet the NetworkPolicies in force let it reach {e.host} "
-                                f"({cidr.split('/')[0]}:{e.port})",
-                                p.name,
-                            )
+        for policy, host, port, cidrs in self._egress_targets.get(ns, ()):
+            for cidr in cidrs:
+                if netpol.egress_allowed(self.network_policies, ns, labels, cidr, port):
+                    self.report.findings.append(
+                        Finding(
+                            "egress-bypass",
+                            "high",
+                            ns,
+                            kind,
+                            name,
+                            f"not approved, yet the NetworkPolicies in force let it reach {host} "
+                            f"({cidr.split('/')[0]}:{port})",
+                            policy,
                         )
-                        return
+                    )
+                    return
 
     # ---- policies -----------------------------------------------------------------------------
     def finish(self) -> AuditReport:

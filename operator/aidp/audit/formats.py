@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
+import msgspec
 
 from .report import FIXES, SEVERITIES, AuditReport, Finding, NamespaceTally, ProcessingRecord
 
@@ -43,8 +43,11 @@ def render(report: AuditReport, fmt: str) -> str:
 
 
 def render_json(report: AuditReport) -> str:
-    """`AuditReport.to_dict()`, indented by 2, keys in the contract's order."""
-    return json.dumps(report.to_dict(), indent=2) + "\n"
+    """`AuditReport.to_dict()`, indented by 2, keys in the contract's order, UTF-8 (no \\u escapes).
+
+    msgspec encodes and indents in C: the json module's indenting encoder is pure Python and took
+    a tenth of a large audit's time."""
+    return msgspec.json.format(msgspec.json.encode(report.to_dict()), indent=2).decode() + "\n"
 
 
 # --- csv -------------------------------------------------------------------------------------------

@@ -61,7 +61,6 @@ def audit(
     from aidp import kube
     from aidp.audit import collect, evaluate, formats
     from aidp.check import OpaError, find_opa
-    from aidp.opa_loader import Replica
 
     try:
         client = kube.client(kubeconfig)
@@ -76,6 +75,8 @@ def audit(
                 typer.echo(f"\raudited {seen} {kind} objects ...", err=True, nl=False)
 
         if opa_url:
+            from aidp.opa_loader import Replica
+
             token = opa_token_file.read_text().strip() if opa_token_file else ""
             ev = evaluate.replica_evaluator(Replica(opa_url, token, opa_ca_file))
             report, _, _ = collect.audit_cluster(

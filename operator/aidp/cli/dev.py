@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from lightkube.core.exceptions import ApiError
 
-from aidp.devcluster import ControlPlaneError
-from aidp.devcluster import dev as devenv
+# the dev environment (and what it imports) is loaded by these commands only: other commands,
+# `aidp audit` above all, start faster without it
 
 app = typer.Typer(
     help="Start and stop a local control plane with aidp (etcd, kube-apiserver, OPA, operator).",
@@ -25,6 +24,11 @@ StateDir = Annotated[
 @app.command()
 def up(state_dir: StateDir = None) -> None:
     """Start the local control plane with the CRDs installed (idempotent); print the kubeconfig path."""
+    from lightkube.core.exceptions import ApiError
+
+    from aidp.devcluster import ControlPlaneError
+    from aidp.devcluster import dev as devenv
+
     target = state_dir or devenv.default_state_dir()
     try:
         st = devenv.up(target)
@@ -46,6 +50,8 @@ def up(state_dir: StateDir = None) -> None:
 @app.command()
 def down(state_dir: StateDir = None) -> None:
     """Stop every process of the local control plane (data and logs are kept)."""
+    from aidp.devcluster import dev as devenv
+
     target = state_dir or devenv.default_state_dir()
     stopped = devenv.down(target)
     typer.echo(f"aidp dev: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from opa_client import OpaClient
+from typing import TYPE_CHECKING
 
 from aidp.devcluster import pki
 from aidp.devcluster.procs import Process, free_port, https_context, wait_http_ok
 from aidp.paths import policies_dir, testbin_dir
+
+if TYPE_CHECKING:
+    from opa_client import OpaClient
 
 HOST = "127.0.0.1"
 
