@@ -2,7 +2,10 @@
 
 (a) Deployment create latency in a governed namespace (the webhook is called and OPA evaluates
     every rule) vs the same create in an ungoverned namespace (the webhook's namespaceSelector
-    skips it), at concurrency 1 and 50, in interleaved rounds of one run.
+    skips it), at concurrency 1 and 50, in interleaved rounds of one run. A control runs in the
+    same rounds: a third namespace served by a no-op webhook (a second OPA server started exactly
+    like aidp's, TLS, token and authorization policy, whose decision allows everything without
+    looking), so the results show how much of the overhead any OPA webhook costs on this machine.
 (b) Reconcile latency: patch an AIDataPolicy (tighten maxDays) -> the next violating create is
     denied, with 1, 100 and 1,000 policies present.
 """
@@ -10,19 +13,36 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import copy
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.types import PatchType
 from tests.integration import helpers
 
+from aidp.config import OperatorConfig
+from aidp.devcluster.opa import OpaServer, new_token
 from bench.common import summary
+
+NOOP_DECISION = """package system
+
+main := {
+	"apiVersion": "admission.k8s.io/v1",
+	"kind": "AdmissionReview",
+	"response": {"uid": input.request.uid, "allowed": true},
+}
+"""
 
 
 def _deployment(ns: str, name: str) -> dict[str, Any]:
@@ -73,36 +93,81 @@ async def _creates(kubeconfig: str, ns: str, prefix: str, n: int, concurrency: i
     return latencies
 
 
+@contextlib.contextmanager
+def noop_webhook(client: Client, namespace: str) -> Iterator[None]:
+    """A no-op OPA webhook for `namespace`, with aidp's webhook settings (rules, timeout, failure
+    policy), for the duration of the block."""
+    aidp = client.get(ValidatingWebhookConfiguration, OperatorConfig().webhook_name).to_dict()
+    with tempfile.TemporaryDirectory(prefix="aidp-bench-noop-") as tmp:
+        decision = Path(tmp) / "noop.rego"
+        decision.write_text(NOOP_DECISION)
+        server = OpaServer(Path(tmp) / "opa", new_token(), preload=(decision,)).start()
+        try:
+            assert server.ca_file is not None
+            hook = copy.deepcopy(aidp["webhooks"][0])
+            hook["name"] = "noop.bench.aidp.io"
+            hook["clientConfig"] = {
+                "url": f"{server.url}/",
+                "caBundle": base64.b64encode(server.ca_file.read_bytes()).decode(),
+            }
+            hook["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            hook.pop("objectSelector", None)
+            name = "aidp-bench-noop"
+            client.create(
+                from_dict(
+                    {
+                        "apiVersion": "admissionregistration.k8s.io/v1",
+                        "kind": "ValidatingWebhookConfiguration",
+                        "metadata": {"name": name},
+                        "webhooks": [hook],
+                    }
+                )
+            )
+            try:
+                yield
+            finally:
+                client.delete(ValidatingWebhookConfiguration, name)
+        finally:
+            server.stop()
+
+
 def admission_overhead(
     client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100
 ) -> dict[str, float]:
-    governed, plain = "bench-governed", "bench-plain"
-    for ns in (governed, plain):
+    governed, plain, noop = "bench-governed", "bench-plain", "bench-noop"
+    for ns in (governed, plain, noop):
         _ensure_ns(client, ns)
     client.create(helpers.AIDataPolicy(helpers.policy("bots", governed)))
     helpers.wait_enforced(client, governed, "bots")
     figures: dict[str, float] = {}
-    for conc in (1, 50):
-        samples: dict[str, list[float]] = {governed: [], plain: []}
-        for ns in (governed, plain):  # warm-up: connections, caches, OPA's compiled policy
-            asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
-        for r in range(rounds):
-            order = (governed, plain) if r % 2 == 0 else (plain, governed)
-            for ns in order:
-                samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
-        g, p = summary(samples[governed]), summary(samples[plain])
-        figures[f"admission_create_p50_seconds_webhook_c{conc}"] = g["p50"]
-        figures[f"admission_create_p99_seconds_webhook_c{conc}"] = g["p99"]
-        figures[f"admission_create_p50_seconds_no_webhook_c{conc}"] = p["p50"]
-        figures[f"admission_create_p99_seconds_no_webhook_c{conc}"] = p["p99"]
-        figures[f"admission_overhead_p50_ratio_c{conc}"] = g["p50"] / p["p50"]
-        figures[f"admission_overhead_p99_ratio_c{conc}"] = g["p99"] / p["p99"]
-        print(
-            f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
-            f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms "
-            f"(n={int(g['n'])}+{int(p['n'])})"
-        )
-    for ns in (governed, plain):
+    with noop_webhook(client, noop):
+        for conc in (1, 50):
+            samples: dict[str, list[float]] = {governed: [], plain: [], noop: []}
+            for ns in samples:  # warm-up: connections, caches, OPA's compiled policy
+                asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
+            for r in range(rounds):
+                order = [governed, plain, noop]
+                order = order[r % 3 :] + order[: r % 3]
+                for ns in order:
+                    samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
+            g, p, n = summary(samples[governed]), summary(samples[plain]), summary(samples[noop])
+            figures[f"admission_create_p50_seconds_webhook_c{conc}"] = g["p50"]
+            figures[f"admission_create_p99_seconds_webhook_c{conc}"] = g["p99"]
+            figures[f"admission_create_p50_seconds_no_webhook_c{conc}"] = p["p50"]
+            figures[f"admission_create_p99_seconds_no_webhook_c{conc}"] = p["p99"]
+            figures[f"admission_create_p50_seconds_noop_webhook_c{conc}"] = n["p50"]
+            figures[f"admission_create_p99_seconds_noop_webhook_c{conc}"] = n["p99"]
+            figures[f"admission_overhead_p50_ratio_c{conc}"] = g["p50"] / p["p50"]
+            figures[f"admission_overhead_p99_ratio_c{conc}"] = g["p99"] / p["p99"]
+            figures[f"admission_overhead_p50_ratio_c{conc}_noop_webhook"] = n["p50"] / p["p50"]
+            figures[f"admission_overhead_p99_ratio_c{conc}_noop_webhook"] = n["p99"] / p["p99"]
+            print(
+                f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
+                f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms; "
+                f"no-op webhook p50 {n['p50'] * 1000:.1f} ms p99 {n['p99'] * 1000:.1f} ms "
+                f"(n={int(g['n'])}+{int(p['n'])}+{int(n['n'])})"
+            )
+    for ns in (governed, plain, noop):
         client.delete(Namespace, ns)
     return figures
 

@@ -29,7 +29,7 @@ def main() -> None:
             t0 = time.monotonic()
             print("admission overhead (create latency with vs without the webhook):")
             figures |= admission.admission_overhead(
-                client, str(cp.kubeconfig), rounds=2 if args.quick else 4, per_round=50 if args.quick else 100
+                client, str(cp.kubeconfig), rounds=3 if args.quick else 6, per_round=50 if args.quick else 200
             )
             print("reconcile latency (policy change -> next violating create denied):")
             figures |= admission.reconcile_latency(

@@ -208,11 +208,13 @@ class LabelSelector:
         return not self.match_labels and not self.match_expressions
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.empty:
+        # plain loops: the audit calls this for every workload and every policy of its namespace
+        if not self.match_labels and not self.match_expressions:
             return False
-        return all(labels.get(k) == v for k, v in self.match_labels) and all(
-            r.matches(labels) for r in self.match_expressions
-        )
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return all(requirement.matches(labels) for requirement in self.match_expressions)
 
     @classmethod
     def from_dict(cls, selector: Mapping[str, Any]) -> LabelSelector:

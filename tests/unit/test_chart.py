@@ -173,6 +173,8 @@ def test_opa_pod_as_specified() -> None:
     ]
     token = next(e for e in opa["env"] if e["name"] == "AIDP_OPA_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "aidp-opa-token", "key": "token"}
+    go_env = {e["name"]: e["value"] for e in opa["env"] if e["name"] in ("GOGC", "GOMEMLIMIT")}
+    assert go_env == {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
     for probe in ("readinessProbe", "livenessProbe"):
         assert opa[probe]["httpGet"] == {"path": "/health", "port": "diagnostic"}
     pod = one(objs, "Deployment", "aidp-opa")["spec"]["template"]["spec"]
@@ -216,6 +218,7 @@ BAD_VALUES = {
     "webhook.timeoutSeconds=0": "/webhook/timeoutSeconds': minimum: got 0, want 1",
     "webhook.failurePolicy=Maybe": "/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",
     "opa.replicaCount=0": "/opa/replicaCount': minimum: got 0, want 1",
+    "opa.gogc=10": "/opa/gogc': minimum: got 10, want 50",
     "audit.reportKind=csv": "/audit/reportKind': value must be one of 'openreports', 'policyreport'",
     "egress.cilium.mode=loose": "/egress/cilium/mode': value must be one of 'strict', 'preserve'",
     "logging.format=xml": "/logging/format': value must be one of 'json', 'plain'",

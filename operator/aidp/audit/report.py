@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 FINDING_TYPES = (
@@ -46,8 +46,9 @@ class Finding:
     rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if v is not None}
-        return out
+        """The fields in declaration order, without the absent (None) ones. (Built by hand:
+        dataclasses.asdict deep-copies every value, a tenth of a large audit's time.)"""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
     @property
     def sort_key(self) -> tuple[int, str, str, str, str, str, str]:
@@ -80,7 +81,9 @@ class ProcessingRecord:
     expires: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field in declaration order (lists copied, as asdict would, but without its
+        recursive deep copy)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v for f in fields(self)}
 
 
 @dataclass

@@ -42,6 +42,9 @@ class OpaServer:
     diagnostic_port: int = 0
     # OPA logs every HTTP request at info level; on the webhook's hot path that costs real time
     log_level: str = "error"
+    # the chart's defaults (values opa.gogc, opa.goMemLimit): less GC work per admission request
+    gogc: int = 400
+    go_mem_limit: str = "400MiB"
     proc: Process | None = None
 
     @property
@@ -87,7 +90,10 @@ class OpaServer:
         self.port = self.port or free_port()
         self.diagnostic_port = self.diagnostic_port or free_port()
         self.proc = Process(
-            "opa", self.argv(), self.state_dir / "opa.log", env={"AIDP_OPA_TOKEN": self.token}
+            "opa",
+            self.argv(),
+            self.state_dir / "opa.log",
+            env={"AIDP_OPA_TOKEN": self.token, "GOGC": str(self.gogc), "GOMEMLIMIT": self.go_mem_limit},
         )
         self.proc.start()
         wait_http_ok(self.proc, f"{self.url}/health", https_context(self.ca_file), timeout=30)
