@@ -174,6 +174,8 @@ def run(
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     from aidp.controller import handlers
 
+    if config.egress_backend == "cilium":
+        handlers.watch_cilium_policies()
     if metrics_port:
         import prometheus_client
 

@@ -158,10 +158,24 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})
 def egress_object_changed(memo: Any, **_: Any) -> None:
-    """A generated NetworkPolicy was edited or deleted: put it back now, not at the next resync."""
+    """A generated NetworkPolicy (or CiliumNetworkPolicy) was edited or deleted: put it back now,
+    not at the next resync."""
     rec = _runtime(memo).reconciler
     if rec is not None and rec.egress is not None:
         rec.trigger(drift=True)
+
+
+def watch_cilium_policies() -> None:
+    """With the cilium backend, generated CiliumNetworkPolicies are watched like NetworkPolicies
+    (registered only then: with other backends the operator may not list them, and the CRD may not
+    exist)."""
+    kopf.on.event(
+        "cilium.io",
+        "v2",
+        "ciliumnetworkpolicies",
+        labels={"app.kubernetes.io/managed-by": "aidp"},
+        id="cilium_egress_object_changed",
+    )(egress_object_changed)
 
 
 @kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

@@ -1,0 +1,111 @@
+"""The operator running the `cilium` backend: generated CiliumNetworkPolicies (genuine Cilium CRD)
+are created as rendered, and an edit or a deletion is repaired through the watch, long before the
+next full resync (600 s here).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.types import PatchType
+
+from aidp import kube
+from aidp.controller.egress import same_spec
+from aidp.devcluster import ControlPlane
+from aidp.devcluster.stack import AidpStack
+from tests.conftest import shared_crd
+from tests.integration.conftest import make_env
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.local_only  # a control plane and an operator of its own
+
+CiliumNetworkPolicy = create_namespaced_resource(
+    "cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies"
+)
+MANAGED = {"app.kubernetes.io/managed-by": "aidp"}
+REPAIRED_WITHIN = 15.0  # seconds; the full resync is 600 s away
+
+
+@pytest.fixture(scope="module")
+def cilium_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AidpStack]]:
+    tmp: Path = tmp_path_factory.mktemp("cilium")
+    cp = ControlPlane(tmp / "cp").start()
+    try:
+        client = kube.client(cp.kubeconfig)
+        kube.install_crd_files(client, [shared_crd("cilium-ciliumnetworkpolicies.yaml")])
+        stack = AidpStack(
+            cp,
+            tmp / "aidp",
+            operator_args=("--audit-interval", "0", "--egress-backend", "cilium", "--resync-seconds", "600"),
+        )
+        try:
+            stack.start()
+            yield client, stack
+        finally:
+            stack.stop()
+    finally:
+        cp.stop()
+
+
+def live(client: Client, ns: str) -> dict[str, dict[str, Any]]:
+    return {
+        o.metadata.name: o.to_dict() for o in client.list(CiliumNetworkPolicy, namespace=ns, labels=MANAGED)
+    }
+
+
+def test_generated_cilium_policies_are_repaired_through_the_watch(
+    cilium_stack: tuple[Client, AidpStack],
+) -> None:
+    client, stack = cilium_stack
+    env = make_env(client, stack.cp.kubeconfig)
+    env.policy("chat")
+    names = {"aidp-egress-baseline", "aidp-egress-chat"}
+    before = wait_for(
+        lambda: (have := live(client, env.ns)) and set(have) == names and have,
+        timeout=30,
+        interval=0.2,
+        what="the generated CiliumNetworkPolicies",
+    )
+
+    client.delete(CiliumNetworkPolicy, "aidp-egress-chat", namespace=env.ns)
+    again = wait_for(
+        lambda: (
+            (obj := live(client, env.ns).get("aidp-egress-chat"))
+            and obj["metadata"]["uid"] != before["aidp-egress-chat"]["metadata"]["uid"]
+            and obj
+        ),
+        timeout=REPAIRED_WITHIN,
+        interval=0.2,
+        what="the deleted CiliumNetworkPolicy re-created",
+    )
+    assert same_spec(before["aidp-egress-chat"]["spec"], again["spec"])
+
+    edited = copy.deepcopy(before["aidp-egress-baseline"]["spec"])
+    edited["egress"] = edited["egress"][:1]  # someone drops rules from the baseline
+    patched = client.patch(
+        CiliumNetworkPolicy,
+        "aidp-egress-baseline",
+        {"spec": edited},
+        namespace=env.ns,
+        patch_type=PatchType.MERGE,
+    )
+    assert not same_spec(before["aidp-egress-baseline"]["spec"], patched.to_dict()["spec"])
+    wait_for(
+        lambda: (
+            same_spec(
+                before["aidp-egress-baseline"]["spec"], live(client, env.ns)["aidp-egress-baseline"]["spec"]
+            )
+            and same_spec(
+                live(client, env.ns)["aidp-egress-baseline"]["spec"], before["aidp-egress-baseline"]["spec"]
+            )
+        ),
+        timeout=REPAIRED_WITHIN,
+        interval=0.2,
+        what="the edited baseline put back",
+    )
