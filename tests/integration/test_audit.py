@@ -262,3 +262,25 @@ def test_in_cluster_audit_writes_reports_and_policy_status(
         "aidp_opa_load_errors_total",
     ):
         assert name in metrics
+
+
+def test_raw_pages_follow_continue_tokens_and_drop_managed_fields(env: Env, kube_client: Client) -> None:
+    """The audit's reading: pages of at most `limit` objects, every object once, managedFields and
+    status left out by the workload decoder, cluster-scoped resources listed too."""
+    from lightkube.resources.core_v1 import Namespace, Pod
+
+    from aidp.audit import collect
+
+    names = [f"p{i}" for i in range(5)]
+    for name in names:
+        kube_client.create(from_dict(helpers.workload("Pod", name, env.ns)))
+    pages = list(collect.raw_pages(kube_client, Pod, env.ns, collect.WORKLOAD_LIST, limit=2))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert sorted(o["metadata"]["name"] for p in pages for o in p) == names
+    for obj in (o for p in pages for o in p):
+        assert "managedFields" not in obj["metadata"] and "status" not in obj
+        assert obj["metadata"]["namespace"] == env.ns and obj["spec"]["containers"]
+    full = [o for p in collect.raw_pages(kube_client, Pod, env.ns, limit=3) for o in p]
+    assert len(full) == 5 and all("managedFields" in o["metadata"] for o in full)
+    cluster = [o["metadata"]["name"] for p in collect.raw_pages(kube_client, Namespace, None) for o in p]
+    assert env.ns in cluster

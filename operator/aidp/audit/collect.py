@@ -90,16 +90,20 @@ WORKLOAD_LIST = msgspec.json.Decoder(_WorkloadList)
 
 
 def raw_pages(
-    client: Client, res: Any, namespace: str | None, decoder: msgspec.json.Decoder[Any] = ANY_LIST
+    client: Client,
+    res: Any,
+    namespace: str | None,
+    decoder: msgspec.json.Decoder[Any] = ANY_LIST,
+    limit: int = PAGE,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Paginated LIST of `res` (at most PAGE objects a request), each page decoded straight into
+    """Paginated LIST of `res` (at most `limit` objects a request), each page decoded straight into
     plain dicts, keeping only what `decoder` declares. lightkube's list() would decode into typed
     models that to_dict() then turns back into the same dicts: twice the work. lightkube still
     builds the requests, authenticates them and turns HTTP errors into ApiError (through its
     GenericClient: lightkube has no public call for an undecoded LIST; pinned below 2)."""
     generic: Any = client._client
     scope = _ns(namespace) if issubclass(res, NamespacedResourceG) else None
-    request = generic.prepare_request("list", res, namespace=scope, params={"limit": PAGE})
+    request = generic.prepare_request("list", res, namespace=scope, params={"limit": limit})
     while True:
         response = generic.send(generic.build_adapter_request(request))
         generic.raise_for_status(response)
