@@ -9,6 +9,7 @@ each AIDataPolicy's status.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -78,6 +79,18 @@ def wait_enforced(client: Client, namespace: str, name: str, timeout: float = 30
     raise SystemExit(f"AIDataPolicy {namespace}/{name} not enforced after {timeout:.0f}s")
 
 
+def wait_audited(client: Client, since: str, timeout: float = 45.0) -> list[Any]:
+    """The AIDataPolicies once the operator's audit has reported on them (lastAuditTime at or after
+    `since`); as they are after `timeout` seconds otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        policies = list(client.list(AIDataPolicy, namespace="*"))
+        stamps = [(p.get("status") or {}).get("lastAuditTime") or "" for p in policies]
+        if all(stamp >= since for stamp in stamps) or time.monotonic() > deadline:
+            return policies
+        time.sleep(0.5)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".dev")
@@ -97,6 +110,7 @@ def main() -> int:
     print(
         f"\n==> applying {len(files)} files from {args.examples.relative_to(ROOT)}/ through the live webhook"
     )
+    applied_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     outcomes = apply_examples(client, files)
     for o in outcomes:
         verdict = "ADMITTED" if o["admitted"] else "DENIED  "
@@ -116,13 +130,15 @@ def main() -> int:
         verdict = "allowed" if r.allowed else "denied"
         print(f"    {'agrees   ' if same else 'DISAGREES'} {o['object']}: offline {verdict}")
 
-    print("\n==> AIDataPolicy status")
-    for p in client.list(AIDataPolicy, namespace="*"):
+    print("\n==> AIDataPolicy status (after the operator's next in-cluster audit)")
+    policies = wait_audited(client, applied_at)
+    for p in policies:
         s = p.get("status") or {}
         conds = ", ".join(f"{c['type']}={c['status']} ({c['reason']})" for c in s.get("conditions") or [])
         print(
             f"    {p.metadata.namespace}/{p.metadata.name}: phase={s.get('phase')} "
-            f"matchedWorkloads={s.get('matchedWorkloads')} revision={s.get('revision')}\n      {conds}"
+            f"matchedWorkloads={s.get('matchedWorkloads')} violations={s.get('violations')} "
+            f"lastAuditTime={s.get('lastAuditTime')} revision={s.get('revision')}\n      {conds}"
         )
 
     print("\n==> aidp audit (the same Rego, evaluated by OPA, on the workloads as they exist)")

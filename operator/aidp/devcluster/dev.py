@@ -49,7 +49,9 @@ def _recorded_pids(state_dir: Path) -> dict[str, int]:
 
 
 def _stack(cp: ControlPlane, state_dir: Path) -> AidpStack:
-    return AidpStack(cp, state_dir / "aidp")
+    # a policy change brings the in-cluster audit forward after 5 s (default 30 s): the status
+    # figures (matchedWorkloads, violations) follow the demo's changes quickly
+    return AidpStack(cp, state_dir / "aidp", operator_args=("--audit-min-gap", "5"))
 
 
 def status(state_dir: Path) -> DevStatus | None:
