@@ -72,7 +72,11 @@ class AuditLoop:
             audit_cluster, sync_client, replica_evaluator(reps[0])
         )
         metrics.AUDIT_DURATION.observe(time.monotonic() - t0)
-        await self._write_reports(report)
+        try:
+            await self._write_reports(report)
+        except Exception as err:  # whatever it is, the status figures and metrics still follow
+            metrics.AUDIT_ERRORS.inc()
+            log.warning("audit reports not written: %s", self._report_error(err))
         await self._policy_status(auditor.per_policy, policy_objs)
         metrics.AUDIT_LAST_RUN.set(time.time())
         metrics.AUDIT_WORKLOADS.labels("all").set(report.workloads)
@@ -93,6 +97,21 @@ class AuditLoop:
             len(report.findings),
             time.monotonic() - t0,
         )
+
+    def _report_error(self, err: Exception) -> str:
+        """What went wrong writing reports; a missing CRD is named with what to do about it (the
+        API server answers 404 without a Status body for a group it does not serve)."""
+        if isinstance(err, ApiError):
+            code = err.status.code
+        else:
+            code = getattr(getattr(err, "response", None), "status_code", None)
+        if code == 404:
+            group, version, kind, _ = crs.KINDS[self.config.report_kind]
+            return (
+                f"the {kind} CRD ({group}/{version}) is not installed: install it, or choose the other "
+                "kind with --report-kind (openreports | policyreport)"
+            )
+        return str(err)
 
     async def _write_reports(self, report: Any) -> None:
         wanted = crs.render(report, self.config.report_kind)
