@@ -154,11 +154,12 @@ def main() -> int:
         )
     html = args.state_dir / "audit-report.html"
     html.write_text(formats.render(audit, "html"), encoding="utf-8")
-    (args.state_dir / "audit-report.json").write_text(formats.render(audit, "json"), encoding="utf-8")
+    audit_json = args.state_dir / "audit-report.json"
+    audit_json.write_text(formats.render(audit, "json"), encoding="utf-8")
 
     report = args.state_dir / "run-report.json"
     report.write_text(json.dumps({"admission": outcomes, "audit": audit.to_dict()}, indent=2))
-    print(f"\n==> reports written: {report}, {html} (open it in a browser), audit-report.json")
+    print(f"\n==> reports written: {report}, {audit_json}, {html} (open it in a browser)")
     print(f"    the environment keeps running: export KUBECONFIG={st.kubeconfig}; stop it with `make down`")
     return 0 if agree else 1
 
