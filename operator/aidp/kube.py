@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -65,3 +66,30 @@ def install_crd_files(kube: Client, files: list[Path], *, timeout: float = 30.0)
 def api_error_message(err: ApiError) -> str:
     status = err.status
     return f"{status.code} {status.reason}: {status.message}"
+
+
+# What a Kubernetes call can fail with: lightkube raises ApiError when the API server answers with a
+# Status object, and its HTTP client's HTTPStatusError otherwise (a 404 for an API group the server
+# does not serve, because its CRD is not installed, comes as plain text).
+KUBE_ERRORS: tuple[type[Exception], ...] = (ApiError, httpx2.HTTPStatusError)
+
+
+def error_code(err: Exception) -> int | None:
+    """The HTTP status of a KUBE_ERRORS error (None for anything else)."""
+    if isinstance(err, ApiError):
+        return err.status.code
+    if isinstance(err, httpx2.HTTPStatusError):
+        return err.response.status_code
+    return None
+
+
+def error_text(err: Exception) -> str:
+    """A KUBE_ERRORS error in one line; a 404 without a Status body says the API is not served."""
+    if isinstance(err, ApiError):
+        return err.status.message or str(err)
+    if isinstance(err, httpx2.HTTPStatusError):
+        code, path = err.response.status_code, err.request.url.path
+        if code == 404:
+            return f"the API server does not serve {path} (404): is its CRD installed?"
+        return f"HTTP {code} from the API server for {path}"
+    return str(err)

@@ -99,19 +99,14 @@ class AuditLoop:
         )
 
     def _report_error(self, err: Exception) -> str:
-        """What went wrong writing reports; a missing CRD is named with what to do about it (the
-        API server answers 404 without a Status body for a group it does not serve)."""
-        if isinstance(err, ApiError):
-            code = err.status.code
-        else:
-            code = getattr(getattr(err, "response", None), "status_code", None)
-        if code == 404:
+        """What went wrong writing reports; a missing CRD is named with what to do about it."""
+        if kube.error_code(err) == 404:
             group, version, kind, _ = crs.KINDS[self.config.report_kind]
             return (
                 f"the {kind} CRD ({group}/{version}) is not installed: install it, or choose the other "
                 "kind with --report-kind (openreports | policyreport)"
             )
-        return str(err)
+        return kube.error_text(err)
 
     async def _write_reports(self, report: Any) -> None:
         wanted = crs.render(report, self.config.report_kind)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 
+from aidp import kube
 from aidp.config import MANAGED_BY
 from aidp.controller.resources import list_all, to_dict
 from aidp.egress import backends
@@ -105,8 +105,8 @@ class EgressApplier:
                 async for item in list_all(self.client, res, labels=selector):
                     d = to_dict(item)
                     live[(kind, d["metadata"]["namespace"], d["metadata"]["name"])] = d
-            except ApiError as err:
-                result.errors[kind] = f"cannot list {kind}: {err.status.message}"
+            except kube.KUBE_ERRORS as err:
+                result.errors[kind] = f"cannot list {kind}: {kube.error_text(err)}"
                 return result
         stale = {
             key
@@ -142,15 +142,15 @@ class EgressApplier:
                     self.resources[key[0]].from_dict(want[key]), field_manager="aidp", force=True
                 )
                 result.applied += 1
-            except ApiError as err:
-                result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+            except kube.KUBE_ERRORS as err:
+                result.errors[f"{key[1]}/{key[2]}"] = kube.error_text(err)
         for key in sorted(to_delete):
             try:
                 await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
                 result.deleted += 1
-            except ApiError as err:
-                if err.status.code != 404:
-                    result.errors[f"{key[1]}/{key[2]}"] = err.status.message or str(err)
+            except kube.KUBE_ERRORS as err:
+                if kube.error_code(err) != 404:
+                    result.errors[f"{key[1]}/{key[2]}"] = kube.error_text(err)
         if result.applied or result.deleted:
             log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
         self._applied = None if result.errors else fingerprints
