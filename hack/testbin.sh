@@ -21,7 +21,11 @@ link_checkout() {
   ln -sfn "$dest" "$here/.testbin"
 }
 
-have() { [ -x "$bindir/$1" ] && [ -f "$bindir/.$1.ok" ]; }
+# a binary is there when its marker is; helm's marker also records the Kubernetes version it defaults
+# to (builds without it defaulted to v1.20 and are redone)
+have() {
+  [ -x "$bindir/$1" ] && [ -f "$bindir/.$1.ok" ] && { [ "$1" != helm ] || grep -q '^kube-version ' "$bindir/.helm.ok"; }
+}
 
 check_version() {  # name expected-substring command...
   local name=$1 want=$2; shift 2
@@ -80,11 +84,22 @@ if ! have opa; then
 fi
 
 # ---- helm -------------------------------------------------------------------------------
+# helm's default Kubernetes version (`helm template` and `helm lint` without --kube-version) is set
+# by its Makefile from the client-go it builds with; the same ldflags here, so that a chart asking
+# for a recent Kubernetes renders as with a released helm.
 if ! have helm; then
+  helm_gomod=$(GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$helm_gomod")  # v0.<minor>.<patch>
+  k8s_minor=$(cut -d. -f2 <<<"$client_go")
+  [ -n "$k8s_minor" ] || { echo "testbin: no k8s.io/client-go version in $helm_gomod" >&2; exit 1; }
+  helm_k8s=""
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_k8s+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+  done
   build_mod helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean$helm_k8s"
   check_version helm "$HELM_VERSION" "$bindir/helm" version --short
-  touch "$bindir/.helm.ok"
+  echo "kube-version v1.$k8s_minor" > "$bindir/.helm.ok"
 fi
 
 # ---- Kubernetes -------------------------------------------------------------------------

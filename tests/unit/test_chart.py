@@ -533,3 +533,11 @@ def test_docs_values_table_names_every_value() -> None:
     docs = (ROOT / "docs" / "helm.md").read_text()
     missing = [k for k in leaf_keys(values) if f"| `{k}` |" not in docs]
     assert not missing, f"docs/helm.md's values table lacks {missing}"
+
+
+def test_helm_renders_the_chart_without_kube_version() -> None:
+    """The testbin helm defaults to the Kubernetes version of its client-go, as a released helm does
+    (built without that it said v1.20, below the chart's kubeVersion)."""
+    proc = helm("template", RELEASE, str(CHART), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "kind: ValidatingWebhookConfiguration" in proc.stdout
