@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Any
 
 from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ServiceAccount
+
+from aidp.devcluster import ControlPlane
+from aidp.devcluster import kubeconfig as kubeconfig_mod
 
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
 SA = "bot"
@@ -128,3 +135,24 @@ def wait_enforced(client: Client, namespace: str, name: str, timeout: float = 30
     raise AssertionError(
         f"AIDataPolicy {namespace}/{name} not enforced after {timeout}s: {last.get('status')}"
     )
+
+
+def sa_token(client: Client, name: str, namespace: str) -> str:
+    """A token of a ServiceAccount from the TokenRequest API (what the kubelet mounts in a pod)."""
+    req = ServiceAccount.Token(
+        metadata=ObjectMeta(name=name, namespace=namespace),
+        spec=TokenRequestSpec(audiences=[], expirationSeconds=3600),
+    )
+    got = client.create(req, name=name, namespace=namespace)
+    assert got.status is not None
+    return str(got.status.token)
+
+
+def sa_kubeconfig(cluster: ControlPlane, client: Client, sa: str, namespace: str, path: Path) -> Path:
+    text = kubeconfig_mod.render(
+        cluster.server,
+        cluster.ca_file.read_bytes(),
+        user=f"system:serviceaccount:{namespace}:{sa}",
+        token=sa_token(client, sa, namespace),
+    )
+    return kubeconfig_mod.write(path, text)

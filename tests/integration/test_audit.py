@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,59 @@ def test_raw_pages_follow_continue_tokens_and_drop_managed_fields(env: Env, kube
     assert len(full) == 5 and all("managedFields" in o["metadata"] for o in full)
     cluster = [o["metadata"]["name"] for p in collect.raw_pages(kube_client, Namespace, None) for o in p]
     assert env.ns in cluster
+
+
+def test_a_namespace_admin_gets_an_audit_that_names_what_it_could_not_analyse(
+    env: Env, kube_client: Client, aidp_stack: AidpStack, tmp_path: Path
+) -> None:
+    """`aidp audit -n` by someone who may read the namespace but nothing cluster-scoped: the
+    workloads are judged, and credential-exposure (which needs ClusterRoles) is reported as not
+    analysed instead of the audit failing or calling it clean."""
+    env.policy("chat")
+    assert helpers.create(kube_client, helpers.workload("Deployment", "bot", env.ns)) is None
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "auditor", "namespace": env.ns},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"],
+                "verbs": ["list"],
+            },
+            {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["list"]},
+            {"apiGroups": ["aidp.io"], "resources": ["aidatapolicies"], "verbs": ["list"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list"]},
+            {
+                "apiGroups": ["rbac.authorization.k8s.io"],
+                "resources": ["roles", "rolebindings"],
+                "verbs": ["list"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "auditor", "namespace": env.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "auditor"},
+        "subjects": [{"kind": "ServiceAccount", "name": "auditor", "namespace": env.ns}],
+    }
+    kube_client.create(ServiceAccount(metadata=ObjectMeta(name="auditor", namespace=env.ns)))
+    for obj in (role, binding):
+        kube_client.create(from_dict(obj))
+    kubeconfig = helpers.sa_kubeconfig(aidp_stack.cp, kube_client, "auditor", env.ns, tmp_path / "kc")
+    proc = subprocess.run(
+        [sys.executable, "-m", "aidp.cli.main", "audit", "--kubeconfig", str(kubeconfig), "-n", env.ns],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["summary"]["workloads"] == 1 and report["summary"]["approved"] == 1
+    [skipped] = report["skipped"]
+    assert skipped["analysis"] == "credential-exposure"
+    assert "clusterroles" in skipped["reason"] and "forbidden" in skipped["reason"]
+    assert "aidp audit: credential-exposure: not analysed" in proc.stderr

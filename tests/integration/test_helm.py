@@ -29,7 +29,6 @@ from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -42,12 +41,12 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from aidp import kube, paths
 from aidp.bundle import REVISION_ANNOTATION
 from aidp.devcluster import ControlPlane
-from aidp.devcluster import kubeconfig as kubeconfig_mod
 from aidp.devcluster.opa import OpaServer
 from aidp.devcluster.procs import ComponentError, Process, free_port, log_tail
 from aidp.devcluster.stack import DEMO_ADDRESSES
 from aidp.opa_loader import Replica, revision_of
 from tests.conftest import shared_crd
+from tests.integration.helpers import sa_kubeconfig
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
@@ -158,27 +157,6 @@ def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
     """`args` with the value after `flag` replaced (the flag must be there)."""
     i = args.index(flag)
     return [*args[: i + 1], value, *args[i + 2 :]]
-
-
-def sa_token(client: Client, name: str, namespace: str) -> str:
-    """A token of a ServiceAccount from the TokenRequest API (what the kubelet mounts in a pod)."""
-    req = ServiceAccount.Token(
-        metadata=ObjectMeta(name=name, namespace=namespace),
-        spec=TokenRequestSpec(audiences=[], expirationSeconds=3600),
-    )
-    got = client.create(req, name=name, namespace=namespace)
-    assert got.status is not None
-    return str(got.status.token)
-
-
-def sa_kubeconfig(cluster: ControlPlane, client: Client, sa: str, namespace: str, path: Path) -> Path:
-    text = kubeconfig_mod.render(
-        cluster.server,
-        cluster.ca_file.read_bytes(),
-        user=f"system:serviceaccount:{namespace}:{sa}",
-        token=sa_token(client, sa, namespace),
-    )
-    return kubeconfig_mod.write(path, text)
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

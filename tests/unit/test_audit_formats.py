@@ -19,6 +19,7 @@ from aidp.audit.report import (
     Finding,
     NamespaceTally,
     ProcessingRecord,
+    Skipped,
 )
 
 PAYLOAD = "<script>alert(1)</script> & friends"
@@ -473,3 +474,21 @@ def test_empty_report_renders_in_every_format() -> None:
     assert "namespace team-a" in html
     assert parse(html).findings == []
     assert "http://" not in html and "https://" not in html
+
+
+def test_skipped_analyses_are_in_every_format_but_csv() -> None:
+    report = sample_report()
+    report.skipped.append(
+        Skipped("credential-exposure", 'not analysed: clusterroles is forbidden <for "dev">')
+    )
+    doc = json.loads(render(report, "json"))
+    assert doc["skipped"] == [
+        {"analysis": "credential-exposure", "reason": 'not analysed: clusterroles is forbidden <for "dev">'}
+    ]
+    assert json.loads(render(sample_report(), "json"))["skipped"] == []
+    md = render(report, "markdown")
+    assert "**Not analysed**" in md and "- **credential-exposure**: not analysed" in md
+    assert "Not analysed" not in render(sample_report(), "markdown")
+    html = render(report, "html")
+    assert 'id="skipped"' in html and "&lt;for &#34;dev&#34;&gt;" in html
+    assert 'id="skipped"' not in render(sample_report(), "html")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +21,10 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
+from aidp import kube
 from aidp.audit.engine import Auditor, Evaluate
 from aidp.audit.rbac import RbacIndex
-from aidp.audit.report import AuditReport
+from aidp.audit.report import AuditReport, Skipped
 from aidp.model import Policy, PolicyError
 
 PAGE = 500
@@ -149,12 +151,35 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _workload_pages(client: Client, namespace: str | None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def _workload_pages(
+    client: Client, namespace: str | None, skipped: list[Skipped]
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     for res, api_version, kind in WORKLOAD_RESOURCES:
-        for page in raw_pages(client, res, namespace, WORKLOAD_LIST):
+        pages = raw_pages(client, res, namespace, WORKLOAD_LIST)
+        try:
+            first = next(pages, None)
+        except kube.KUBE_ERRORS as err:
+            if kube.error_code(err) != 403:
+                raise
+            skipped.append(Skipped(f"workloads of kind {kind}", f"cannot list them: {kube.error_text(err)}"))
+            continue
+        for page in () if first is None else itertools.chain([first], pages):
             for obj in page:
                 obj["apiVersion"], obj["kind"] = api_version, kind
             yield kind, page
+
+
+def _readable(skipped: list[Skipped], analysis: str, read: Callable[[], T]) -> T | None:
+    """`read()`, or None when the caller may not read what it needs (403): that analysis is then
+    skipped and the report says so, rather than the whole audit failing (a namespace admin running
+    `aidp audit -n` usually cannot list ClusterRoles)."""
+    try:
+        return read()
+    except kube.KUBE_ERRORS as err:
+        if kube.error_code(err) != 403:
+            raise
+        skipped.append(Skipped(analysis, f"not analysed: {kube.error_text(err)}"))
+        return None
 
 
 _END: Any = object()
@@ -219,12 +244,21 @@ def _audit_cluster(
             policies.append(Policy.from_object(obj))
         except PolicyError:
             continue  # the operator reports it in the policy's status
-    netpols = list(listed(client, NetworkPolicy, namespace, "networking.k8s.io/v1", "NetworkPolicy"))
-    rbac = RbacIndex.build(
-        listed(client, Role, namespace, "rbac.authorization.k8s.io/v1", "Role"),
-        listed(client, ClusterRole, None, "rbac.authorization.k8s.io/v1", "ClusterRole"),
-        listed(client, RoleBinding, namespace, "rbac.authorization.k8s.io/v1", "RoleBinding"),
-        listed(client, ClusterRoleBinding, None, "rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    skipped: list[Skipped] = []
+    netpols = _readable(
+        skipped,
+        "egress-bypass",
+        lambda: list(listed(client, NetworkPolicy, namespace, "networking.k8s.io/v1", "NetworkPolicy")),
+    )
+    rbac = _readable(
+        skipped,
+        "credential-exposure",
+        lambda: RbacIndex.build(
+            listed(client, Role, namespace, "rbac.authorization.k8s.io/v1", "Role"),
+            listed(client, ClusterRole, None, "rbac.authorization.k8s.io/v1", "ClusterRole"),
+            listed(client, RoleBinding, namespace, "rbac.authorization.k8s.io/v1", "RoleBinding"),
+            listed(client, ClusterRoleBinding, None, "rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ),
     )
     auditor = Auditor(
         evaluate,
@@ -235,12 +269,13 @@ def _audit_cluster(
         provider_addresses(policy_objs),
         scope=f"namespace {namespace}" if namespace else "cluster",
     )
+    auditor.report.skipped.extend(skipped)
     # A pipeline: the API server sends the next page while this one is prepared, and OPA judges
     # the pages already prepared meanwhile. At most IN_FLIGHT pages wait for OPA and one is read
     # ahead, so memory stays bounded by the page size.
     with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="aidp-audit") as pool:
         pending: deque[tuple[list[Any], Future[list[dict[str, Any]]]]] = deque()
-        for kind, page in read_ahead(_workload_pages(client, namespace)):
+        for kind, page in read_ahead(_workload_pages(client, namespace, auditor.report.skipped)):
             batch = auditor.prepare(page)
             if batch:
                 pending.append((batch, pool.submit(evaluate, [g.review for g in batch])))

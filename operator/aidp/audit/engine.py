@@ -126,7 +126,7 @@ class Auditor:
     evaluate: Evaluate
     policies: Sequence[Policy]
     today: dt.date
-    network_policies: Sequence[Mapping[str, Any]] = ()
+    network_policies: Sequence[Mapping[str, Any]] | None = ()  # None: unknown, egress-bypass not analysed
     rbac: RbacIndex | None = None
     addresses: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (ns, host) -> CIDRs
     scope: str = "cluster"
@@ -302,6 +302,8 @@ class Auditor:
                 )
 
     def _egress_bypass(self, ns: str, kind: str, name: str, labels: Mapping[str, str]) -> None:
+        if self.network_policies is None:
+            return
         for policy, host, port, cidrs in self._egress_targets.get(ns, ()):
             for cidr in cidrs:
                 if netpol.egress_allowed(self.network_policies, ns, labels, cidr, port):

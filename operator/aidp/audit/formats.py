@@ -124,9 +124,12 @@ def render_markdown(report: AuditReport) -> str:
         "",
         *_md_table(("Severity", "Count"), report.by_severity().items(), right=(1,)),
         "",
-        "## Findings",
-        "",
     ]
+    if report.skipped:
+        out += ["**Not analysed** (the audit could not read what these need; missing, not clean):", ""]
+        out += [f"- **{md_cell(s.analysis)}**: {md_cell(s.reason)}" for s in report.skipped]
+        out.append("")
+    out += ["## Findings", ""]
     if not findings:
         out += ["No findings.", ""]
     for severity, group in _by_severity(findings):

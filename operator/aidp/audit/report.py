@@ -93,6 +93,18 @@ class NamespaceTally:
     violating: int = 0
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An analysis (or a kind of workload) the audit could not do, and why: the caller may not read
+    what it needs. The rest of the report stands; this part is missing, not clean."""
+
+    analysis: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analysis": self.analysis, "reason": self.reason}
+
+
 @dataclass
 class AuditReport:
     generated_at: str
@@ -103,6 +115,7 @@ class AuditReport:
     records: list[ProcessingRecord] = field(default_factory=list)
     namespaces: dict[str, NamespaceTally] = field(default_factory=dict)
     scope: str = "cluster"
+    skipped: list[Skipped] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(f.type for f in self.findings)
@@ -138,6 +151,7 @@ class AuditReport:
                 ns: {"workloads": t.workloads, "approved": t.approved, "violating": t.violating}
                 for ns, t in sorted(self.namespaces.items())
             },
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 

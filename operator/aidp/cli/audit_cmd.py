@@ -89,6 +89,8 @@ def audit(
                 )
         if show:
             typer.echo("", err=True)
+        for skipped in report.skipped:
+            typer.echo(f"aidp audit: {skipped.analysis}: {skipped.reason}", err=True)
         text = formats.render(report, output_format.value)
     except (OpaError, evaluate.AuditEvaluationError, OSError, ValueError) as err:
         typer.echo(f"aidp audit: {err}", err=True)

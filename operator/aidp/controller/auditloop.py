@@ -72,6 +72,8 @@ class AuditLoop:
             audit_cluster, sync_client, replica_evaluator(reps[0])
         )
         metrics.AUDIT_DURATION.observe(time.monotonic() - t0)
+        for skipped in report.skipped:
+            log.warning("audit: %s: %s", skipped.analysis, skipped.reason)
         try:
             await self._write_reports(report)
         except Exception as err:  # whatever it is, the status figures and metrics still follow
