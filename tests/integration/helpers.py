@@ -1,9 +1,11 @@
-"""Building policies and workloads for the admission tests, and waiting on the operator."""
+"""Building policies and workloads for the admission tests, waiting on the operator, and the
+private control planes and credentials some tests need."""
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
+from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster import kubeconfig as kubeconfig_mod
+from aidp.devcluster.stack import AidpStack
 
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
 SA = "bot"
@@ -156,3 +160,20 @@ def sa_kubeconfig(cluster: ControlPlane, client: Client, sa: str, namespace: str
         token=sa_token(client, sa, namespace),
     )
     return kubeconfig_mod.write(path, text)
+
+
+def own_stack(
+    tmp: Path, *operator_args: str, crds: Sequence[Path] = ()
+) -> Iterator[tuple[ControlPlane, AidpStack]]:
+    """A control plane (with `crds` installed before aidp starts) and aidp of their own, stopped
+    afterwards (for use as a fixture body: `yield from own_stack(...)`)."""
+    cp = ControlPlane(tmp / "cp").start()
+    stack = AidpStack(cp, tmp / "aidp", operator_args=operator_args)
+    try:
+        if crds:
+            kube.install_crd_files(kube.client(cp.kubeconfig), list(crds))
+        stack.start()
+        yield cp, stack
+    finally:
+        stack.stop()
+        cp.stop()

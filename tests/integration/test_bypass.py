@@ -32,19 +32,12 @@ from aidp.config import GOVERNED_LABEL
 from aidp.devcluster.stack import AidpStack
 from aidp.egress.model import AddressBook
 from aidp.egress.resolver import load_overrides
+from aidp.model import RULE_IDS
 from tests.integration import helpers
 from tests.integration.conftest import Env
 from tests.integration.helpers import COMPLIANT, create, workload
 from tests.waiting import wait_for
 
-RULES = (
-    "review-expired",
-    "service-account",
-    "consent-basis",
-    "retention-days",
-    "zero-data-retention",
-    "data-categories",
-)
 DECLARATIONS = {"consent-basis", "retention-days", "zero-data-retention", "data-categories"}
 UNDECLARED = DECLARATIONS | {"service-account"}  # no declarations and the default service account
 RESYNC_SECONDS = 5  # the test stack runs the operator with --resync-seconds 5
@@ -58,7 +51,7 @@ def _name(prefix: str) -> str:
 
 
 def _rules_in(message: str) -> set[str]:
-    return {r for r in RULES if f"[{r}]" in message}
+    return {r for r in RULE_IDS if f"[{r}]" in message}
 
 
 def _denied_by(message: str | None, policy: str) -> str:

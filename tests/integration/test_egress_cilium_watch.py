@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from lightkube.types import PatchType
 
 from aidp import kube
 from aidp.controller.egress import same_spec
-from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from tests.conftest import shared_crd
+from tests.integration import helpers
 from tests.integration.conftest import make_env
 from tests.waiting import wait_for
 
@@ -34,23 +33,12 @@ REPAIRED_WITHIN = 15.0  # seconds; the full resync is 600 s away
 
 @pytest.fixture(scope="module")
 def cilium_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AidpStack]]:
-    tmp: Path = tmp_path_factory.mktemp("cilium")
-    cp = ControlPlane(tmp / "cp").start()
-    try:
-        client = kube.client(cp.kubeconfig)
-        kube.install_crd_files(client, [shared_crd("cilium-ciliumnetworkpolicies.yaml")])
-        stack = AidpStack(
-            cp,
-            tmp / "aidp",
-            operator_args=("--audit-interval", "0", "--egress-backend", "cilium", "--resync-seconds", "600"),
-        )
-        try:
-            stack.start()
-            yield client, stack
-        finally:
-            stack.stop()
-    finally:
-        cp.stop()
+    for cp, stack in helpers.own_stack(
+        tmp_path_factory.mktemp("cilium"),
+        *("--audit-interval", "0", "--egress-backend", "cilium", "--resync-seconds", "600"),
+        crds=[shared_crd("cilium-ciliumnetworkpolicies.yaml")],
+    ):
+        yield kube.client(cp.kubeconfig), stack
 
 
 def live(client: Client, ns: str) -> dict[str, dict[str, Any]]:

@@ -29,15 +29,7 @@ pytestmark = pytest.mark.local_only  # starts, kills or reconfigures processes
 
 
 def _own_stack(tmp: Path, *args: str) -> Iterator[tuple[ControlPlane, AidpStack]]:
-    """A control plane and aidp of their own, stopped afterwards (for use as a fixture body)."""
-    cp = ControlPlane(tmp / "cp").start()
-    stack = AidpStack(cp, tmp / "aidp", operator_args=("--audit-interval", "0", *args))
-    try:
-        stack.start()
-        yield cp, stack
-    finally:
-        stack.stop()
-        cp.stop()
+    yield from helpers.own_stack(tmp, "--audit-interval", "0", *args)
 
 
 def _aidp_denial(client: Client, obj: dict[str, object]) -> bool:

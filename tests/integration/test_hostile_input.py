@@ -51,7 +51,7 @@ from aidp.devcluster.stack import AidpStack
 from aidp.egress import backends
 from aidp.egress.model import AddressBook, EgressContext
 from aidp.egress.resolver import load_overrides
-from aidp.model import HOST_PATTERN, LAWFUL_BASES, Policy, PolicyError
+from aidp.model import HOST_PATTERN, LAWFUL_BASES, RULE_IDS, Policy, PolicyError
 from tests.integration import helpers
 from tests.integration.conftest import Env, drop_env, make_env
 from tests.integration.helpers import COMPLIANT, create, workload
@@ -70,14 +70,6 @@ HYPOTHESIS = settings(
         HealthCheck.large_base_example,
         HealthCheck.filter_too_much,
     ],
-)
-RULES = (
-    "review-expired",
-    "service-account",
-    "consent-basis",
-    "retention-days",
-    "zero-data-retention",
-    "data-categories",
 )
 
 
@@ -792,7 +784,7 @@ def test_malformed_annotations_get_a_precise_deny_message(
     assert msg is not None, f"{annotation}={value!r} was admitted"
     assert msg.startswith('admission webhook "validate.aidp.io" denied the request: aidp: Pod '), msg
     assert "AIDataPolicy annot: " in msg, msg
-    assert {r for r in RULES if f"[{r}]" in msg} == {rule}, msg
+    assert {r for r in RULE_IDS if f"[{r}]" in msg} == {rule}, msg
     assert fragment in msg, msg
 
 

@@ -6,14 +6,12 @@ status says what is missing, and the audit still keeps the status figures curren
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lightkube import Client
 
 from aidp import kube
-from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from tests.integration import helpers
 from tests.integration.conftest import make_env
@@ -24,18 +22,9 @@ pytestmark = pytest.mark.local_only  # a control plane and an operator of their 
 
 @pytest.fixture(scope="module")
 def bare_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AidpStack]]:
-    tmp: Path = tmp_path_factory.mktemp("missing-crds")
-    cp = ControlPlane(tmp / "cp").start()
-    try:
-        args = ("--egress-backend", "cilium", "--audit-interval", "2", "--audit-min-gap", "1")
-        stack = AidpStack(cp, tmp / "aidp", operator_args=args)
-        try:
-            stack.start()
-            yield kube.client(cp.kubeconfig), stack
-        finally:
-            stack.stop()
-    finally:
-        cp.stop()
+    args = ("--egress-backend", "cilium", "--audit-interval", "2", "--audit-min-gap", "1")
+    for cp, stack in helpers.own_stack(tmp_path_factory.mktemp("missing-crds"), *args):
+        yield kube.client(cp.kubeconfig), stack
 
 
 def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:

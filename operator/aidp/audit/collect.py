@@ -117,6 +117,21 @@ def raw_pages(
         request.params["continue"] = token
 
 
+def stamped_pages(
+    client: Client,
+    res: Any,
+    namespace: str | None,
+    api_version: str,
+    kind: str,
+    decoder: msgspec.json.Decoder[Any] = ANY_LIST,
+) -> Iterator[list[dict[str, Any]]]:
+    """raw_pages with apiVersion and kind set on every object (list items lack them)."""
+    for page in raw_pages(client, res, namespace, decoder):
+        for obj in page:
+            obj["apiVersion"], obj["kind"] = api_version, kind
+        yield page
+
+
 def listed(
     client: Client,
     res: Any,
@@ -125,11 +140,9 @@ def listed(
     kind: str,
     decoder: msgspec.json.Decoder[Any] = ANY_LIST,
 ) -> Iterator[dict[str, Any]]:
-    """Every object of `res` as a plain dict with apiVersion and kind set (list items lack them)."""
-    for page in raw_pages(client, res, namespace, decoder):
-        for obj in page:
-            obj["apiVersion"], obj["kind"] = api_version, kind
-            yield obj
+    """Every object of `res` as a plain dict with apiVersion and kind set."""
+    for page in stamped_pages(client, res, namespace, api_version, kind, decoder):
+        yield from page
 
 
 @contextlib.contextmanager
@@ -155,7 +168,7 @@ def _workload_pages(
     client: Client, namespace: str | None, skipped: list[Skipped]
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     for res, api_version, kind in WORKLOAD_RESOURCES:
-        pages = raw_pages(client, res, namespace, WORKLOAD_LIST)
+        pages = stamped_pages(client, res, namespace, api_version, kind, WORKLOAD_LIST)
         try:
             first = next(pages, None)
         except kube.KUBE_ERRORS as err:
@@ -164,8 +177,6 @@ def _workload_pages(
             skipped.append(Skipped(f"workloads of kind {kind}", f"cannot list them: {kube.error_text(err)}"))
             continue
         for page in () if first is None else itertools.chain([first], pages):
-            for obj in page:
-                obj["apiVersion"], obj["kind"] = api_version, kind
             yield kind, page
 
 
