@@ -16,13 +16,24 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every dependency to the versions CI tested (`make lock` refreshes it)
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with aidp and the dev tools
+
+.PHONY: lock
+lock: ## refresh constraints.txt: newest versions pyproject.toml allows, in a fresh virtualenv
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^aidp' > constraints.txt
+	rm -rf .venv-lock
+	@echo "constraints.txt refreshed: run make test, then commit it"
 
 # np-guard's network-config-analyzer pins old dependencies: it lives in a virtualenv of its own
 .venv-nca/.installed:

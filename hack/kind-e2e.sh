@@ -46,7 +46,7 @@ step "chart into namespace $NS (Pod Security restricted)"
 "$KUBECTL" label namespace "$NS" --overwrite \
   pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
 # the audit writes OpenReports Reports: the same upstream CRD the tests use
-"$KUBECTL" apply --server-side -f ../shared/crds/openreports-reports.yaml
+"$KUBECTL" apply --server-side -f tests/upstream-crds/openreports-reports.yaml
 # the timings and the static provider addresses (TEST-NET) the integration tests expect, as their
 # local stack runs the operator (tests/integration/conftest.py, aidp.devcluster.stack)
 .venv/bin/python - "$STATE/values.yaml" <<'PY'

@@ -95,16 +95,14 @@ def crds(kube_client: Client) -> list[str]:
     return kube.install_crds(kube_client, crds_dir())
 
 
-SHARED_CRDS = Path(__file__).resolve().parents[1].parent / "shared" / "crds"
+UPSTREAM_CRDS = Path(__file__).resolve().parent / "upstream-crds"
 
 
-def shared_crd(name: str) -> Path:
-    """An upstream CRD from ../shared/crds (beside the checkout, as in CI)."""
-    path = SHARED_CRDS / name
+def upstream_crd(name: str) -> Path:
+    """A genuine upstream CRD pinned in tests/upstream-crds (see its SOURCES.md)."""
+    path = UPSTREAM_CRDS / name
     if not path.is_file():
-        pytest.fail(
-            f"upstream CRD {path} is missing: the test bed expects ../shared/crds beside the checkout"
-        )
+        pytest.fail(f"upstream CRD {path} is missing: add it to tests/upstream-crds with a SOURCES.md row")
     return path
 
 
@@ -113,7 +111,7 @@ def report_crds(kube_client: Client) -> list[str]:
     """The genuine OpenReports and wgpolicyk8s PolicyReport CRDs, for the audit's report objects."""
     names = []
     for file in ("openreports-reports.yaml", "wgpolicyk8s-policyreports.yaml"):
-        names += kube.install_crd_files(kube_client, [shared_crd(file)])
+        names += kube.install_crd_files(kube_client, [upstream_crd(file)])
     return names
 
 

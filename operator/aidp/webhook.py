@@ -7,7 +7,7 @@ from typing import Any
 
 from aidp.config import GOVERNED_LABEL, MANAGED_BY, OperatorConfig
 
-# kinds checked by the admission rules (CONTRACT section 3); ephemeral containers are an
+# kinds checked by the admission rules (contract section 3 (docs/policy-contract.md)); ephemeral containers are an
 # UPDATE of the pods/ephemeralcontainers subresource
 CHECKED_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "v1", ("pods", "pods/ephemeralcontainers")),

@@ -8,7 +8,7 @@ from typing import Any
 
 from aidp.model import CHECKED_KINDS, LabelSelector
 
-# these are workloads in their own right only without an owner (CONTRACT section 5)
+# these are workloads in their own right only without an owner (contract section 5 (docs/policy-contract.md))
 OWNED_WHEN_CONTROLLED = ("Pod", "ReplicaSet", "Job")
 
 

@@ -1,4 +1,4 @@
-"""Admission through the live webhook (kube-apiserver -> OPA), per CONTRACT section 3."""
+"""Admission through the live webhook (kube-apiserver -> OPA), per contract section 3 (docs/policy-contract.md)."""
 
 from __future__ import annotations
 

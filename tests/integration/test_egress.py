@@ -28,7 +28,7 @@ from aidp.egress import backends
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import load_overrides
 from aidp.model import Policy
-from tests.conftest import shared_crd
+from tests.conftest import upstream_crd
 from tests.integration import helpers
 from tests.integration.conftest import Env
 from tests.waiting import wait_for
@@ -138,7 +138,7 @@ def test_generated_networkpolicies_are_accepted_and_stored_as_rendered(
 @pytest.fixture(scope="module")
 def cilium_crd(kube_client: Client) -> str:
     """Cilium's own CiliumNetworkPolicy CRD (v1.17.3, unchanged bytes), installed once; left in place."""
-    [name] = kube.install_crd_files(kube_client, [shared_crd("cilium-ciliumnetworkpolicies.yaml")])
+    [name] = kube.install_crd_files(kube_client, [upstream_crd("cilium-ciliumnetworkpolicies.yaml")])
     return name
 
 

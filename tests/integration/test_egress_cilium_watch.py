@@ -17,7 +17,7 @@ from lightkube.types import PatchType
 from aidp import kube
 from aidp.controller.egress import same_spec
 from aidp.devcluster.stack import AidpStack
-from tests.conftest import shared_crd
+from tests.conftest import upstream_crd
 from tests.integration import helpers
 from tests.integration.conftest import make_env
 from tests.waiting import wait_for
@@ -36,7 +36,7 @@ def cilium_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli
     for cp, stack in helpers.own_stack(
         tmp_path_factory.mktemp("cilium"),
         *("--audit-interval", "0", "--egress-backend", "cilium", "--resync-seconds", "600"),
-        crds=[shared_crd("cilium-ciliumnetworkpolicies.yaml")],
+        crds=[upstream_crd("cilium-ciliumnetworkpolicies.yaml")],
     ):
         yield kube.client(cp.kubeconfig), stack
 

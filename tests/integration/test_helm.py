@@ -45,7 +45,7 @@ from aidp.devcluster.opa import OpaServer
 from aidp.devcluster.procs import ComponentError, Process, free_port, log_tail
 from aidp.devcluster.stack import DEMO_ADDRESSES
 from aidp.opa_loader import Replica, revision_of
-from tests.conftest import shared_crd
+from tests.conftest import upstream_crd
 from tests.integration.helpers import sa_kubeconfig
 from tests.waiting import wait_for
 
@@ -86,7 +86,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 def client(cluster: ControlPlane) -> Client:
     c = kube.client(cluster.kubeconfig)
     # the genuine OpenReports CRD: the audit writes a Report per namespace
-    kube.install_crd_files(c, [shared_crd("openreports-reports.yaml")])
+    kube.install_crd_files(c, [upstream_crd("openreports-reports.yaml")])
     return c
 
 

@@ -251,7 +251,7 @@ class Auditor:
                 self.report.records.append(self._record(ns, kind, name, p, tpl.annotations if tpl else {}))
             self._credentials(ns, kind, name, spec, active)
         if not active and ns in self._by_ns:
-            # not approved for egress (CONTRACT 4: selected by a non-expired policy, compliant or not)
+            # not approved for egress (contract section 4: selected by a non-expired policy, compliant or not)
             self._egress_bypass(ns, kind, name, labels)
 
     def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, str]) -> ProcessingRecord:

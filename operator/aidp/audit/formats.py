@@ -1,4 +1,4 @@
-"""`aidp audit -o json|markdown|csv|html`: the report (CONTRACT section 5) as text.
+"""`aidp audit -o json|markdown|csv|html`: the report (contract section 5 (docs/policy-contract.md)) as text.
 
 Every renderer returns the whole document as a string that ends with a newline; write it
 as is. The HTML report is one self-contained file (inline CSS and SVG, no scripts, no

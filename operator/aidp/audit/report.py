@@ -1,4 +1,4 @@
-"""The audit report (`aidp audit -o json`, CONTRACT section 5) as typed values."""
+"""The audit report (`aidp audit -o json`, contract section 5 (docs/policy-contract.md)) as typed values."""
 
 from __future__ import annotations
 

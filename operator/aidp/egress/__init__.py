@@ -1,4 +1,4 @@
-"""Egress rules: only approved workloads reach their AI endpoints (CONTRACT section 4).
+"""Egress rules: only approved workloads reach their AI endpoints (contract section 4 (docs/policy-contract.md)).
 
 `render` (pure) turns the policies of one namespace into backend objects; `resolver` keeps the
 provider addresses the IP-based backends need; the operator applies the objects with server-side
