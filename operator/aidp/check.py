@@ -1,8 +1,15 @@
-"""Offline admission (`aidp check`): workloads from files against the AIDataPolicies from files.
+"""Offline admission (`aidp check`): workloads from files against the AIDataPolicies from files
+(and, with a kubeconfig, those live in a cluster), after linting every object.
 
-The workloads are evaluated with the same Rego modules and the same data document that admission
-uses, in one `opa eval` run: one AdmissionReview (CREATE) per workload, every decision computed by
-`data.aidp.admission.decision` with that review as input.
+1. Lint (`aidp.lint`): every AIDataPolicy is validated as the API server would (the CRD's schema
+   with strict field validation, then its CEL rules), every workload for what admission needs;
+   all errors of all files are reported at once, each with `file:line`.
+2. Evaluate: the workloads with the same Rego modules and the same data document that admission
+   uses, in one `opa eval` run: one AdmissionReview (CREATE) per workload, every decision computed by
+   `data.aidp.admission.decision` with that review as input, together with the policies that select
+   the workload and whether its namespace is governed at all, so that each verdict says why.
+3. Hints: what is most likely wrong when a workload fails for a reason the Rego cannot see
+   (aidp.io/* annotations on a Deployment's own metadata, categories separated by `;`).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,19 +26,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from aidp import paths
-from aidp.model import CHECKED_KINDS, DEFAULT_EXCLUDED_NAMESPACES, CheckedKind, PolicyError, checked_kind
-from aidp.render import ADMISSION_QUERY, policies_from_manifests, policy_modules, render_data
+from aidp import lint, paths
+from aidp.model import (
+    ANNOTATION_DATA_CATEGORIES,
+    CHECKED_KINDS,
+    DEFAULT_EXCLUDED_NAMESPACES,
+    KIND,
+    CheckedKind,
+    Policy,
+    PolicyError,
+    checked_kind,
+)
+from aidp.render import ADMISSION_QUERY, policy_modules, render_data
 
 OPA_ENV: Final = "AIDP_OPA_BIN"
 DEFAULT_NAMESPACE: Final = "default"
 OPA_TIMEOUT_SECONDS: Final = 120
 # Evaluates every review of input.reviews in one query.
 BATCH_QUERY: Final = f"[d | some review in input.reviews; d := {ADMISSION_QUERY} with input as review]"
+# The same, with why: the policies that select the workload and whether its namespace is excluded.
+EXPLAINED_QUERY: Final = (
+    "[r | some review in input.reviews; "
+    f"d := {ADMISSION_QUERY} with input as review; "
+    "s := [n | data.aidp.admission.selected[n]] with input as review; "
+    "e := [x | x := data.aidp.admission.excluded] with input as review; "
+    'r := {"decision": d, "selected": s, "excluded": count(e) > 0}]'
+)
+# What separates categories by mistake in aidp.io/data-categories (the list is comma-separated).
+_SEPARATOR_RE: Final = re.compile(r"[;|\s]")
 
 
 class CheckError(Exception):
-    """Bad input for a check: unreadable manifests, an invalid AIDataPolicy, nothing to check."""
+    """Bad input for a check: unreadable manifests, invalid objects, nothing to check. `findings`
+    holds every problem found (each with file:line)."""
+
+    def __init__(self, message: str, findings: Sequence[lint.Finding] = ()) -> None:
+        super().__init__(message)
+        self.findings = tuple(findings)
+
+    def lines(self) -> list[str]:
+        """One line per problem."""
+        return [str(f) for f in self.findings] or [str(self)]
 
 
 class OpaError(CheckError):
@@ -62,6 +98,9 @@ class CheckResult:
     violations: tuple[Violation, ...] = ()
     warnings: tuple[str, ...] = ()
     message: str = ""
+    reason: str = ""
+    hints: tuple[str, ...] = ()
+    source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The `aidp check -o json` entry for this object."""
@@ -72,7 +111,35 @@ class CheckResult:
             "allowed": self.allowed,
             "violations": [v.to_dict() for v in self.violations],
             "warnings": list(self.warnings),
+            "reason": self.reason,
+            "hints": list(self.hints),
+            "source": self.source,
         }
+
+
+@dataclass(frozen=True)
+class CheckedPolicy:
+    """An AIDataPolicy of the files that passed the lint."""
+
+    policy: Policy
+    source: str
+
+    @property
+    def ref(self) -> str:
+        return self.policy.ref
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `aidp check` found: the valid policies of the files and one result per workload."""
+
+    policies: tuple[CheckedPolicy, ...]
+    results: tuple[CheckResult, ...]
+    cluster_policies: int = 0
+
+    @property
+    def allowed(self) -> bool:
+        return all(r.allowed for r in self.results)
 
 
 def find_opa() -> Path:
@@ -91,63 +158,62 @@ def find_opa() -> Path:
     raise OpaError(f"opa binary not found: run `make testbin`, put opa on PATH or set {OPA_ENV}")
 
 
-# --- workloads -----------------------------------------------------------------------------------
+# --- lint ----------------------------------------------------------------------------------------
 
 
-def _describe(index: int, obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    name = meta.get("name") or meta.get("generateName") if isinstance(meta, Mapping) else None
-    return f"object #{index + 1} (kind {obj.get('kind', '?')}, name {name or '?'})"
-
-
-def _string_map(value: object, where: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Mapping):
-        raise CheckError(f"{where} must be a mapping of strings")
-    for key, item in value.items():
-        if not isinstance(item, str):
-            raise CheckError(f'{where}["{key}"] must be a string, got {item!r} (quote the value in YAML)')
-
-
-def _validate_workload(index: int, obj: Mapping[str, Any], kind: CheckedKind) -> None:
-    what = _describe(index, obj)
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping) or not (meta.get("name") or meta.get("generateName")):
-        raise CheckError(f"{what}: metadata.name or metadata.generateName is required")
-    for key in ("name", "generateName", "namespace"):
-        if meta.get(key) is not None and not isinstance(meta.get(key), str):
-            raise CheckError(f"{what}: metadata.{key} must be a string")
-    _string_map(meta.get("labels"), f"{what}: metadata.labels")
-    _string_map(meta.get("annotations"), f"{what}: metadata.annotations")
-    template: object = obj
-    for step, key in enumerate(kind.template_path):
-        template = template.get(key) if isinstance(template, Mapping) else None
-        if not isinstance(template, Mapping):
-            path = ".".join(kind.template_path[: step + 1])
-            raise CheckError(f"{what}: {path} is required and must be a mapping")
-    if kind.template_path and isinstance(template, Mapping):
-        tmeta = template.get("metadata")
-        where = f"{what}: {'.'.join(kind.template_path)}.metadata"
-        if tmeta is not None and not isinstance(tmeta, Mapping):
-            raise CheckError(f"{where} must be a mapping")
-        if isinstance(tmeta, Mapping):
-            _string_map(tmeta.get("labels"), f"{where}.labels")
-            _string_map(tmeta.get("annotations"), f"{where}.annotations")
+def _lint(
+    manifests: Sequence[lint.Manifest],
+) -> tuple[list[CheckedPolicy], list[tuple[CheckedKind, lint.Manifest]]]:
+    """The valid policies and the checked workloads; raises CheckError with every finding."""
+    findings: list[lint.Finding] = []
+    policies: list[CheckedPolicy] = []
+    workloads: list[tuple[CheckedKind, lint.Manifest]] = []
+    first_at: dict[str, str] = {}
+    for m in manifests:
+        findings += lint.duplicate_keys(m)
+        api_version, kind_name = m.obj.get("apiVersion"), m.obj.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind_name, str):
+            findings.append(lint.Finding(m.at(), m.subject, "apiVersion and kind are required"))
+            continue
+        crd = lint.crd_kind_of(m.obj)
+        if crd is not None:
+            found = lint.lint_custom_resource(m, crd)
+            findings += found
+            if found or crd.kind != KIND:
+                continue
+            try:
+                policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
+            except PolicyError as err:
+                findings.append(lint.policy_error_finding(m, err))
+                continue
+            if policy.ref in first_at:
+                findings.append(
+                    lint.Finding(
+                        m.at(), m.subject, f"defined more than once (first at {first_at[policy.ref]})"
+                    )
+                )
+                continue
+            first_at[policy.ref] = m.at()
+            policies.append(CheckedPolicy(policy, m.at()))
+            continue
+        kind = checked_kind(api_version, kind_name)
+        if kind is None:
+            continue
+        found = lint.lint_workload(m, kind.template_path)
+        findings += found
+        if not found:
+            workloads.append((kind, m))
+    if findings:
+        count = f"{len(findings)} error{'s' if len(findings) != 1 else ''}"
+        raise CheckError(f"{count}:\n" + "\n".join(map(str, findings)), findings)
+    return policies, workloads
 
 
 def split_manifests(manifests: Sequence[Mapping[str, Any]]) -> list[tuple[CheckedKind, Mapping[str, Any]]]:
-    """The checked workloads among the manifests, in order (AIDataPolicies and other kinds skipped)."""
-    workloads: list[tuple[CheckedKind, Mapping[str, Any]]] = []
-    for index, obj in enumerate(manifests):
-        if not isinstance(obj.get("apiVersion"), str) or not isinstance(obj.get("kind"), str):
-            raise CheckError(f"{_describe(index, obj)}: apiVersion and kind are required")
-        kind = checked_kind(obj["apiVersion"], obj["kind"])
-        if kind is None:
-            continue
-        _validate_workload(index, obj, kind)
-        workloads.append((kind, obj))
-    return workloads
+    """The checked workloads among the manifests, in order (AIDataPolicies and other kinds skipped);
+    raises CheckError with every problem of every object."""
+    _, workloads = _lint(lint.from_objects(manifests))
+    return [(kind, m.obj) for kind, m in workloads]
 
 
 def admission_review(obj: Mapping[str, Any], kind: CheckedKind, uid: str) -> dict[str, Any]:
@@ -189,8 +255,10 @@ def evaluate(
     *,
     opa: Path | None = None,
     modules: Mapping[str, str] | None = None,
+    query: str = BATCH_QUERY,
 ) -> list[dict[str, Any]]:
-    """data.aidp.admission.decision for each review, computed in one `opa eval` process."""
+    """data.aidp.admission.decision for each review (or what `query` computes per review), in one
+    `opa eval` process."""
     if not reviews:
         return []
     binary = opa or find_opa()
@@ -211,7 +279,7 @@ def evaluate(
         input_file = root / "input.json"
         input_file.write_text(json.dumps({"reviews": list(reviews)}), encoding="utf-8")
         cmd = [str(binary), "eval", "--format", "json", "--data", str(module_dir), "--data", str(data_file)]
-        cmd += ["--input", str(input_file), BATCH_QUERY]
+        cmd += ["--input", str(input_file), query]
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=OPA_TIMEOUT_SECONDS, check=False
@@ -229,50 +297,187 @@ def evaluate(
     return decisions
 
 
-def _result(review: Mapping[str, Any], decision: Mapping[str, Any]) -> CheckResult:
+def _hints(
+    kind: CheckedKind, m: lint.Manifest, namespace: str, policies: Sequence[Policy], selected: bool
+) -> list[str]:
+    """What is most likely wrong, for mistakes that the Rego cannot see."""
+    hints: list[str] = []
+    obj = m.obj
+    meta = obj.get("metadata") or {}
+    template: Any = obj
+    for key in kind.template_path:
+        template = template.get(key) or {}
+    tmeta = template.get("metadata") or {}
+    t_annotations = tmeta.get("annotations") or {}
+    where_t = ".".join((*kind.template_path, "metadata"))
+    if kind.template_path:
+        misplaced = [
+            k for k in meta.get("annotations") or {} if k.startswith("aidp.io/") and k not in t_annotations
+        ]
+        if misplaced:
+            hints.append(
+                f"{m.at(('metadata', 'annotations', misplaced[0]), key=True)}: {', '.join(misplaced)} "
+                f"{'is' if len(misplaced) == 1 else 'are'} on the {kind.kind}'s own metadata.annotations, "
+                f"which admission does not read: put {'it' if len(misplaced) == 1 else 'them'} "
+                f"under {where_t}.annotations"
+            )
+        if not selected:
+            own = meta.get("labels") or {}
+            matching = [
+                p.ref for p in policies if p.namespace == namespace and p.spec.workload_selector.matches(own)
+            ]
+            if matching:
+                hints.append(
+                    f"{m.at(('metadata', 'labels'), key=True)}: the {kind.kind}'s own metadata.labels match "
+                    f"{', '.join(matching)}, but policies select pods by the pod template's labels: "
+                    f"put the labels under {where_t}.labels"
+                )
+    annotations = t_annotations if kind.template_path else meta.get("annotations") or {}
+    categories = annotations.get(ANNOTATION_DATA_CATEGORIES)
+    if isinstance(categories, str) and any(_SEPARATOR_RE.search(i.strip()) for i in categories.split(",")):
+        fixed = ",".join(c for c in re.split(r"[,;|\s]+", categories) if c)
+        path = (*kind.template_path, "metadata", "annotations", ANNOTATION_DATA_CATEGORIES)
+        hints.append(
+            f'{m.at(path)}: {ANNOTATION_DATA_CATEGORIES} "{categories}" is a comma-separated list: '
+            f'write "{fixed}"'
+        )
+    return hints
+
+
+def _reason(namespace: str, explained: Mapping[str, Any], violations: Sequence[Violation]) -> str:
+    """Why the verdict: governed or not, selected or not, complies with or fails which policies."""
+    if explained["excluded"]:
+        return "namespace not governed"
+    selected = sorted(explained["selected"])
+    if not selected:
+        return "no policy selects it"
+    by_mode: dict[str, list[str]] = {}
+    for v in violations:
+        mode = v.enforcement if v.enforcement in ("warn", "dryrun") else "deny"
+        refs = by_mode.setdefault(mode, [])
+        if f"{namespace}/{v.policy}" not in refs:
+            refs.append(f"{namespace}/{v.policy}")
+    failing = {ref for refs in by_mode.values() for ref in refs}
+    complying = [f"{namespace}/{name}" for name in selected if f"{namespace}/{name}" not in failing]
+    parts = []
+    if by_mode.get("deny"):
+        parts.append(f"fails {', '.join(by_mode['deny'])}")
+    if complying:
+        parts.append(f"complies with {', '.join(complying)}")
+    if by_mode.get("warn"):
+        parts.append(f"warned by {', '.join(by_mode['warn'])}")
+    if by_mode.get("dryrun"):
+        parts.append(f"fails {', '.join(by_mode['dryrun'])} in dryrun mode")
+    return "; ".join(parts)
+
+
+def _result(
+    review: Mapping[str, Any], explained: Mapping[str, Any], hints: Sequence[str], source: str
+) -> CheckResult:
     request = review["request"]
     meta = request["object"]["metadata"]
+    decision = explained["decision"]
+    violations = tuple(
+        Violation(v["policy"], v["rule"], v["message"], v["enforcement"]) for v in decision["violations"]
+    )
     return CheckResult(
         kind=request["kind"]["kind"],
         namespace=request["namespace"],
         name=meta.get("name") or meta.get("generateName") or "",
         allowed=bool(decision["allowed"]),
-        violations=tuple(
-            Violation(v["policy"], v["rule"], v["message"], v["enforcement"]) for v in decision["violations"]
-        ),
+        violations=violations,
         warnings=tuple(decision["warnings"]),
         message=decision["message"],
+        reason=_reason(request["namespace"], explained, violations),
+        hints=tuple(hints),
+        source=source,
     )
 
 
+def run_check(
+    manifests: Sequence[Mapping[str, Any] | lint.Manifest],
+    *,
+    opa: Path | None = None,
+    excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
+    cluster_policies: Sequence[Policy] | None = None,
+) -> Report:
+    """Lint the manifests, then evaluate their workloads against their AIDataPolicies (and, when
+    given, the cluster's: a policy of the files replaces the cluster's policy of the same name)."""
+    items = lint.from_objects(manifests)
+    checked, workloads = _lint(items)
+    if not workloads and not checked:
+        kinds = ", ".join(k.kind for k in CHECKED_KINDS)
+        raise CheckError(f"nothing to check: the manifests contain no AIDataPolicy and no workload ({kinds})")
+    mine = {c.ref for c in checked}
+    policies = [p for p in cluster_policies or () if p.ref not in mine] + [c.policy for c in checked]
+    reviews = [admission_review(m.obj, kind, f"aidp-check-{i}") for i, (kind, m) in enumerate(workloads)]
+    explained = evaluate(reviews, render_data(policies, excluded_namespaces), opa=opa, query=EXPLAINED_QUERY)
+    results = []
+    for (kind, m), review, why in zip(workloads, reviews, explained, strict=True):
+        namespace = review["request"]["namespace"]
+        hints = _hints(kind, m, namespace, policies, bool(why["selected"]))
+        results.append(_result(review, why, hints, m.at()))
+    return Report(tuple(checked), tuple(results), len(cluster_policies or ()))
+
+
 def check_manifests(
-    manifests: Sequence[Mapping[str, Any]],
+    manifests: Sequence[Mapping[str, Any] | lint.Manifest],
     *,
     opa: Path | None = None,
     excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
 ) -> list[CheckResult]:
-    """Admission results for every checked workload in manifests, in order."""
+    """Admission results for every checked workload in manifests, in order (see run_check)."""
+    return list(run_check(manifests, opa=opa, excluded_namespaces=excluded_namespaces).results)
+
+
+def cluster_policies(
+    kubeconfig: Path | None, namespaces: Iterable[str] = ()
+) -> tuple[list[Policy], list[str]]:
+    """The AIDataPolicies live in the cluster (read-only: list), and a warning per policy that
+    cannot be read. Without the right to list them cluster-wide, those of `namespaces`."""
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from aidp import kube
+    from aidp.model import GROUP, PLURAL, VERSION
+
+    resource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+    client = kube.client(kubeconfig)
     try:
-        policies = policies_from_manifests(manifests, default_namespace=DEFAULT_NAMESPACE)
-    except PolicyError as err:
-        raise CheckError(str(err)) from None
-    workloads = split_manifests(manifests)
-    if not workloads:
-        kinds = ", ".join(k.kind for k in CHECKED_KINDS)
-        raise CheckError(f"nothing to check: the manifests contain no workload ({kinds})")
-    reviews = [admission_review(obj, kind, f"aidp-check-{i}") for i, (kind, obj) in enumerate(workloads)]
-    decisions = evaluate(reviews, render_data(policies, excluded_namespaces), opa=opa)
-    return [_result(review, decision) for review, decision in zip(reviews, decisions, strict=True)]
+        objects = [o.to_dict() for o in client.list(resource, namespace="*")]  # type: ignore[no-untyped-call]
+    except ApiError as err:
+        if err.status.code != 403:
+            raise
+        listed = (o for ns in sorted(set(namespaces)) for o in client.list(resource, namespace=ns))
+        objects = [o.to_dict() for o in listed]  # type: ignore[no-untyped-call]
+    policies: list[Policy] = []
+    warnings: list[str] = []
+    for obj in objects:
+        try:
+            policies.append(Policy.from_object(obj))
+        except PolicyError as err:
+            warnings.append(f"skipped: {err}")
+    return policies, warnings
 
 
-def format_text(results: Iterable[CheckResult]) -> str:
-    """`aidp check -o text`: one line per object, then its violations and warnings, indented."""
-    lines: list[str] = []
+def _text_violations(result: CheckResult) -> list[str]:
+    lines = [f"  - {v.policy} [{v.rule}] ({v.enforcement}) {v.message}" for v in result.violations]
+    # warnings repeat the warn-mode violations: print only those that say something else
+    said = [f"AIDataPolicy {v.policy} [{v.rule}] {v.message}" for v in result.violations]
+    lines += [f"  warning: {w}" for w in result.warnings if not any(w.endswith(s) for s in said)]
+    return lines
+
+
+def format_text(results: Iterable[CheckResult], policies: Iterable[CheckedPolicy] = ()) -> str:
+    """`aidp check -o text`: a line per valid policy of the files, then per workload its verdict
+    and why, its violations (each once) and hints, indented."""
+    lines = [f"VALID AIDataPolicy {p.ref}" for p in policies]
     for result in results:
         verdict = "ALLOWED" if result.allowed else "DENIED"
-        lines.append(f"{verdict} {result.kind} {result.namespace}/{result.name}")
-        lines += [f"  - {v.policy} [{v.rule}] ({v.enforcement}) {v.message}" for v in result.violations]
-        lines += [f"  warning: {w}" for w in result.warnings]
+        why = f" ({result.reason})" if result.reason else ""
+        lines.append(f"{verdict} {result.kind} {result.namespace}/{result.name}{why}")
+        lines += _text_violations(result)
+        lines += [f"  hint: {h}" for h in result.hints]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -91,6 +91,9 @@ def test_denied_and_allowed_workloads() -> None:
             "allowed": True,
             "violations": [],
             "warnings": [],
+            "reason": "complies with support/support-summaries",
+            "hints": [],
+            "source": "<input> (object #2)",
         },
         {
             "kind": "Deployment",
@@ -120,6 +123,9 @@ def test_denied_and_allowed_workloads() -> None:
                 },
             ],
             "warnings": [],
+            "reason": "fails support/support-summaries",
+            "hints": [],
+            "source": "<input> (object #3)",
         },
     ]
     assert results[1].message.startswith(
@@ -221,6 +227,10 @@ def test_modes_unselected_and_excluded_namespaces() -> None:
     assert unselected.to_dict()["violations"] == []
     assert unselected.allowed
     assert (system.namespace, system.allowed, system.violations) == ("kube-system", True, ())
+    assert warned.reason == "warned by support/w"
+    assert dry.reason == "fails support/d in dryrun mode"
+    assert unselected.reason == "no policy selects it"
+    assert system.reason == "namespace not governed"
 
 
 def test_expired_review_and_two_policies() -> None:
@@ -264,46 +274,50 @@ def test_admission_review_shape() -> None:
 @pytest.mark.parametrize(
     ("docs", "message"),
     [
-        ([POLICY], "nothing to check: the manifests contain no workload (Pod, Deployment, ReplicaSet"),
+        (
+            ["apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"],
+            "nothing to check: the manifests contain no",
+        ),
         (
             [POLICY.replace("maxDays: 30", "maxDays: -1"), deployment("x", COMPLIANT)],
-            "AIDataPolicy support/support-summaries: spec.retention.maxDays: "
+            "<input> (object #1): AIDataPolicy support/support-summaries: spec.retention.maxDays: "
             "must be between 0 and 3650, got -1",
         ),
         (
             [POLICY, POLICY, deployment("x", COMPLIANT)],
-            "AIDataPolicy support/support-summaries: defined more than once",
+            "<input> (object #2): AIDataPolicy support/support-summaries: defined more than once "
+            "(first at <input> (object #1))",
         ),
         (
             [deployment("x", COMPLIANT).replace("'30'", "30")],
-            "object #1 (kind Deployment, name x): "
-            'spec.template.metadata.annotations["aidp.io/retention-days"] must be a string, '
-            "got 30 (quote the value in YAML)",
+            "<input> (object #1): Deployment support/x: "
+            'spec.template.metadata.annotations["aidp.io/retention-days"]: must be a string, '
+            "got the integer 30",
         ),
+        (["kind: Deployment\nmetadata: {name: x}\n"], "Deployment x: apiVersion and kind are required"),
         (
-            ["kind: Deployment\nmetadata: {name: x}\n"],
-            "object #1 (kind Deployment, name x): apiVersion and kind",
+            ["apiVersion: v1\nkind: Pod\nmetadata: {}\n"],
+            "metadata.name: is required (or metadata.generateName)",
         ),
-        (["apiVersion: v1\nkind: Pod\nmetadata: {}\n"], "metadata.name or metadata.generateName is required"),
         (
             ["apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: [a]}\n"],
-            "metadata.labels must be a mapping",
+            "metadata.labels: must be a map of strings, got a list",
         ),
         (
             ["apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: 5}\n"],
-            "metadata.namespace must be a string",
+            "metadata.namespace: must be a string, got the integer 5",
         ),
         (
             ["apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"],
-            "spec is required and must be a mapping",
+            "spec: is required and must be an object",
         ),
         (
             ["apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec: {jobTemplate: {}}\n"],
-            "spec.jobTemplate.spec is required and must be a mapping",
+            "spec.jobTemplate.spec: is required and must be an object",
         ),
         (
             ["apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {metadata: 1}}\n"],
-            "spec.template.metadata must be a mapping",
+            "spec.template.metadata: must be an object, got the integer 1",
         ),
     ],
 )
@@ -370,14 +384,18 @@ def test_check_command_text_and_exit_codes(tmp_path: Path) -> None:
     good = write(tmp_path, "good.yaml", deployment("good", COMPLIANT))
     ok = runner.invoke(app(), ["check", "-f", str(policy), "-f", str(good)])
     assert ok.exit_code == 0, ok.output
-    assert ok.stdout == "ALLOWED Deployment support/good\n"
+    assert ok.stdout == (
+        "VALID AIDataPolicy support/support-summaries\n"
+        "ALLOWED Deployment support/good (complies with support/support-summaries)\n"
+    )
 
     bad = write(tmp_path, "bad.yaml", deployment("bad", {**COMPLIANT, "aidp.io/retention-days": "31"}))
     denied = runner.invoke(app(), ["check", "-f", str(policy), "-f", str(good), "-f", str(bad)])
     assert denied.exit_code == 1
     assert denied.stdout == (
-        "ALLOWED Deployment support/good\n"
-        "DENIED Deployment support/bad\n"
+        "VALID AIDataPolicy support/support-summaries\n"
+        "ALLOWED Deployment support/good (complies with support/support-summaries)\n"
+        "DENIED Deployment support/bad (fails support/support-summaries)\n"
         "  - support-summaries [retention-days] (deny) annotation aidp.io/retention-days declares 31 days, "
         "more than the 30 days the policy allows\n"
     )
@@ -385,8 +403,13 @@ def test_check_command_text_and_exit_codes(tmp_path: Path) -> None:
     warn_policy = write(tmp_path, "warn.yaml", POLICY.replace("review:", "enforcement: warn\n  review:"))
     warned = runner.invoke(app(), ["check", "-f", str(warn_policy), "-f", str(bad)])
     assert warned.exit_code == 0
-    assert warned.stdout.splitlines()[0] == "ALLOWED Deployment support/bad"
-    assert warned.stdout.splitlines()[2].startswith("  warning: aidp: Deployment support/bad: AIDataPolicy")
+    # each warn-mode failure is printed once (not again as the warning that repeats it)
+    assert warned.stdout == (
+        "VALID AIDataPolicy support/support-summaries\n"
+        "ALLOWED Deployment support/bad (warned by support/support-summaries)\n"
+        "  - support-summaries [retention-days] (warn) annotation aidp.io/retention-days declares 31 days, "
+        "more than the 30 days the policy allows\n"
+    )
 
 
 def test_check_command_json(tmp_path: Path) -> None:
@@ -396,15 +419,26 @@ def test_check_command_json(tmp_path: Path) -> None:
     assert result.exit_code == 1
     entries = json.loads(result.stdout)
     assert [(e["name"], e["allowed"]) for e in entries] == [("good", True), ("bad", False)]
-    assert set(entries[1]) == {"kind", "namespace", "name", "allowed", "violations", "warnings"}
+    assert set(entries[1]) == {
+        "kind",
+        "namespace",
+        "name",
+        "allowed",
+        "violations",
+        "warnings",
+        "reason",
+        "hints",
+        "source",
+    }
+    assert entries[0]["source"] == f"{path}:15"  # the line the object starts at
     assert set(entries[1]["violations"][0]) >= {"policy", "rule", "message"}
     assert path.exists()
 
 
 def test_check_command_bad_input(tmp_path: Path) -> None:
     runner = CliRunner()
-    policy = write(tmp_path, "policy.yaml", POLICY)
-    nothing = runner.invoke(app(), ["check", "-f", str(policy)])
+    other = write(tmp_path, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    nothing = runner.invoke(app(), ["check", "-f", str(other)])
     assert nothing.exit_code == 2
     assert nothing.stdout == ""
     assert nothing.stderr.startswith("error: nothing to check")

@@ -12,10 +12,11 @@ import typer
 import yaml
 
 from aidp import check as checking
+from aidp import lint
 from aidp import render as rendering
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import load_overrides
-from aidp.model import PolicyError
+from aidp.model import Policy, PolicyError
 
 EXIT_DENIED = 1
 EXIT_BAD_INPUT = 2
@@ -118,22 +119,57 @@ def render(
 def check(
     filename: Filenames,
     output: Annotated[CheckFormat, typer.Option("--output", "-o", help="Output format.")] = CheckFormat.text,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Also evaluate against the AIDataPolicies live in this cluster (read-only: only lists "
+            "them); a policy in the files replaces the cluster's policy of the same name.",
+        ),
+    ] = None,
 ) -> None:
-    """Offline admission: evaluate the workloads in the files against the AIDataPolicies in the files.
+    """Lint the files, then evaluate their workloads against the AIDataPolicies in the files.
 
-    Uses the same Rego as the admission webhook. Exit 0 when all are admitted, 1 when any is denied,
-    2 on bad input.
+    Every AIDataPolicy is validated as the API server would (the CRD's schema with strict field
+    validation, then its CEL rules); every error of every file is reported at once, with file:line.
+    Workloads are evaluated with the same Rego as the admission webhook; each verdict says why.
+    Exit 0 when all are admitted, 1 when any is denied, 2 on bad input.
     """
     try:
-        results = checking.check_manifests(rendering.load_manifests(filename))
+        manifests = lint.load_files(filename)
+        live = None
+        if kubeconfig is not None:
+            live = _cluster_policies(kubeconfig, manifests)
+        report = checking.run_check(manifests, cluster_policies=live)
     except (rendering.ManifestError, checking.CheckError) as err:
-        raise _fail(str(err)) from None
+        lines = err.lines() if isinstance(err, checking.CheckError) else [str(err)]
+        for line in lines:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if output is CheckFormat.json:
-        typer.echo(checking.format_json(results), nl=False)
+        typer.echo(checking.format_json(report.results), nl=False)
     else:
-        typer.echo(checking.format_text(results), nl=False)
-    if not all(r.allowed for r in results):
+        typer.echo(checking.format_text(report.results, report.policies), nl=False)
+    if not report.allowed:
         raise typer.Exit(EXIT_DENIED)
+
+
+def _cluster_policies(kubeconfig: Path, manifests: list[lint.Manifest]) -> list[Policy]:
+    namespaces = {
+        str((m.obj.get("metadata") or {}).get("namespace") or checking.DEFAULT_NAMESPACE)
+        for m in manifests
+        if isinstance(m.obj.get("metadata"), dict)
+    }
+    try:
+        policies, warnings = checking.cluster_policies(kubeconfig, namespaces)
+    except Exception as err:  # lightkube and httpx raise many kinds; all mean "cannot read"
+        raise checking.CheckError(
+            f"cannot list the AIDataPolicies of the cluster ({kubeconfig}): {type(err).__name__}: {err}"
+        ) from None
+    for warning in warnings:
+        typer.echo(f"aidp check: {warning}", err=True)
+    typer.echo(f"aidp check: {len(policies)} AIDataPolicies read from the cluster", err=True)
+    return policies
 
 
 def register(app: typer.Typer) -> None:
