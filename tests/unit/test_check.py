@@ -430,7 +430,7 @@ def test_check_command_json(tmp_path: Path) -> None:
         "hints",
         "source",
     }
-    assert entries[0]["source"] == f"{path}:15"  # the line the object starts at
+    assert entries[0]["source"] == f"{path}:14"  # the line the object starts at (after 12 + 1)
     assert set(entries[1]["violations"][0]) >= {"policy", "rule", "message"}
     assert path.exists()
 
