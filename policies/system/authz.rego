@@ -19,8 +19,13 @@ allow if {
 	input.path == ["health"]
 }
 
+# The token is compared in constant time: crypto.hmac.equal is Go's hmac.Equal (a constant-time
+# comparison of equal-length inputs), applied to the SHA-256 digests of the presented and the
+# configured token, so neither how many leading characters match nor the token's length shows in
+# the response time. (`==` on the strings stops at the first difference.)
 allow if {
 	token := object.get(opa.runtime().env, "AIDP_OPA_TOKEN", "")
 	count(token) >= 32
-	input.identity == token
+	is_string(input.identity)
+	crypto.hmac.equal(crypto.sha256(input.identity), crypto.sha256(token))
 }

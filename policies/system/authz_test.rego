@@ -40,3 +40,36 @@ test_no_configured_token_refuses_everyone if {
 	not authz.allow with input as {"method": "PUT", "path": ["v1", "data"], "identity": ""}
 		with opa.runtime as {"env": {}}
 }
+
+test_token_prefix_refused if {
+	not authz.allow with input as {"method": "GET", "path": ["v1", "data"], "identity": substring(token, 0, 32)}
+		with opa.runtime as runtime
+}
+
+test_token_with_one_more_character_refused if {
+	not authz.allow with input as {"method": "GET", "path": ["v1", "data"], "identity": concat("", [token, "x"])}
+		with opa.runtime as runtime
+}
+
+test_token_differing_in_the_last_character_refused if {
+	last := substring(token, count(token) - 1, 1)
+	other := concat("", [substring(token, 0, count(token) - 1), "Z"])
+	last != "Z"
+	not authz.allow with input as {"method": "GET", "path": ["v1", "data"], "identity": other}
+		with opa.runtime as runtime
+}
+
+test_non_string_identity_refused if {
+	not authz.allow with input as {"method": "GET", "path": ["v1", "data"], "identity": ["x"]}
+		with opa.runtime as runtime
+}
+
+test_missing_identity_refused if {
+	not authz.allow with input as {"method": "GET", "path": ["v1", "data"]}
+		with opa.runtime as runtime
+}
+
+test_right_token_reads_data if {
+	authz.allow with input as {"method": "GET", "path": ["v1", "data"], "identity": token}
+		with opa.runtime as runtime
+}
