@@ -170,43 +170,56 @@ def _lint(
     workloads: list[tuple[CheckedKind, lint.Manifest]] = []
     first_at: dict[str, str] = {}
     for m in manifests:
-        findings += lint.duplicate_keys(m)
-        api_version, kind_name = m.obj.get("apiVersion"), m.obj.get("kind")
-        if not isinstance(api_version, str) or not isinstance(kind_name, str):
-            findings.append(lint.Finding(m.at(), m.subject, "apiVersion and kind are required"))
-            continue
-        crd = lint.crd_kind_of(m.obj)
-        if crd is not None:
-            found = lint.lint_custom_resource(m, crd)
-            findings += found
-            if found or crd.kind != KIND:
-                continue
-            try:
-                policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
-            except PolicyError as err:
-                findings.append(lint.policy_error_finding(m, err))
-                continue
-            if policy.ref in first_at:
-                findings.append(
-                    lint.Finding(
-                        m.at(), m.subject, f"defined more than once (first at {first_at[policy.ref]})"
-                    )
-                )
-                continue
-            first_at[policy.ref] = m.at()
-            policies.append(CheckedPolicy(policy, m.at()))
-            continue
-        kind = checked_kind(api_version, kind_name)
-        if kind is None:
-            continue
-        found = lint.lint_workload(m, kind.template_path)
-        findings += found
-        if not found:
-            workloads.append((kind, m))
+        findings += _lint_one(m, policies, workloads, first_at)
     if findings:
         count = f"{len(findings)} error{'s' if len(findings) != 1 else ''}"
         raise CheckError(f"{count}:\n" + "\n".join(map(str, findings)), findings)
     return policies, workloads
+
+
+def _lint_one(
+    m: lint.Manifest,
+    policies: list[CheckedPolicy],
+    workloads: list[tuple[CheckedKind, lint.Manifest]],
+    first_at: dict[str, str],
+) -> list[lint.Finding]:
+    """The findings of one object, by line; a valid policy or workload is appended to its list."""
+    findings = lint.duplicate_keys(m) + _lint_object(m, policies, workloads, first_at)
+    return sorted(findings, key=lambda f: f.line)
+
+
+def _lint_object(
+    m: lint.Manifest,
+    policies: list[CheckedPolicy],
+    workloads: list[tuple[CheckedKind, lint.Manifest]],
+    first_at: dict[str, str],
+) -> list[lint.Finding]:
+    api_version, kind_name = m.obj.get("apiVersion"), m.obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind_name, str):
+        return [lint.Finding(m.at(), m.subject, "apiVersion and kind are required")]
+    crd = lint.crd_kind_of(m.obj)
+    if crd is not None:
+        found = lint.lint_custom_resource(m, crd)
+        if found or crd.kind != KIND:
+            return found
+        try:
+            policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
+        except PolicyError as err:
+            return [lint.policy_error_finding(m, err)]
+        if policy.ref in first_at:
+            return [
+                lint.Finding(m.at(), m.subject, f"defined more than once (first at {first_at[policy.ref]})")
+            ]
+        first_at[policy.ref] = m.at()
+        policies.append(CheckedPolicy(policy, m.at()))
+        return []
+    kind = checked_kind(api_version, kind_name)
+    if kind is None:
+        return []
+    found = lint.lint_workload(m, kind.template_path)
+    if not found:
+        workloads.append((kind, m))
+    return found
 
 
 def split_manifests(manifests: Sequence[Mapping[str, Any]]) -> list[tuple[CheckedKind, Mapping[str, Any]]]:

@@ -186,6 +186,7 @@ class Finding:
     where: str
     subject: str
     message: str
+    line: int = field(default=0, compare=False)  # for sorting the findings of one object
 
     def __str__(self) -> str:
         return f"{self.where}: {self.subject}: {self.message}"
@@ -288,7 +289,12 @@ def duplicate_keys(manifest: Manifest) -> list[Finding]:
                 if name in seen:
                     where = f"{manifest.file}:{key.start_mark.line + 1}"
                     found.append(
-                        Finding(where, manifest.subject, f'duplicate field "{path_text((*path, name))}"')
+                        Finding(
+                            where,
+                            manifest.subject,
+                            f'duplicate field "{path_text((*path, name))}"',
+                            key.start_mark.line + 1,
+                        )
                     )
                 seen.add(name)
                 walk(value, (*path, name))
@@ -475,9 +481,11 @@ class Validator:
         """A finding at path (its key's line with key=True, or the line of `at`); `bare` messages
         name the field themselves."""
         self.invalid.append(path)
-        where = self.manifest.at(path if at is None else at, key=key)
+        where_path = path if at is None else at
+        where = self.manifest.at(where_path, key=key)
         text = f"{path_text(path)}: {message}" if path and not bare else message
-        self.findings.append(Finding(where, self.manifest.subject, text))
+        line = self.manifest.line(where_path, key=key) or 0
+        self.findings.append(Finding(where, self.manifest.subject, text, line))
 
     def unknown(self, path: PathT, known: Iterable[str]) -> None:
         self.error(
