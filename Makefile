@@ -43,8 +43,18 @@ lock: ## refresh constraints.txt: newest versions pyproject.toml allows, in a fr
 
 venv-nca: .venv-nca/.installed ## the reachability oracle of the egress tests (nca) in .venv-nca
 
-testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm (cached per user)
+testbin: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm, and the node's kubelet, kube-proxy, kube-scheduler, CoreDNS, kube-router (cached per user)
 	bash hack/testbin.sh
+
+.PHONY: node-deps images test-node
+node-deps: ## Debian packages for the node test bed: containerd, runc, CNI plugins, iptables, ipset, umoci (apt, needs root)
+	bash hack/node-deps.sh
+
+images: testbin node-deps ## the node's images without docker (probe, pause, opa) into .testbin/images
+	bash hack/images/build.sh
+
+test-node: venv testbin node-deps images ## e2e tests on a real node: packets from pods (root)
+	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 .PHONY: chromium
 chromium: ## headless Chromium for the HTML report test (Debian package, needs root)
@@ -67,14 +77,14 @@ test-rego: venv testbin ## opa test (every test must pass) and coverage (>= 90% 
 	$(OPA) test policies --coverage --format=json | $(PY) hack/rego_coverage.py
 
 test-unit: venv testbin ## the fast tests (no control plane)
-	$(VENV)/bin/pytest -m 'not integration' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m 'not integration and not node' $(PYTEST_ARGS)
 
 test-integration: venv venv-nca testbin ## tests on the real control plane and OPA
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
 test: venv venv-nca testbin chromium ## everything: Rego tests, unit and integration tests
 	$(MAKE) --no-print-directory test-rego
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m 'not node' $(PYTEST_ARGS)
 
 run: venv testbin ## the main job: local control plane + OPA + operator + examples + a report
 	$(PY) hack/run.py --state-dir $(DEV_STATE)

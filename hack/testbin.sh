@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the real test binaries (etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm)
-# from the Go module proxy into a per-user cache keyed by the pinned versions, and point
+# Build the real test binaries (etcd, kube-apiserver, kube-controller-manager, kubectl, opa, helm,
+# and for the node test bed kubelet, kube-proxy, kube-scheduler, CoreDNS and kube-router's
+# NetworkPolicy controller) from the Go module proxy into a per-user cache keyed by the pinned versions, and point
 # .testbin/ in the checkout at it. Idempotent: a complete cache is a no-op.
 set -euo pipefail
 
@@ -41,7 +42,8 @@ check_version() {  # name expected-substring command...
 
 ts() { date +%s; }
 
-all=(etcd kube-apiserver kube-controller-manager kubectl opa helm)
+k8s_all=(kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler)
+all=(etcd opa helm coredns kube-router "${k8s_all[@]}")
 missing=()
 for b in "${all[@]}"; do have "$b" || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -102,9 +104,25 @@ if ! have helm; then
   echo "kube-version v1.$k8s_minor" > "$bindir/.helm.ok"
 fi
 
+# ---- CoreDNS (the node's cluster DNS) ---------------------------------------------------------
+if ! have coredns; then
+  build_mod coredns github.com/coredns/coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w"
+  check_version coredns "CoreDNS-${COREDNS_VERSION#v}" "$bindir/coredns" -version
+  touch "$bindir/.coredns.ok"
+fi
+
+# ---- kube-router (only its NetworkPolicy controller runs: iptables + ipset) --------------------
+if ! have kube-router; then
+  kr=github.com/cloudnativelabs/kube-router/v2
+  build_mod kube-router "$kr" "$kr/cmd/kube-router" "$KUBE_ROUTER_VERSION" \
+    "-s -w -X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr/pkg/version.BuildDate=aidp-testbin"
+  check_version kube-router "version $KUBE_ROUTER_VERSION" "$bindir/kube-router" --version
+  touch "$bindir/.kube-router.ok"
+fi
+
 # ---- Kubernetes -------------------------------------------------------------------------
 k8s_missing=()
-for b in kube-apiserver kube-controller-manager kubectl; do have "$b" || k8s_missing+=("$b"); done
+for b in "${k8s_all[@]}"; do have "$b" || k8s_missing+=("$b"); done
 if [ ${#k8s_missing[@]} -gt 0 ]; then
   kv=$KUBERNETES_VERSION
   minor_patch=${kv#v1.}
@@ -136,10 +154,15 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 )
 GO
   (cd "$kwrap" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$kwrap" && GOFLAGS=-mod=mod go get k8s.io/kubernetes/cmd/kube-apiserver@"$kv" k8s.io/kubernetes/cmd/kube-controller-manager@"$kv" k8s.io/kubernetes/cmd/kubectl@"$kv" >/dev/null)
+  k8s_pkgs=()
+  for b in "${k8s_all[@]}"; do k8s_pkgs+=("k8s.io/kubernetes/cmd/$b@$kv"); done
+  (cd "$kwrap" && GOFLAGS=-mod=mod go get "${k8s_pkgs[@]}" >/dev/null)
   major=1; minor=${minor_patch%%.*}
   bdate=$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
   ld="-s -w"

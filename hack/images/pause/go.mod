@@ -1,0 +1,3 @@
+module aidp.local/pause
+
+go 1.26
