@@ -1,1 +1,2 @@
-"""Cluster audit: who talks to AI, under which terms, and the evidence (contract section 5 (docs/policy-contract.md))."""
+"""Cluster audit: who talks to AI, under which terms, and the evidence (docs/policy-contract.md,
+section 5)."""

@@ -23,6 +23,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 
 from aidp import kube
 from aidp.audit.engine import Auditor, Evaluate
+from aidp.audit.owners import OwnerResolver
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Skipped
 from aidp.model import Policy, PolicyError
@@ -279,6 +280,8 @@ def _audit_cluster(
         rbac,
         provider_addresses(policy_objs),
         scope=f"namespace {namespace}" if namespace else "cluster",
+        owners=OwnerResolver(client),
+        governed={str(obj["metadata"]["namespace"]) for obj in policy_objs},  # invalid ones govern too
     )
     auditor.report.skipped.extend(skipped)
     # A pipeline: the API server sends the next page while this one is prepared, and OPA judges

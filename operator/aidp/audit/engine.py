@@ -8,27 +8,30 @@ so memory follows the page size, not the cluster size.
 from __future__ import annotations
 
 import datetime as dt
-import re
+import ipaddress
+import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aidp.audit import netpol
+from aidp import catalog
+from aidp.audit import declared, netpol
+from aidp.audit.owners import OwnerLookup, audited_through_owner, controller_ref, dedupe_labels
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
-from aidp.model import Policy, checked_kind
-from aidp.workloads import PodTemplate, is_top_level, pod_template
+from aidp.egress.model import BASELINE_NAME, ROLE_LABEL
+from aidp.model import CHECKED_KINDS, Policy, checked_kind
+from aidp.workloads import PodTemplate, pod_template
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
 Evaluate = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
-AI_ENV = re.compile(r"^(OPENAI_|AZURE_OPENAI_)[A-Z0-9_]*$")
-AI_CREDENTIAL_ENV = re.compile(r"^(OPENAI_API_KEY|OPENAI_KEY|AZURE_OPENAI_(API_)?KEY)$")
-PROVIDER_HOST = re.compile(
-    r"(?<![a-z0-9.-])((?:[a-z0-9-]+\.)?api\.openai\.com|[a-z0-9-]+\.openai\.azure\.com)(?![a-z0-9-])"
-)
+# the shadow-AI detector's env names and hosts: the provider catalog's (aidp/catalog/providers.yaml)
+AI_ENV = catalog.DETECT_ENV
+AI_CREDENTIAL_ENV = catalog.DETECT_CREDENTIAL_ENV
+PROVIDER_HOST = catalog.DETECT_HOST
 EXPIRING_DAYS = 30
 
 ALLOWED: Mapping[str, Any] = {"allowed": True, "message": "", "violations": [], "warnings": []}
@@ -41,9 +44,10 @@ MEMO_SIZE = 10_000
 class _Seen:
     ns: str
     name: str
-    kind: str
+    kind: str  # the top-level owner's (an unknown controller's, when aidp could read it)
     tpl: PodTemplate | None
     selecting: list[Policy]
+    annotations: Mapping[str, Any]  # the pod template's, as listed (not made strings)
 
 
 @dataclass
@@ -55,18 +59,41 @@ class _Group:
     review: dict[str, Any]
 
 
-def _verdict_key(obj: Mapping[str, Any], tpl: PodTemplate | None) -> tuple[Any, ...]:
-    """Everything the admission decision's violations depend on, for a CREATE of `obj`
-    (pod_template gives labels and annotations as str -> str, so the key is hashable)."""
+def _frozen(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """`values` as a hashable key that tells a string from any other value of the same text
+    (the Rego reads an annotation 7 as absent, "7" as seven days)."""
+    return tuple(
+        sorted(
+            (str(k), v if isinstance(v, str) else ("", json.dumps(v, sort_keys=True, default=str)))
+            for k, v in values.items()
+        )
+    )
+
+
+def _verdict_key(
+    obj: Mapping[str, Any], tpl: PodTemplate | None, annotations: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    """Everything the admission decision's violations depend on, for a CREATE of `obj`."""
     meta = obj.get("metadata") or {}
     return (
         obj.get("apiVersion"),
         obj.get("kind"),
         meta.get("namespace") or "default",
         tuple(sorted(tpl.labels.items())) if tpl else (),
-        tuple(sorted(tpl.annotations.items())) if tpl else (),
+        _frozen(annotations),
         tpl.service_account if tpl else "default",
     )
+
+
+def _template_annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The pod template's annotations as listed (pod_template makes every value a string)."""
+    checked = next((c for c in CHECKED_KINDS if c.kind == obj.get("kind")), None)
+    node: Any = obj
+    for key in checked.template_path if checked else ():
+        node = node.get(key) if isinstance(node, Mapping) else None
+    meta = node.get("metadata") if isinstance(node, Mapping) else None
+    ann = meta.get("annotations") if isinstance(meta, Mapping) else None
+    return ann if isinstance(ann, Mapping) else {}
 
 
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,17 +101,29 @@ def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        return value
+
+
+def _baseline_cuts(nps: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The provider addresses aidp's egress baseline cuts out of the namespace's egress (the
+    `except` CIDRs of aidp-egress-baseline: every host of the providers, see egress.model.cut_hosts)."""
+    out: dict[str, None] = {}
+    for np in nps:
+        meta = np.get("metadata") or {}
+        if meta.get("name") != BASELINE_NAME or (meta.get("labels") or {}).get(ROLE_LABEL) != "baseline":
+            continue
+        for rule in (np.get("spec") or {}).get("egress") or []:
+            for peer in rule.get("to") or []:
+                for cut in (peer.get("ipBlock") or {}).get("except") or []:
+                    out[_cidr(str(cut))] = None
+    return list(out)
+
+
 VIOLATION_SEVERITY = {"deny": "high", "warn": "medium", "dryrun": "low"}
-
-
-def _days(value: str) -> int | None:
-    """The declared retention as admission reads it (ASCII digits, leading zeros allowed), or None.
-    int() alone would accept other Unicode digits, fail on some ("²"), and refuse strings of more
-    than 4300 digits, which a workload can declare ("000...07" is 7 days): the audit must not crash."""
-    if not (value.isascii() and value.isdigit()):
-        return None
-    digits = value.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 18 else None
 
 
 def ai_references(spec: Mapping[str, Any]) -> list[str]:
@@ -130,24 +169,43 @@ class Auditor:
     rbac: RbacIndex | None = None
     addresses: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (ns, host) -> CIDRs
     scope: str = "cluster"
+    owners: OwnerLookup | None = None  # reads unknown controllers; None: report the object itself
+    governed: Collection[str] | None = None  # namespaces with an AIDataPolicy (valid or not)
     report: AuditReport = field(init=False)
     per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._memo: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        self._owned_seen: set[tuple[Any, ...]] = set()
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.report = AuditReport(generated_at=now, scope=self.scope)
         self._by_ns: dict[str, list[Policy]] = {}
         self._endpoints: dict[tuple[str, str], list[str]] = {}
-        # per namespace: (policy, host, port, CIDRs in force) for egress-bypass, addresses known only
-        self._egress_targets: dict[str, list[tuple[str, str, int, Sequence[str]]]] = {}
+        # per namespace, for egress-bypass: (policy, host, port, CIDR) of every endpoint address in
+        # the policies' status, then every other address the namespace's egress baseline cuts
+        # (the other hosts of the providers), on port 443 and the endpoints' ports
+        self._egress_targets: dict[str, list[tuple[str | None, str | None, int, str]]] = {}
+        self._reach_memo: dict[tuple[Any, ...], tuple[str | None, str | None, int, str] | None] = {}
         for p in self.policies:
             self._by_ns.setdefault(p.namespace, []).append(p)
             self.per_policy[(p.namespace, p.name)] = {"matched": 0, "violating": 0}
             self._endpoints[(p.namespace, p.name)] = [f"{e.host}:{e.port}" for e in p.endpoints]
             for e in p.endpoints:
-                if cidrs := self.addresses.get((p.namespace, e.host)):
-                    self._egress_targets.setdefault(p.namespace, []).append((p.name, e.host, e.port, cidrs))
+                for cidr in self.addresses.get((p.namespace, e.host), ()):
+                    self._egress_targets.setdefault(p.namespace, []).append(
+                        (p.name, e.host, e.port, _cidr(cidr))
+                    )
+        self._governed = set(self.governed) if self.governed is not None else set(self._by_ns)
+        self._netpols_by_ns: dict[str, list[Mapping[str, Any]]] = {}
+        for np in self.network_policies or ():
+            self._netpols_by_ns.setdefault(str((np.get("metadata") or {}).get("namespace")), []).append(np)
+        for ns, nps in self._netpols_by_ns.items():
+            known = {t[3] for t in self._egress_targets.get(ns, ())}
+            ports = sorted({443} | {e.port for p in self._by_ns.get(ns, ()) for e in p.endpoints})
+            for cidr in _baseline_cuts(nps):
+                if cidr not in known:
+                    known.add(cidr)
+                    self._egress_targets.setdefault(ns, []).extend((None, None, port, cidr) for port in ports)
 
     # ---- workloads ----------------------------------------------------------------------------
     def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
@@ -169,13 +227,15 @@ class Auditor:
         groups: dict[tuple[Any, ...], _Group] = {}
         for obj in objects:
             kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
-            if kind is None or not is_top_level(obj):
+            if kind is None or audited_through_owner(obj):
                 continue
             seen = self._seen(obj)
+            if seen is None:
+                continue
             if not seen.selecting:
                 self._workload(seen, ALLOWED)
                 continue
-            key = _verdict_key(obj, seen.tpl)
+            key = _verdict_key(obj, seen.tpl, seen.annotations)
             if key in self._memo:
                 self._workload(seen, self._memo[key])
             elif key in groups:
@@ -191,14 +251,35 @@ class Auditor:
             for one in group.seen:
                 self._workload(one, decision)
 
-    def _seen(self, obj: Mapping[str, Any]) -> _Seen:
-        """What the audit needs of one workload, computed once."""
+    def _seen(self, obj: Mapping[str, Any]) -> _Seen | None:
+        """What the audit needs of one workload, computed once; None for another object of an
+        unknown controller's workload already audited (the same labels, annotations and service
+        account as one seen before)."""
         meta = obj.get("metadata") or {}
         ns = str(meta.get("namespace") or "default")
         tpl = pod_template(obj)
         labels = tpl.labels if tpl else {}
+        annotations = _template_annotations(obj)
+        kind, name = str(obj["kind"]), str(meta.get("name") or "")
+        ref = controller_ref(obj)
+        if ref is not None:  # a controller aidp does not list: report the highest owner it can read
+            top = self.owners(ns, ref) if self.owners is not None else None
+            if top is not None:
+                kind, name = top
+            same = (
+                ns,
+                kind,
+                name,
+                dedupe_labels(labels),
+                _frozen(annotations),
+                tpl.service_account if tpl else "",
+            )
+            if same in self._owned_seen:
+                return None
+            if len(self._owned_seen) < MEMO_SIZE * 10:
+                self._owned_seen.add(same)
         selecting = [p for p in self._by_ns.get(ns, ()) if p.spec.workload_selector.matches(labels)]
-        return _Seen(ns, str(meta.get("name") or ""), str(obj["kind"]), tpl, selecting)
+        return _Seen(ns, name, kind, tpl, selecting, annotations)
 
     def _workload(self, seen: _Seen, decision: Mapping[str, Any]) -> None:
         ns, name, kind, tpl, selecting = seen.ns, seen.name, seen.kind, seen.tpl, seen.selecting
@@ -248,78 +329,113 @@ class Auditor:
             tally.approved += 1
             self.report.approved += 1
             for p in active:
-                self.report.records.append(self._record(ns, kind, name, p, tpl.annotations if tpl else {}))
-            self._credentials(ns, kind, name, spec, active)
-        if not active and ns in self._by_ns:
-            # not approved for egress (contract section 4: selected by a non-expired policy, compliant or not)
-            self._egress_bypass(ns, kind, name, labels)
+                self.report.records.append(self._record(ns, kind, name, p, seen.annotations))
+        if active:
+            # every workload an active policy selects holds the provider key: compliant ones, those
+            # admitted with violations under warn or dryrun, and those created before the policy
+            self._credentials(ns, kind, name, tpl, active)
+        elif ns in self._governed:
+            # not approved for egress (CONTRACT 4: selected by a non-expired policy)
+            self._egress_bypass(ns, kind, name, labels, spec)
 
-    def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, str]) -> ProcessingRecord:
-        days = ann.get("aidp.io/retention-days", "").strip()
+    def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, Any]) -> ProcessingRecord:
+        """The record of processing, with the declarations read as admission reads them."""
         return ProcessingRecord(
             namespace=ns,
             kind=kind,
             name=name,
             policy=p.name,
-            purpose=ann.get("aidp.io/purpose", "").strip() or p.spec.purpose,
+            purpose=declared.purpose(ann) or p.spec.purpose,
             endpoints=list(self._endpoints[(p.namespace, p.name)]),
-            consentBasis=(ann.get("aidp.io/consent-basis", "").strip().lower() or None),
-            retentionDays=_days(days),
-            dataCategories=sorted(
-                {c.strip().lower() for c in ann.get("aidp.io/data-categories", "").split(",") if c.strip()}
-            ),
+            consentBasis=declared.consent_basis(ann),
+            retentionDays=declared.retention_days(ann),
+            dataCategories=declared.data_categories(ann),
             dataResidency=p.spec.data_residency,
             approvedBy=p.spec.review.approved_by,
             expires=p.spec.review.expires.isoformat() if p.spec.review.expires else None,
         )
 
     def _credentials(
-        self, ns: str, kind: str, name: str, spec: Mapping[str, Any], active: list[Policy]
+        self, ns: str, kind: str, name: str, tpl: PodTemplate | None, active: list[Policy]
     ) -> None:
-        if self.rbac is None:
+        if self.rbac is None or tpl is None:
             return
-        allowed_sas = {sa for p in active for sa in p.spec.service_account_names}
-        for secret in sorted(credential_secrets(spec)):
-            for subject in sorted(self.rbac.readers(ns, secret)):
-                if subject.builtin:
-                    continue
-                if (
-                    subject.kind == "ServiceAccount"
-                    and subject.namespace == ns
-                    and subject.name in allowed_sas
-                ):
-                    continue
-                self.report.findings.append(
-                    Finding(
-                        "credential-exposure",
-                        "high" if subject.kind != "ServiceAccount" else "medium",
-                        ns,
-                        kind,
-                        name,
-                        f"{subject} can read Secret {ns}/{secret}, from which this approved workload takes "
-                        "its AI credentials",
-                    )
+        secrets = credential_secrets(tpl.spec)
+        if not secrets:
+            return
+        allowed_sas = {sa for p in active for sa in p.spec.service_account_names} | {tpl.service_account}
+        exposures, left_out = self.rbac.exposures(ns, secrets, name, kind)
+        self.report.left_out.update(left_out)
+        for exp in exposures:
+            subject = exp.subject
+            if subject.kind == "ServiceAccount" and subject.namespace == ns and subject.name in allowed_sas:
+                continue
+            self.report.findings.append(
+                Finding(
+                    "credential-exposure",
+                    exp.severity,
+                    ns,
+                    kind,
+                    name,
+                    f"{exp.describe(ns)}; this workload takes its AI credentials from "
+                    f"{', '.join(f'Secret {ns}/{s}' for s in sorted(secrets))}",
                 )
+            )
 
-    def _egress_bypass(self, ns: str, kind: str, name: str, labels: Mapping[str, str]) -> None:
+    def _egress_bypass(
+        self, ns: str, kind: str, name: str, labels: Mapping[str, str], spec: Mapping[str, Any]
+    ) -> None:
+        if spec.get("hostNetwork") is True:
+            self.report.findings.append(
+                Finding(
+                    "egress-bypass",
+                    "high",
+                    ns,
+                    kind,
+                    name,
+                    "not approved, yet it runs in the node's network namespace (hostNetwork): no "
+                    "NetworkPolicy applies to it, so it can reach every provider address",
+                )
+            )
+            return
         if self.network_policies is None:
             return
-        for policy, host, port, cidrs in self._egress_targets.get(ns, ()):
-            for cidr in cidrs:
-                if netpol.egress_allowed(self.network_policies, ns, labels, cidr, port):
-                    self.report.findings.append(
-                        Finding(
-                            "egress-bypass",
-                            "high",
-                            ns,
-                            kind,
-                            name,
-                            f"not approved, yet the NetworkPolicies in force let it reach {host} "
-                            f"({cidr.split('/')[0]}:{port})",
-                            policy,
-                        )
-                    )
-                    return
+        key = (ns, tuple(sorted(labels.items())))
+        if key in self._reach_memo:
+            hit = self._reach_memo[key]
+        else:
+            hit = self._reachable(ns, labels)
+            if len(self._reach_memo) < MEMO_SIZE:
+                self._reach_memo[key] = hit
+        if hit is not None:
+            policy, host, port, cidr = hit
+            where = (
+                f"{host} ({cidr.split('/')[0]}:{port})"
+                if host
+                else (f"{cidr.split('/')[0]}:{port}, a provider address the egress baseline cuts")
+            )
+            self.report.findings.append(
+                Finding(
+                    "egress-bypass",
+                    "high",
+                    ns,
+                    kind,
+                    name,
+                    f"not approved, yet the NetworkPolicies in force let it reach {where}",
+                    policy,
+                )
+            )
+
+    def _reachable(
+        self, ns: str, labels: Mapping[str, str]
+    ) -> tuple[str | None, str | None, int, str] | None:
+        """The first provider address (a policy endpoint's, else one the baseline cuts) that the
+        NetworkPolicies of `ns` let a pod with `labels` reach, or None."""
+        nps = self._netpols_by_ns.get(ns, ())
+        for target in self._egress_targets.get(ns, ()):
+            if netpol.egress_allowed(nps, ns, labels, target[3], target[2]):
+                return target
+        return None
 
     # ---- policies -----------------------------------------------------------------------------
     def finish(self) -> AuditReport:

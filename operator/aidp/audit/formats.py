@@ -129,6 +129,16 @@ def render_markdown(report: AuditReport) -> str:
         out += ["**Not analysed** (the audit could not read what these need; missing, not clean):", ""]
         out += [f"- **{md_cell(s.analysis)}**: {md_cell(s.reason)}" for s in report.skipped]
         out.append("")
+    if report.left_out:
+        out += [
+            "**Left out by design** (they can get at the AI credentials, but every cluster has them):",
+            "",
+        ]
+        out += [
+            f"- **{md_cell(g['analysis'])}**: {md_cell(g['reason'])}: {md_cell(_joined(g['subjects']))}"
+            for g in report.left_out_groups()
+        ]
+        out.append("")
     out += ["## Findings", ""]
     if not findings:
         out += ["No findings.", ""]
@@ -375,6 +385,7 @@ def render_html(report: AuditReport) -> str:
             records=_sorted_records(report.records),
             chart=build_chart(report.namespaces),
             namespaces=namespaces,
+            left_out=report.left_out_groups(),
             empty=_EMPTY,
         )
     )

@@ -11,13 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aidp.model import LabelSelector
-
-
-def _selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
-        return True  # {} selects every pod of the namespace
-    return LabelSelector.from_dict(selector).matches(labels)
+from aidp.selector import selects as _selects  # Kubernetes semantics: {} selects every pod
 
 
 def _egress_types(np: Mapping[str, Any]) -> list[str]:

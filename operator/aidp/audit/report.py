@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from aidp.audit.rbac import LEFT_OUT, LeftOut
 
 FINDING_TYPES = (
     "policy-violation",
@@ -30,7 +31,8 @@ FIXES = {
     "egress-bypass": "Remove or narrow the NetworkPolicy that lets this pod reach the provider, or make "
     "the pod an approved workload of an AIDataPolicy.",
     "credential-exposure": "Narrow the Role/ClusterRole bindings so that only the approved service "
-    "accounts can read the Secret holding the AI credentials.",
+    "accounts can read the Secret holding the AI credentials, and that no one else can create pods or "
+    "workloads (they can mount any Secret of the namespace) or exec into the approved pods.",
 }
 
 
@@ -116,6 +118,19 @@ class AuditReport:
     namespaces: dict[str, NamespaceTally] = field(default_factory=dict)
     scope: str = "cluster"
     skipped: list[Skipped] = field(default_factory=list)
+    # subjects that could get at an approved workload's credentials but are left out by design
+    left_out: set[LeftOut] = field(default_factory=set)
+
+    def left_out_groups(self) -> list[dict[str, Any]]:
+        """`left_out` by reason: [{"analysis", "reason", "subjects"}], in LEFT_OUT's order."""
+        by_reason: dict[str, list[str]] = {}
+        for item in sorted(self.left_out):
+            by_reason.setdefault(item.reason, []).append(str(item.subject))
+        return [
+            {"analysis": "credential-exposure", "reason": LEFT_OUT[r], "subjects": by_reason[r]}
+            for r in LEFT_OUT
+            if r in by_reason
+        ]
 
     def counts(self) -> dict[str, int]:
         counted = Counter(f.type for f in self.findings)
@@ -152,9 +167,5 @@ class AuditReport:
                 for ns, t in sorted(self.namespaces.items())
             },
             "skipped": [s.to_dict() for s in self.skipped],
+            "leftOut": self.left_out_groups(),
         }
-
-
-def worst(findings: Iterable[Finding]) -> str | None:
-    ranks = [SEVERITIES.index(f.severity) for f in findings]
-    return SEVERITIES[min(ranks)] if ranks else None
