@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from aidp.cli.catalog_option import ProviderCatalog
 
 SEVERITY_GATES = {
     "violation": {"critical", "high"},
@@ -33,13 +36,71 @@ def register(app: typer.Typer) -> None:
     app.command("audit")(audit)
 
 
+FORMAT_NAMES = tuple(f.value for f in Format)
+
+
+def resolve_output(
+    outputs: list[str] | None, output_format: Format | None, output_file: Path | None
+) -> tuple[Format, Path | None, list[str]]:
+    """The report's format and destination from -o/--output, the deprecated --output-format and
+    --output-file, with a deprecation warning for each old spelling.
+
+    -o/--output is the format. For one release, a value of --output that is not a format name but
+    looks like a file name (it has a "." or a "/") keeps its old meaning, the destination, with a
+    warning; --output-format FORMAT keeps working likewise.
+    """
+    warnings: list[str] = []
+    formats: list[str] = []
+    files: list[str] = []
+    for value in outputs or []:
+        if value in FORMAT_NAMES:
+            formats.append(value)
+        elif "." in value or "/" in value:
+            files.append(value)
+            warnings.append(
+                f"--output {value}: a file name for --output is deprecated and will be refused in the "
+                f"next release; use --output-file {value} (-o/--output is the format: "
+                f"{', '.join(FORMAT_NAMES)})"
+            )
+        else:
+            close = difflib.get_close_matches(value, FORMAT_NAMES, n=1)
+            mean = f"; did you mean {close[0]}?" if close else ""
+            raise typer.BadParameter(
+                f"{value!r} is not a format: {', '.join(FORMAT_NAMES)}{mean} (a file goes to --output-file)",
+                param_hint="-o/--output",
+            )
+    if output_format is not None:
+        formats.append(output_format.value)
+        warnings.append(f"--output-format is deprecated; use -o/--output {output_format.value}")
+    if len(set(formats)) > 1:
+        raise typer.BadParameter(f"more than one format: {', '.join(formats)}", param_hint="-o/--output")
+    if output_file is not None:
+        files.append(str(output_file))
+    if len(set(files)) > 1:
+        raise typer.BadParameter(f"more than one output file: {', '.join(files)}", param_hint="--output-file")
+    return Format(formats[0]) if formats else Format.json, Path(files[0]) if files else None, warnings
+
+
 def audit(
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Audit one namespace.")] = None,
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FORMAT",
+            help="Report format: json (default), markdown, html or csv. "
+            "(Deprecated for one release: a file name here, e.g. report.html, is the destination.)",
+        ),
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output-file", help="Write the report to this file (default: stdout).")
+    ] = None,
     output_format: Annotated[
-        Format, typer.Option("--output-format", "-o", help="Report format.")
-    ] = Format.json,
-    output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
+        Format | None,
+        typer.Option("--output-format", hidden=True, help="Deprecated: use -o/--output."),
+    ] = None,
     fail_on: Annotated[
         FailOn,
         typer.Option(
@@ -51,6 +112,7 @@ def audit(
     ] = None,
     opa_token_file: Annotated[Path | None, typer.Option(help="Management token for --opa-url.")] = None,
     opa_ca_file: Annotated[Path | None, typer.Option(help="CA bundle for --opa-url.")] = None,
+    provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Audit a live cluster: every workload that talks to AI, whether it complies, and the evidence.
 
@@ -58,6 +120,10 @@ def audit(
     binary from $AIDP_OPA_BIN, .testbin or PATH) unless --opa-url names one. Exit codes: 0 clean,
     1 findings at or above --fail-on, 2 error.
     """
+    output_format, output_path, deprecations = resolve_output(output, output_format, output_file)
+    for warning in deprecations:
+        typer.echo(f"aidp audit: warning: {warning}", err=True)
+
     from aidp import kube
     from aidp.audit import collect, evaluate, formats
     from aidp.check import OpaError, find_opa
@@ -98,9 +164,13 @@ def audit(
     except Exception as err:
         typer.echo(f"aidp audit: {type(err).__name__}: {err}", err=True)
         raise typer.Exit(2) from err
-    if output:
-        output.write_text(text)
-        typer.echo(f"aidp audit: {len(report.findings)} findings, report written to {output}", err=True)
+    if output_path:
+        try:
+            output_path.write_text(text)
+        except OSError as err:
+            typer.echo(f"aidp audit: cannot write the report: {err}", err=True)
+            raise typer.Exit(2) from err
+        typer.echo(f"aidp audit: {len(report.findings)} findings, report written to {output_path}", err=True)
     else:
         typer.echo(text, nl=False)
     gate = SEVERITY_GATES[fail_on.value]

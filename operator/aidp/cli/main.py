@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from aidp import __version__
@@ -13,6 +15,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the aidp version and exit."
+        ),
+    ] = False,
+) -> None:
+    del version  # handled by its callback
+
+
 app.add_typer(dev.app, name="dev")
 policy.register(app)
 operator_cmds.register(app)

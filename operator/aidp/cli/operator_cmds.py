@@ -25,6 +25,15 @@ OpaToken = Annotated[
     ),
 ]
 
+RequiredOpaToken = Annotated[
+    Path,
+    typer.Option(
+        "--opa-token-file",
+        envvar="AIDP_OPA_TOKEN_FILE",
+        help="File holding OPA's management token. Required: without it no policy reaches OPA.",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
@@ -38,7 +47,7 @@ def run(
         list[str] | None,
         typer.Option("--opa-url", envvar="AIDP_OPA_URLS", help="An OPA replica (repeat for each)."),
     ] = None,
-    opa_token_file: OpaToken = None,
+    opa_token_file: RequiredOpaToken = ...,  # type: ignore[assignment]  # typer: ... is required
     webhook_url: Annotated[
         str | None, typer.Option(help="Webhook URL (local control plane); default: the OPA Service.")
     ] = None,
