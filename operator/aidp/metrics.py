@@ -17,3 +17,9 @@ RECONCILE_DURATION = Histogram("aidp_reconcile_duration_seconds", "Wall time of 
 RECONCILE_ERRORS = Counter("aidp_reconcile_errors_total", "Policy syncs that failed")
 OPA_LOAD_ERRORS = Counter("aidp_opa_load_errors_total", "Bundle loads refused by or failed on an OPA replica")
 POLICIES = Gauge("aidp_policies", "AIDataPolicies by phase", ["phase"])
+
+APPROVAL_CHANGES = Counter(
+    "aidp_pod_approval_changes_total",
+    "Approval labels set (approved) or removed (revoked) on running pods after judging them",
+    ["change"],
+)

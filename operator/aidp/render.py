@@ -85,11 +85,15 @@ def policy_document(policy: Policy) -> dict[str, Any]:
 
 
 def render_data(
-    policies: Iterable[Policy], excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES
+    policies: Iterable[Policy],
+    excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
+    operator_users: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The data.aidp document: {"revision", "config", "policies": {namespace: {name: policy}}}.
 
     Deterministic: namespaces and names sorted, excluded namespaces deduplicated in the order given.
+    `operator_users` (config.operatorUsers, sorted; left out when empty) are the user names that may
+    set the approval label on pods and the governed label on namespaces.
     Two policies with the same namespace and name are a ValueError.
     """
     by_namespace: dict[str, dict[str, Any]] = {}
@@ -99,7 +103,10 @@ def render_data(
             raise ValueError(f"duplicate AIDataPolicy {policy.ref}")
         names[policy.name] = policy_document(policy)
     rendered = {ns: dict(sorted(by_namespace[ns].items())) for ns in sorted(by_namespace)}
-    config = {"excludedNamespaces": list(dict.fromkeys(excluded_namespaces))}
+    config: dict[str, Any] = {"excludedNamespaces": list(dict.fromkeys(excluded_namespaces))}
+    users = sorted(set(operator_users))
+    if users:
+        config["operatorUsers"] = users
     return {"revision": revision_of(rendered, config), "config": config, "policies": rendered}
 
 

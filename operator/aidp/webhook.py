@@ -7,12 +7,41 @@ from typing import Any
 
 from aidp.config import GOVERNED_LABEL, MANAGED_BY, OperatorConfig
 
-# kinds checked by the admission rules (contract section 3 (docs/policy-contract.md)); ephemeral containers are an
-# UPDATE of the pods/ephemeralcontainers subresource
+# kinds checked by the admission rules (contract section 3, docs/policy-contract.md), and the Pod
+# subresources that can write what the verdict reads: pods/status keeps the spec but takes the
+# submitted labels and annotations; ephemeral containers and resize change the spec
 CHECKED_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("", "v1", ("pods", "pods/ephemeralcontainers")),
+    ("", "v1", ("pods", "pods/status", "pods/ephemeralcontainers", "pods/resize")),
     ("apps", "v1", ("deployments", "replicasets", "statefulsets", "daemonsets")),
     ("batch", "v1", ("jobs", "cronjobs")),
+)
+
+# UPDATEs that leave the pod template as it was (a scale, a status write, a finalizer removal, an
+# adoption) never leave the API server: whatever the verdict, they are admitted (the Rego decides
+# the same, so the two cannot disagree), and an OPA outage cannot block the cluster's controllers.
+# For a Pod the template is its labels, annotations and spec; the approval label is compared too:
+# only the operator may change it, and the Rego checks who did.
+TEMPLATE_CHANGED = " ".join(
+    line.strip()
+    for line in """
+    request.operation != 'UPDATE' || (
+      request.kind.kind == 'Pod' ? (
+        object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) ||
+        object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({}) ||
+        object.?spec.orValue({}) != oldObject.?spec.orValue({})
+      ) : request.kind.kind == 'CronJob' ? (
+        object.?spec.?jobTemplate.?spec.?template.orValue({}) !=
+          oldObject.?spec.?jobTemplate.?spec.?template.orValue({})
+      ) : object.?spec.?template.orValue({}) != oldObject.?spec.?template.orValue({})
+    )
+    """.splitlines()
+    if line.strip()
+)
+
+# Namespace writes reach OPA only when they change the governed label (which only the operator may)
+GOVERNED_LABEL_CHANGED = (
+    f"object.metadata.?labels[?'{GOVERNED_LABEL}'].orValue('') != "
+    f"oldObject.metadata.?labels[?'{GOVERNED_LABEL}'].orValue('')"
 )
 
 
@@ -26,6 +55,11 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
         }
     client_config["caBundle"] = base64.b64encode(ca_bundle).decode()
     timeout = max(1, min(int(config.webhook_timeout_seconds), 3))
+    excluded = {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": sorted(config.all_excluded_namespaces),
+    }
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -39,6 +73,7 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                 "failurePolicy": config.webhook_failure_policy,
                 "matchPolicy": "Equivalent",
                 "clientConfig": client_config,
+                "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
                 "namespaceSelector": {
                     "matchLabels": {GOVERNED_LABEL: "true"},
                     "matchExpressions": [
@@ -59,6 +94,28 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                     }
                     for group, version, resources in CHECKED_RULES
                 ],
-            }
+            },
+            {
+                # the webhook's scope is the governed label: a namespace admin allowed to patch their
+                # own namespace must not take it out of admission by removing it
+                "name": "governed-label.aidp.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "timeoutSeconds": timeout,
+                "failurePolicy": config.webhook_failure_policy,
+                "matchPolicy": "Equivalent",
+                "clientConfig": client_config,
+                "matchConditions": [{"name": "governed-label-changed", "expression": GOVERNED_LABEL_CHANGED}],
+                "namespaceSelector": {"matchExpressions": [excluded]},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
+                        "operations": ["UPDATE"],
+                        "scope": "Cluster",
+                    }
+                ],
+            },
         ],
     }

@@ -3,6 +3,8 @@
 # data.aidp (rendered by aidp.render.render_data, pushed by the operator):
 #   revision: content hash of the data; undefined means "policies not loaded" (fail closed)
 #   config.excludedNamespaces: namespaces that are never checked
+#   config.operatorUsers: the aidp operator's user names (the only ones that may set or remove the
+#     approval label on pods and the governed label on namespaces)
 #   policies[namespace][name]: one rendered AIDataPolicy
 #
 # decision := {"allowed", "message", "violations", "warnings"}; data.system.main wraps it into the
@@ -37,6 +39,7 @@ rule_ids := [
 	"retention-days",
 	"zero-data-retention",
 	"data-categories",
+	"host-network",
 ]
 
 rule_rank := {rule: rank | some rank, rule in rule_ids}
@@ -53,18 +56,27 @@ request := input.request
 applies if {
 	request.operation in {"CREATE", "UPDATE"}
 	workload.checked
-	not being_deleted
 }
 
-# An UPDATE of an object that is already being deleted (e.g. a finalizer removal) is let through,
-# unless it changes the pod template's labels or annotations: a terminating pod keeps running for
-# its grace period, and relabelling it then must not win it a policy's egress approval unchecked.
-being_deleted if {
-	request.operation == "UPDATE"
-	request.object.metadata.deletionTimestamp
-	workload.labels == workload.old_labels
-	workload.annotations == workload.old_annotations
+operator_users := {u | some u in data.aidp.config.operatorUsers; is_string(u)}
+
+from_operator if workload.username in operator_users
+
+# The approval label (contract section 4) written by anyone but the operator: on a Pod or on a
+# workload's template, at CREATE or as a change.
+approval_tampered if {
+	workload.approval != workload.old_approval
+	not from_operator
 }
+
+approval_tampered_message := sprintf(
+	"aidp: %s denied: the label %s is set and removed by the aidp operator only, after it judged the running pod; remove it from the %s",
+	[object_ref, workload.approval_label, labels_place],
+)
+
+labels_place := "pod's labels" if workload.kind == "Pod"
+
+else := "pod template's labels"
 
 excluded_namespaces := data.aidp.config.excludedNamespaces if {
 	is_array(data.aidp.config.excludedNamespaces)
@@ -76,11 +88,20 @@ loaded if data.aidp.revision
 
 # --- the decision ------------------------------------------------------------------------------
 
-decision := allow if {
+# Order: what is never checked; then the approval label, whatever the verdict; then UPDATEs that
+# change nothing the verdict reads (admitted even while the policies are not loaded, so a tightened
+# or expired policy, or an OPA without data, never blocks the cluster's controllers); then the verdict.
+decision := namespace_decision if {
+	namespace_request
+} else := allow if {
 	not applies
 } else := allow if {
 	excluded
-} else := {"allowed": false, "message": not_loaded_message, "violations": [], "warnings": []} if {
+} else := denial(approval_tampered_message) if {
+	approval_tampered
+} else := allow if {
+	workload.template_unchanged
+} else := denial(not_loaded_message) if {
 	not loaded
 } else := {
 	"allowed": count(denying_policies) == 0,
@@ -90,6 +111,33 @@ decision := allow if {
 }
 
 allow := {"allowed": true, "message": "", "violations": [], "warnings": []}
+
+denial(message) := {"allowed": false, "message": message, "violations": [], "warnings": []}
+
+# --- the governed label of namespaces ----------------------------------------------------------
+
+# The webhook's scope is the label aidp.io/governed on namespaces. Only the operator may change it
+# (as Gatekeeper protects its ignore label): a namespace admin who may patch their own namespace
+# must not be able to take it out of admission.
+governed_label := "aidp.io/governed"
+
+namespace_request if {
+	request.kind.kind == "Namespace"
+	object.get(request.kind, "group", "") == ""
+	request.operation in {"CREATE", "UPDATE"}
+}
+
+namespace_decision := denial(sprintf(
+	"aidp: Namespace %s denied: the label %s is managed by the aidp operator (it marks the namespaces whose workloads aidp governs); it is set while the namespace has an AIDataPolicy",
+	[object.get(workload.object_metadata, "name", ""), governed_label],
+)) if {
+	namespace_label(request.object) != namespace_label(object.get(request, "oldObject", {}))
+	not from_operator
+} else := allow
+
+namespace_label(ns) := ns.metadata.labels[governed_label] if {
+	is_string(ns.metadata.labels[governed_label])
+} else := ""
 
 # The object as named in messages: "Deployment support/bot".
 object_ref := sprintf("%s %s/%s", [workload.kind, workload.namespace, workload.name])
@@ -178,6 +226,10 @@ problem(policy, "zero-data-retention") := sprintf(
 }
 
 problem(policy, "data-categories") := category_problem(policy.dataCategories)
+
+problem(_, "host-network") := "the pod runs with hostNetwork: true, which escapes every egress rule; AI workloads must use the pod network" if {
+	workload.host_network
+}
 
 # Today's date (UTC) as YYYY-MM-DD; review.expires is valid through its own day.
 today := sprintf("%04d-%02d-%02d", time.date(time.now_ns()))

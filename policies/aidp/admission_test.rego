@@ -504,10 +504,182 @@ test_unchecked_kinds_pass_through if {
 }
 
 test_pod_subresources if {
-	status := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "status"})
+	# a status write that changes nothing the verdict reads: admitted, whatever the verdict
+	status := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "status", "oldObject": pod_with({})})
 	decide(status, [policy]).allowed
-	ephemeral := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "ephemeralcontainers"})
+
+	# pods/status carrying new labels (the API server keeps them): judged like the Pod
+	unselected := json.patch(pod_with({}), [{"op": "replace", "path": "/metadata/labels", "value": {"app": "other"}}])
+	relabel := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "status", "oldObject": unselected})
+	d := decide(relabel, [policy])
+	not d.allowed
+	contains(d.message, "[consent-basis]")
+
+	# ephemeral containers change the spec: judged
+	debug := json.patch(pod_with({}), [{"op": "add", "path": "/spec/ephemeralContainers", "value": [{"name": "dbg", "image": "x"}]}])
+	ephemeral := object.union(create(debug), {"operation": "UPDATE", "subResource": "ephemeralcontainers", "oldObject": pod_with({})})
 	not decide(ephemeral, [policy]).allowed
+	resize := object.union(create(pod_with({})), {"operation": "UPDATE", "subResource": "resize"})
+	not decide(resize, [policy]).allowed
+}
+
+# --- UPDATEs that change nothing the verdict reads ------------------------------------------------
+
+replicaset(annotations, replicas) := {
+	"apiVersion": "apps/v1",
+	"kind": "ReplicaSet",
+	"metadata": {"name": "bot-1", "namespace": "support", "annotations": {"deployment.kubernetes.io/revision": "1"}},
+	"spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "bot"}, "annotations": annotations}, "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+}
+
+rs_update(new, old) := {
+	"uid": "req-2",
+	"kind": {"group": "apps", "version": "v1", "kind": "ReplicaSet"},
+	"namespace": "support",
+	"name": "bot-1",
+	"operation": "UPDATE",
+	"userInfo": {"username": "system:serviceaccount:kube-system:deployment-controller"},
+	"object": new,
+	"oldObject": old,
+}
+
+tightened := patched({"retention": {"maxDays": 10, "requireZeroDataRetention": false}})
+
+test_scale_down_under_a_tightened_policy_is_admitted if {
+	declared := object.union(compliant, {"aidp.io/retention-days": "20"})
+	d := decide(rs_update(replicaset(declared, 0), replicaset(declared, 2)), [tightened])
+	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
+
+	# the same template judged afresh fails the tightened policy
+	not decide(object.union(rs_update(replicaset(declared, 0), replicaset(declared, 2)), {"operation": "CREATE"}), [tightened]).allowed
+}
+
+test_unchanged_update_is_admitted_after_expiry_and_before_data_is_loaded if {
+	old := patched({"review": {"approvedBy": "dpo@example.com", "ticket": "PRIV-1", "expires": "2027-01-01"}})
+	decide(rs_update(replicaset(compliant, 0), replicaset(compliant, 3)), [old]).allowed
+
+	# finalizer removal, adoption (ownerReferences) and status: metadata outside the template
+	adopted := json.patch(replicaset(compliant, 3), [{"op": "add", "path": "/metadata/ownerReferences", "value": [{"kind": "Deployment", "name": "bot"}]}])
+	decide(rs_update(adopted, replicaset(compliant, 3)), [old]).allowed
+	d := admission.decision with input as {"request": rs_update(replicaset({}, 0), replicaset({}, 1))}
+	d.allowed
+}
+
+test_template_changes_are_judged if {
+	declared := object.union(compliant, {"aidp.io/retention-days": "20"})
+
+	# a rollout restart stamps the template: judged, and fails the tightened policy
+	restarted := object.union(declared, {"kubectl.kubernetes.io/restartedAt": "2027-06-30T12:00:00Z"})
+	d := decide(rs_update(replicaset(restarted, 2), replicaset(declared, 2)), [tightened])
+	not d.allowed
+	contains(d.message, "[retention-days]")
+
+	# hostNetwork added to a running workload's template: judged
+	host := json.patch(replicaset(compliant, 2), [{"op": "add", "path": "/spec/template/spec/hostNetwork", "value": true}])
+	h := decide(rs_update(host, replicaset(compliant, 2)), [policy])
+	not h.allowed
+	contains(h.message, "[host-network]")
+}
+
+# --- host-network ----------------------------------------------------------------------------
+
+test_host_network_pod_is_denied if {
+	obj := json.patch(pod_with(compliant), [{"op": "add", "path": "/spec/hostNetwork", "value": true}])
+	d := decide(create(obj), [policy])
+	not d.allowed
+	failures(d) == [["host-network", "the pod runs with hostNetwork: true, which escapes every egress rule; AI workloads must use the pod network"]]
+
+	# unselected: admitted (the audit reports it as egress-bypass in governed namespaces)
+	other := json.patch(obj, [{"op": "replace", "path": "/metadata/labels", "value": {"app": "other"}}])
+	decide(create(other), [policy]).allowed
+}
+
+# --- the approval label ------------------------------------------------------------------------
+
+operator := "system:serviceaccount:aidp-system:aidp-operator"
+
+decide_as(request, user, policies) := decide_config(
+	object.union(request, {"userInfo": {"username": user}}),
+	policies,
+	{"excludedNamespaces": ["kube-system", "aidp-system"], "operatorUsers": [operator]},
+)
+
+decide_config(request, policies, config) := d if {
+	d := admission.decision with input as {"request": request}
+		with data.aidp.revision as "0123456789abcdef"
+		with data.aidp.config as config
+		with data.aidp.policies as namespaced(policies)
+		with time.now_ns as now
+}
+
+approved_pod := json.patch(pod_with(compliant), [{"op": "add", "path": "/metadata/labels/aidp.io~1approved", "value": "true"}])
+
+test_approval_label_at_create_is_refused if {
+	# a compliant pod created with the label by anyone else: refused (it would skip the judgement)
+	d := decide_as(create(approved_pod), "alice", [policy])
+	not d.allowed
+	startswith(d.message, "aidp: Pod support/bot denied: the label aidp.io/approved is set and removed by the aidp operator only")
+	not decide_as(create(approved_pod), "system:serviceaccount:kube-system:replicaset-controller", [policy]).allowed
+}
+
+test_approval_label_on_a_template_is_refused if {
+	rs := json.patch(replicaset(compliant, 1), [{"op": "add", "path": "/spec/template/metadata/labels/aidp.io~1approved", "value": "true"}])
+	r := decide_as(object.union(rs_update(rs, rs), {"operation": "CREATE"}), "alice", [policy])
+	not r.allowed
+	contains(r.message, "remove it from the pod template's labels")
+}
+
+test_approval_label_changes_by_others_are_refused if {
+	not decide_as(object.union(create(pod_with(compliant)), {"operation": "UPDATE", "oldObject": approved_pod}), "alice", [policy]).allowed
+	not decide_as(object.union(create(approved_pod), {"operation": "UPDATE", "subResource": "status", "oldObject": pod_with(compliant)}), "alice", [policy]).allowed
+}
+
+test_approval_label_set_and_removed_by_the_operator if {
+	# the operator judged the pod itself: its label-only updates are admitted
+	decide_as(object.union(create(approved_pod), {"operation": "UPDATE", "oldObject": pod_with(compliant)}), operator, [policy]).allowed
+	labelled := json.patch(pod_with({}), [{"op": "add", "path": "/metadata/labels/aidp.io~1approved", "value": "true"}])
+	decide_as(object.union(create(pod_with({})), {"operation": "UPDATE", "oldObject": labelled}), operator, [policy]).allowed
+}
+
+test_approval_label_unchanged_is_no_problem if {
+	decide_as(object.union(create(approved_pod), {"operation": "UPDATE", "oldObject": approved_pod}), "alice", [policy]).allowed
+}
+
+test_approval_label_before_data_is_loaded if {
+	# nobody is the operator yet: refused (fail closed)
+	a := admission.decision with input as {"request": object.union(create(approved_pod), {"userInfo": {"username": operator}})}
+	not a.allowed
+}
+
+# --- the governed label of namespaces ----------------------------------------------------------
+
+namespace_update(new_labels, old_labels) := {
+	"uid": "req-ns",
+	"kind": {"group": "", "version": "v1", "kind": "Namespace"},
+	"resource": {"group": "", "version": "v1", "resource": "namespaces"},
+	"name": "shop",
+	"operation": "UPDATE",
+	"object": {"metadata": {"name": "shop", "labels": new_labels}},
+	"oldObject": {"metadata": {"name": "shop", "labels": old_labels}},
+}
+
+test_governed_label_is_the_operators_alone if {
+	governed := {"aidp.io/governed": "true", "team": "shop"}
+	d := decide_as(namespace_update({"team": "shop"}, governed), "shop-admin", [policy])
+	not d.allowed
+	startswith(d.message, "aidp: Namespace shop denied: the label aidp.io/governed is managed by the aidp operator")
+	not decide_as(namespace_update({"aidp.io/governed": "false", "team": "shop"}, governed), "shop-admin", [policy]).allowed
+
+	# other labels: free
+	decide_as(namespace_update({"aidp.io/governed": "true", "team": "web"}, governed), "shop-admin", [policy]).allowed
+
+	# the operator labels and unlabels
+	decide_as(namespace_update({"team": "shop"}, governed), operator, [policy]).allowed
+	decide_as(namespace_update(governed, {"team": "shop"}), operator, [policy]).allowed
+
+	# not loaded: nobody is the operator
+	not admission.decision.allowed with input as {"request": namespace_update({}, governed)}
+	admission.decision.allowed with input as {"request": namespace_update(governed, governed)}
 }
 
 test_excluded_namespace_always_allowed if {

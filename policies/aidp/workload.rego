@@ -1,10 +1,11 @@
 # The workload an AdmissionReview request is about: its pod template's labels, annotations and
 # service account.
 #
-# Checked kinds are Pod (the object is its own template; a Pod's `ephemeralcontainers`
-# subresource is checked like the Pod), Deployment, ReplicaSet, StatefulSet, DaemonSet and Job
-# (spec.template) and CronJob (spec.jobTemplate.spec.template). Every other kind or subresource
-# (pods/status, deployments/scale, ...) is not checked.
+# Checked kinds are Pod (the object is its own template), Deployment, ReplicaSet, StatefulSet,
+# DaemonSet and Job (spec.template) and CronJob (spec.jobTemplate.spec.template). A Pod's
+# subresources that can write its labels, annotations or spec (`status`, `ephemeralcontainers`,
+# `resize`) are checked like the Pod; the other kinds' subresources (deployments/scale,
+# jobs/status, ...) cannot change the pod template and are not checked.
 package aidp.workload
 
 # kind -> API group and the path of the pod template inside the object.
@@ -33,8 +34,12 @@ subresource_checked if object.get(request, "subResource", "") == ""
 
 subresource_checked if {
 	kind == "Pod"
-	request.subResource == "ephemeralcontainers"
+	request.subResource in pod_subresources
 }
+
+# the Pod subresources whose writes can change the pod's labels, annotations or spec (the API
+# server's status strategy keeps the spec but takes the submitted metadata)
+pod_subresources := {"status", "ephemeralcontainers", "resize"}
 
 object_metadata := request.object.metadata if {
 	is_object(request.object.metadata)
@@ -73,9 +78,45 @@ annotations := template_metadata.annotations if {
 	is_object(template_metadata.annotations)
 } else := {}
 
-# The template's labels and annotations before an UPDATE (request.oldObject); empty when there is
-# no old object.
+# The label that marks a pod approved for its policies' egress (contract section 4): set and
+# removed by the aidp operator alone, after it judged the running pod.
+approval_label := "aidp.io/approved"
+
+# What the verdict reads of a pod template: labels (but the approval label, which the verdict does
+# not read), annotations and spec.
+verdict_view(t) := {
+	"labels": object.remove(object_or_empty(object.get(t, "metadata", {}), "labels"), [approval_label]),
+	"annotations": object_or_empty(object.get(t, "metadata", {}), "annotations"),
+	"spec": object_or_empty(t, "spec"),
+}
+
+object_or_empty(obj, key) := obj[key] if {
+	is_object(obj)
+	is_object(obj[key])
+} else := {}
+
+# An UPDATE that leaves the pod template as it was (a scale, a status write, a finalizer removal, an
+# adoption): nothing the verdict reads has changed.
+template_unchanged if {
+	request.operation == "UPDATE"
+	is_object(request.oldObject)
+	verdict_view(template) == verdict_view(old_template)
+}
+
+# The approval label on the template, before and after ("" when absent).
+approval := object.get(labels, approval_label, "")
+
+old_approval := object.get(old_labels, approval_label, "")
+
+host_network if template_spec.hostNetwork == true
+
+# The user who sent the request.
+username := object.get(object.get(request, "userInfo", {}), "username", "")
+
+# The template's labels and annotations before an UPDATE (request.oldObject); empty for other
+# operations and when there is no old object.
 old_object := request.oldObject if {
+	request.operation == "UPDATE"
 	is_object(request.oldObject)
 } else := {}
 

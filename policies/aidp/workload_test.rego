@@ -53,7 +53,8 @@ test_subresources if {
 	pod := request("Pod", objects.Pod)
 	workload.checked with input.request as object.union(pod, {"subResource": ""})
 	workload.checked with input.request as object.union(pod, {"subResource": "ephemeralcontainers"})
-	not workload.checked with input.request as object.union(pod, {"subResource": "status"})
+	workload.checked with input.request as object.union(pod, {"subResource": "status"})
+	workload.checked with input.request as object.union(pod, {"subResource": "resize"})
 	not workload.checked with input.request as object.union(pod, {"subResource": "binding"})
 	deployment := request("Deployment", objects.Deployment)
 	not workload.checked with input.request as object.union(deployment, {"subResource": "scale"})
@@ -90,4 +91,26 @@ test_name_fallbacks if {
 	workload.name == "gen-" with input.request as {"name": "", "object": {"metadata": {"generateName": "gen-"}}}
 	workload.name == "" with input.request as {"object": {"metadata": {}}}
 	workload.name == "" with input.request as {}
+}
+
+test_verdict_view_ignores_the_approval_label_and_status if {
+	a := {"metadata": {"labels": {"app": "bot", "aidp.io/approved": "true"}, "annotations": {"x": "1"}}, "spec": {"c": 1}, "status": {"phase": "Running"}}
+	b := {"metadata": {"labels": {"app": "bot"}, "annotations": {"x": "1"}, "finalizers": ["f"]}, "spec": {"c": 1}}
+	workload.verdict_view(a) == workload.verdict_view(b)
+	workload.verdict_view({}) == {"labels": {}, "annotations": {}, "spec": {}}
+	workload.verdict_view({"metadata": {"labels": "x"}, "spec": []}) == {"labels": {}, "annotations": {}, "spec": {}}
+}
+
+test_template_unchanged_needs_an_update_with_an_old_object if {
+	d := request("Deployment", objects.Deployment)
+	workload.template_unchanged with input.request as object.union(d, {"operation": "UPDATE", "oldObject": objects.Deployment})
+	not workload.template_unchanged with input.request as object.union(d, {"operation": "UPDATE"})
+	not workload.template_unchanged with input.request as object.union(d, {"operation": "CREATE", "oldObject": objects.Deployment})
+}
+
+test_username_and_host_network if {
+	workload.username == "alice" with input.request as object.union(request("Pod", objects.Pod), {"userInfo": {"username": "alice"}})
+	workload.username == "" with input.request as request("Pod", objects.Pod)
+	workload.host_network with input.request as request("Pod", {"spec": {"hostNetwork": true}})
+	not workload.host_network with input.request as request("Pod", {"spec": {"hostNetwork": "true"}})
 }

@@ -54,3 +54,18 @@ def test_opa_test_passes_with_coverage(opa: Path) -> None:
     for module in MODULES:
         entry = next(v for k, v in files.items() if Path(k).as_posix().endswith(module))
         assert entry.get("coverage", 0) >= MIN_COVERAGE, f"{module}: {entry.get('coverage')}% covered"
+
+
+def rego_value(opa: Path, query: str) -> object:
+    result = run(opa, "eval", "--format", "json", "-d", str(paths.policies_dir()), query)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["result"][0]["expressions"][0]["value"]
+
+
+def test_python_and_rego_share_the_contract_constants(opa: Path) -> None:
+    """One source of semantics: the Rego's rule ids and label keys are the ones Python uses."""
+    from aidp import config, model
+
+    assert tuple(rego_value(opa, "data.aidp.admission.rule_ids")) == model.RULE_IDS  # type: ignore[arg-type]
+    assert rego_value(opa, "data.aidp.admission.governed_label") == config.GOVERNED_LABEL
+    assert rego_value(opa, "data.aidp.workload.approval_label") == config.APPROVAL_LABEL

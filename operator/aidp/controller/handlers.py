@@ -12,7 +12,7 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 
 from aidp.config import GOVERNED_LABEL, OperatorConfig
-from aidp.controller import discovery
+from aidp.controller import approval, discovery
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
@@ -96,9 +96,13 @@ async def start_work(rt: Runtime) -> None:
         await certs.ready.wait()
         await work
 
+    rec = rt.reconciler
     rt.tasks = [
         asyncio.create_task(certs.run(), name="aidp-certs"),
-        asyncio.create_task(once_certs_ready(rt.reconciler.run()), name="aidp-reconciler"),
+        asyncio.create_task(once_certs_ready(rec.run()), name="aidp-reconciler"),
+        asyncio.create_task(
+            once_certs_ready(rec.approver.run(rec.policies_of, rec.evaluator)), name="aidp-approval"
+        ),
     ]
     if rt.audit is not None:
         rt.tasks.append(asyncio.create_task(once_certs_ready(rt.audit.run()), name="aidp-audit"))
@@ -154,6 +158,21 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
     labelled = (body.get("metadata", {}).get("labels") or {}).get(GOVERNED_LABEL) == "true"
     if labelled != (name in rec.governed):
         rec.trigger()
+
+
+@kopf.on.event("", "v1", "pods")
+def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+    """A pod in a namespace with policies whose approval label may be wrong (a new pod a deny
+    policy selects, or a labelled one it no longer selects): judge it."""
+    rec = _runtime(memo).reconciler
+    if rec is None or event.get("type") == "DELETED":
+        return
+    namespace = body.get("metadata", {}).get("namespace")
+    policies = rec.policies_of(namespace)
+    if not policies or not approval.judged(body):
+        return
+    if approval.selected_by_deny(body, policies) != approval.has_label(body):
+        rec.approver.enqueue(body)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})

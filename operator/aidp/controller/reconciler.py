@@ -14,18 +14,21 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 
 from aidp import bundle as bundle_mod
 from aidp import metrics, render, status
+from aidp.audit.evaluate import replica_evaluator
 from aidp.config import GOVERNED_LABEL, OperatorConfig
 from aidp.controller import events
+from aidp.controller.approval import Approver, Evaluate
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
 from aidp.egress import backends
@@ -79,6 +82,11 @@ class Reconciler:
         self.confirmed: dict[str, str] = {}  # replica URL -> revision it holds
         self.last: SyncResult | None = None
         self.governed: set[str] = set()
+        self.operator_users: tuple[str, ...] | None = None
+        self.approver = Approver(client)
+        self.policies_by_ns: dict[str, list[Policy]] = {}
+        self.judged: dict[str, str] = {}  # namespace -> digest of the policies its pods were judged under
+        self.live_replicas: list[Replica] = []
         self.syncs = 0
         self.resolver = Resolver(config.egress_addresses_file, config.egress_refresh_seconds)
         self.egress_backend = None if config.egress_backend == "none" else backends.get(config.egress_backend)
@@ -144,11 +152,13 @@ class Reconciler:
             except PolicyError as err:
                 parsed[key] = err
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
-        data = render.render_data(policies, self.config.all_excluded_namespaces)
+        users = await self._operator_users()
+        data = render.render_data(policies, self.config.all_excluded_namespaces, users)
         new = make_bundle(self.modules, data)
         changed = self.bundle is None or new.revision != self.bundle.revision
         self.bundle = new
         reps = await self.replicas()
+        self.live_replicas = reps
         targets = [r for r in reps if full or changed or self.confirmed.get(r.url) != new.revision]
         save = (
             self._save_durable(new) if (changed or full or self.durable_revision != new.revision) else _noop()
@@ -173,6 +183,7 @@ class Reconciler:
         self.syncs += 1
         governed = {p.namespace for p in policies} - set(self.config.all_excluded_namespaces)
         await self._label_namespaces(governed)
+        await self._judge_pods(policies, data, full=full)
         egress = await self._egress(policies, full=full)
         await self._update_statuses(objs, parsed, result, egress)
         log.info(
@@ -201,6 +212,67 @@ class Reconciler:
             await self.sync()
         elif self.last and self.last.errors:
             await self.sync()  # every replica is fine again: statuses say so
+
+    # ---- egress follows the verdict ----------------------------------------------------------------
+    def evaluator(self) -> Evaluate | None:
+        """Decisions from a replica that holds the current bundle; None while there is none."""
+        if self.bundle is None:
+            return None
+        current = self.bundle.revision
+        replica = next((r for r in self.live_replicas if self.confirmed.get(r.url) == current), None)
+        if replica is None:
+            return None
+        evaluate = replica_evaluator(replica)
+
+        async def run(reviews: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+            return list(await asyncio.to_thread(evaluate, reviews))
+
+        return run
+
+    def policies_of(self, namespace: str) -> list[Policy]:
+        return self.policies_by_ns.get(namespace, [])
+
+    async def _judge_pods(self, policies: list[Policy], data: Mapping[str, Any], *, full: bool) -> None:
+        """Re-judge the pods of every namespace whose policies changed (all of them on a full
+        resync, and after each UTC midnight, when reviews expire): before the egress objects are
+        applied, so a tightened policy's pods lose their approval first."""
+        by_ns: dict[str, list[Policy]] = {}
+        for p in policies:
+            if p.namespace not in self.config.all_excluded_namespaces:
+                by_ns.setdefault(p.namespace, []).append(p)
+        self.policies_by_ns = by_ns
+        evaluate = self.evaluator()
+        if evaluate is None:
+            return  # no replica holds the bundle: judged once one does (nothing is approved meanwhile)
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        rendered = data.get("policies") or {}
+        for ns in sorted(set(by_ns) | set(self.judged)):
+            digest = hashlib.sha256(
+                json.dumps([today, rendered.get(ns)], sort_keys=True, default=str).encode()
+            ).hexdigest()
+            if not full and self.judged.get(ns) == digest:
+                continue
+            outcome = await self.approver.judge_namespace(ns, by_ns.get(ns, []), evaluate)
+            metrics.APPROVAL_CHANGES.labels("approved").inc(len(outcome.approved))
+            metrics.APPROVAL_CHANGES.labels("revoked").inc(len(outcome.revoked))
+            if outcome.errors:
+                continue  # judged again next sync
+            if ns in by_ns:
+                self.judged[ns] = digest
+            else:
+                self.judged.pop(ns, None)
+
+    async def _operator_users(self) -> tuple[str, ...]:
+        """Who this operator is to the API server (a SelfSubjectReview, asked once): the only user
+        admission lets set the approval label on pods and the governed label on namespaces."""
+        if self.operator_users is None:
+            review = await self.client.create(SelfSubjectReview())
+            info = review.status.userInfo if review.status else None
+            if info is None or not info.username:
+                raise RuntimeError("the API server did not say who the operator is (SelfSubjectReview)")
+            self.operator_users = (info.username,)
+            log.info("operator user: %s", info.username)
+        return self.operator_users
 
     # ---- egress -------------------------------------------------------------------------------
     async def _egress(self, policies: list[Policy], *, full: bool) -> EgressView | None:
