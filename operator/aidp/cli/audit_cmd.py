@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-
 SEVERITY_GATES = {
     "violation": {"critical", "high"},
     "warning": {"critical", "high", "medium"},
