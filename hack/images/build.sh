@@ -73,6 +73,7 @@ build_probe() {
   mkdir -p "$root/usr/bin" "$root/sbin" "$root/usr/sbin"
   # busybox applets as symlinks (what `busybox --install -s` makes), then OpenBSD's nc over busybox's
   for applet in $("$root/bin/busybox" --list-full); do
+    case $applet in */nc) continue ;; esac  # OpenBSD's nc instead (-z -w)
     [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
   done
   ln -sfn nc.openbsd "$root/bin/nc"

@@ -22,7 +22,17 @@ StateDir = Annotated[
 
 
 @app.command()
-def up(state_dir: StateDir = None) -> None:
+def up(
+    state_dir: StateDir = None,
+    node: Annotated[
+        bool,
+        typer.Option(
+            "--node",
+            help="Also a real node (root): kubelet, containerd, CNI, kube-proxy, CoreDNS, kube-router's "
+            "NetworkPolicy enforcer and the provider stand-in; pods run and packets are filtered.",
+        ),
+    ] = False,
+) -> None:
     """Start the local control plane with the CRDs installed (idempotent); print the kubeconfig path."""
     from lightkube.core.exceptions import ApiError
 
@@ -31,7 +41,7 @@ def up(state_dir: StateDir = None) -> None:
 
     target = state_dir or devenv.default_state_dir()
     try:
-        st = devenv.up(target)
+        st = devenv.up(target, node=node)
     except (ControlPlaneError, ApiError) as err:
         typer.echo(f"aidp dev up: {err}", err=True)
         raise typer.Exit(1) from err
@@ -43,6 +53,8 @@ def up(state_dir: StateDir = None) -> None:
         f"  logs           {st.state_dir / 'logs'} (control plane), {st.state_dir / 'aidp' / 'logs'} (aidp)",
         err=True,
     )
+    if st.node:
+        typer.echo(f"  node           aidp-node (logs in {st.state_dir / 'node' / 'logs'})", err=True)
     typer.echo(f"  export KUBECONFIG={st.kubeconfig}", err=True)
     typer.echo(str(st.kubeconfig))
 

@@ -48,6 +48,9 @@ class ControlPlane:
     state_dir: Path
     bin_dir: Path = field(default_factory=testbin_dir)
     controller_manager: bool = True
+    # a node joins (`aidp dev up --node`): the API server reaches kubelets (logs, exec) at their
+    # InternalIP with a client certificate, and authorizes kubelets with the Node authorizer
+    node: bool = False
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, Process] = field(default_factory=dict)
 
@@ -84,6 +87,8 @@ class ControlPlane:
         for name in ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager"):
             self.ports.setdefault(name, free_port())
         self._ensure_pki()
+        if self.node:
+            self._ensure_kubelet_client()
         try:
             for name in names:
                 self.start_component(name)
@@ -214,6 +219,14 @@ class ControlPlane:
         )
         (d / "done").write_text("ok\n")
 
+    def _ensure_kubelet_client(self) -> None:
+        if self._p("kubelet-client.crt").is_file():
+            return
+        ca = pki.load(self._p("ca.crt"), self._p("ca.key"))
+        pki.issue(ca, "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True).write(
+            self.pki_dir, "kubelet-client"
+        )
+
     # ---- command lines ------------------------------------------------------------------
     def _etcd_argv(self) -> list[str]:
         p, port, peer = self._p, self.ports["etcd"], self.ports["etcd-peer"]
@@ -250,7 +263,7 @@ class ControlPlane:
             f"--tls-cert-file={p('apiserver.crt')}",
             f"--tls-private-key-file={p('apiserver.key')}",
             f"--client-ca-file={p('ca.crt')}",
-            "--authorization-mode=RBAC",
+            *(() if self.node else ("--authorization-mode=RBAC",)),
             "--anonymous-auth=false",
             f"--service-account-key-file={p('sa.pub')}",
             f"--service-account-signing-key-file={p('sa.key')}",
@@ -259,6 +272,20 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
+            *self._apiserver_node_argv(),
+        ]
+
+    def _apiserver_node_argv(self) -> list[str]:
+        if not self.node:
+            return []
+        p = self._p
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={p('kubelet-client.crt')}",
+            f"--kubelet-client-key={p('kubelet-client.key')}",
+            f"--kubelet-certificate-authority={p('ca.crt')}",
         ]
 
     def _kcm_argv(self) -> list[str]:

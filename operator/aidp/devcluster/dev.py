@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aidp.devcluster.cluster import ControlPlane
+from aidp.devcluster.node import Node, NodeError, missing_prerequisites, teardown
 from aidp.devcluster.procs import Process, pid_alive
 from aidp.devcluster.stack import AidpStack
 
@@ -32,6 +33,7 @@ class DevStatus:
     opa_token_file: Path
     pids: dict[str, int]
     started: bool  # False when `up` found everything already running
+    node: bool = False  # a real node runs (`aidp dev up --node`)
 
 
 def _pids_file(state_dir: Path) -> Path:
@@ -54,8 +56,13 @@ def _stack(cp: ControlPlane, state_dir: Path) -> AidpStack:
     return AidpStack(cp, state_dir / "aidp", operator_args=("--audit-min-gap", "5"))
 
 
-def status(state_dir: Path) -> DevStatus | None:
-    """The running environment in `state_dir`, or None if any part of it is not running."""
+def _node_dir(state_dir: Path) -> Path:
+    return state_dir / "node"
+
+
+def status(state_dir: Path, *, node: bool = False) -> DevStatus | None:
+    """The running environment in `state_dir`, or None if any part of it is not running (with
+    `node`: also when it runs without its node)."""
     pids = _recorded_pids(state_dir)
     if set(pids) != set(COMPONENTS) or not all(pid_alive(p) for p in pids.values()):
         return None
@@ -64,35 +71,71 @@ def status(state_dir: Path) -> DevStatus | None:
         return None
     stack = _stack(cp, state_dir)
     stack._prepare()
+    has_node = (_node_dir(state_dir) / "node.json").is_file() and _node(cp, stack).healthy()
+    if node and not has_node:
+        return None
     return DevStatus(
-        state_dir, cp.kubeconfig, cp.server, stack.opa_url, stack.token_file, pids, started=False
+        state_dir,
+        cp.kubeconfig,
+        cp.server,
+        stack.opa_url,
+        stack.token_file,
+        pids,
+        started=False,
+        node=has_node,
     )
 
 
-def up(state_dir: Path) -> DevStatus:
-    """Start everything that is not running yet; idempotent."""
-    current = status(state_dir)
+def _node(cp: ControlPlane, stack: AidpStack) -> Node:
+    return Node(cp, stack.addresses_file, _node_dir(cp.state_dir))
+
+
+def up(state_dir: Path, *, node: bool = False) -> DevStatus:
+    """Start everything that is not running yet; idempotent. `node`: with a real node."""
+    current = status(state_dir, node=node)
     if current is not None:
         return current
+    if node:
+        why = missing_prerequisites()
+        if why:
+            raise NodeError("--node: this machine cannot run the node: " + "; ".join(why))
     down(state_dir)  # a half-running environment is stopped before a clean start
-    cp = ControlPlane(state_dir).start()
+    cp = ControlPlane(state_dir, node=node).start()
     stack = _stack(cp, state_dir)
     try:
         stack.start()
+        if node:
+            _node(cp, stack).start()
     except BaseException:
+        if node:
+            teardown(_node_dir(state_dir), quiet=True)
         stack.stop()
         cp.stop()
         raise
     procs = {name: proc.pid for name, proc in stack.processes().items() if proc.pid}
     _pids_file(state_dir).write_text(json.dumps(procs, indent=2))
     return DevStatus(
-        state_dir, cp.kubeconfig, cp.server, stack.opa_url, stack.token_file, _recorded_pids(state_dir), True
+        state_dir,
+        cp.kubeconfig,
+        cp.server,
+        stack.opa_url,
+        stack.token_file,
+        _recorded_pids(state_dir),
+        True,
+        node=node,
     )
 
 
 def down(state_dir: Path) -> list[str]:
-    """Stop every recorded process (SIGTERM, then SIGKILL); return what was stopped."""
+    """Stop every recorded process (SIGTERM, then SIGKILL) and remove the node, if one was
+    started; return what was stopped."""
     stopped: list[str] = []
+    node_error: NodeError | None = None
+    if (_node_dir(state_dir) / "node.json").is_file():
+        try:
+            stopped += teardown(_node_dir(state_dir))
+        except NodeError as err:  # the rest is stopped all the same
+            node_error = err
     pids = _recorded_pids(state_dir)
     order = list(reversed(COMPONENTS))
     for name in sorted(pids, key=lambda n: order.index(n) if n in order else -1):
@@ -110,4 +153,6 @@ def down(state_dir: Path) -> list[str]:
         state["pids"] = {}
         cp_state.write_text(json.dumps(state, indent=2))
     _pids_file(state_dir).unlink(missing_ok=True)
+    if node_error is not None:
+        raise node_error
     return stopped

@@ -1,0 +1,151 @@
+"""The node test bed: a control plane with a real node, aidp, and the provider stand-in.
+
+Session-scoped: one bring-up (containerd, kubelet, kube-proxy, CoreDNS, kube-router, the stand-in)
+for all node tests. On a machine that cannot run the node (no root, packages or images missing) the
+tests fail with what is missing; they never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
+
+from aidp import kube
+from aidp.devcluster import ControlPlane, ControlPlaneError
+from aidp.devcluster.node import Node, missing_prerequisites, teardown
+from aidp.devcluster.stack import AidpStack
+from tests.integration import helpers
+from tests.waiting import wait_for
+
+PROBE = "aidp.local/probe:dev"
+NOT_HERE = (
+    "the node tests need a machine that can run a real node (root, `make node-deps testbin images`); "
+    "here: {why}. On this machine run `make test-unit` and `make test-integration` instead."
+)
+
+
+def require_node_machine() -> None:
+    why = missing_prerequisites()
+    if why:
+        pytest.fail(NOT_HERE.format(why="; ".join(why)), pytrace=False)
+
+
+@dataclass
+class NodeBed:
+    cp: ControlPlane
+    stack: AidpStack
+    node: Node
+    client: Client
+
+    def kubectl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return self.node.kubectl(*args, check=False, timeout=timeout)
+
+    def namespace(self, *, governed_sa: bool = True) -> str:
+        name = f"n-{secrets.token_hex(4)}"
+        self.client.create(Namespace(metadata=ObjectMeta(name=name, labels={"aidp-test": "node"})))
+        wait_for(
+            lambda: self.client.get(ServiceAccount, "default", namespace=name), timeout=30, what="default SA"
+        )
+        if governed_sa:
+            self.client.create(ServiceAccount(metadata=ObjectMeta(name=helpers.SA, namespace=name)))
+        return name
+
+    def drop_namespace(self, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            self.client.delete(Namespace, name)
+
+    def policy(self, ns: str, name: str, **spec: Any) -> dict[str, Any]:
+        self.client.create(from_dict(helpers.policy(name, ns, **spec)))
+        return helpers.wait_enforced(self.client, ns, name)
+
+    def probe_pod(
+        self,
+        ns: str,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+        sa: str = helpers.SA,
+    ) -> dict[str, Any]:
+        """A probe pod as helpers.workload makes it (compliant, app=bot, SA bot unless told)."""
+        obj = helpers.workload("Pod", name, ns, labels=labels, annotations=annotations, sa=sa)
+        obj["spec"]["containers"] = [
+            {
+                "name": "probe",
+                "image": PROBE,
+                "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+                "securityContext": {"allowPrivilegeEscalation": False},
+            }
+        ]
+        obj["spec"]["terminationGracePeriodSeconds"] = 0
+        obj["spec"]["automountServiceAccountToken"] = False
+        return obj
+
+    def run_pod(self, obj: dict[str, Any], timeout: float = 90) -> str:
+        """Create the pod and wait until it is Ready; returns its name."""
+        self.client.create(from_dict(obj))
+        ns, name = str(obj["metadata"]["namespace"]), str(obj["metadata"]["name"])
+        wait_for(lambda: self._ready(ns, name), timeout=timeout, interval=0.2, what=f"pod {ns}/{name} Ready")
+        return name
+
+    def _ready(self, ns: str, name: str) -> bool:
+        pod = self.client.get(Pod, name, namespace=ns)
+        conds = pod.status.conditions if pod.status and pod.status.conditions else []
+        return any(c.type == "Ready" and c.status == "True" for c in conds)
+
+    def connects(self, ns: str, pod: str, host: str, port: int = 443, wait: int = 3) -> bool:
+        """`nc -z -w WAIT HOST PORT` inside the pod: True exactly when a TCP connection opened."""
+        res = self.kubectl("-n", ns, "exec", pod, "--", "nc", "-z", "-w", str(wait), host, str(port))
+        if res.returncode not in (0, 1):
+            raise AssertionError(f"kubectl exec failed ({res.returncode}): {res.stderr}")
+        return res.returncode == 0
+
+    def exec(self, ns: str, pod: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("-n", ns, "exec", pod, "--", *argv)
+
+    def until_connects(self, ns: str, pod: str, host: str, want: bool, timeout: float = 60) -> float:
+        """Seconds until `connects` answers `want` (polling, each attempt at most 1 s)."""
+        t0 = time.monotonic()
+        wait_for(
+            lambda: self.connects(ns, pod, host, wait=1) == want,
+            timeout=timeout,
+            interval=0.1,
+            what=f"{ns}/{pod} -> {host}:443 {'connects' if want else 'refused'}",
+        )
+        return time.monotonic() - t0
+
+
+@pytest.fixture(scope="session")
+def node_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeBed]:
+    require_node_machine()
+    tmp = tmp_path_factory.mktemp("nodebed")
+    cp = ControlPlane(tmp / "cp", node=True)
+    stack = AidpStack(cp, tmp / "aidp", operator_args=("--resync-seconds", "5", "--audit-min-gap", "2"))
+    node = Node(cp, stack.addresses_file, tmp / "node")
+    try:
+        try:
+            cp.start()
+            stack.start()
+            node.start()
+        except ControlPlaneError as err:
+            pytest.fail(str(err), pytrace=False)
+        (tmp / "timings.json").write_text(json.dumps(node.timings))
+        yield NodeBed(cp, stack, node, kube.client(cp.kubeconfig))
+    finally:
+        teardown(node.dir, quiet=True)
+        stack.stop()
+        cp.stop()
