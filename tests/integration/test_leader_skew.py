@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
@@ -35,7 +36,8 @@ async def _write(client: AsyncClient, ns: str, holder: str, skew: dt.timedelta) 
     now = dt.datetime.now(dt.UTC) + skew
     try:
         lease = await client.get(Lease, "skewed", namespace=ns)
-    except Exception:
+    except ApiError as err:
+        assert err.status.code == 404, err
         spec = LeaseSpec(
             holderIdentity=holder, leaseDurationSeconds=int(LEASE), acquireTime=now, renewTime=now
         )
@@ -78,10 +80,15 @@ async def test_a_holder_whose_clock_is_an_hour_behind_keeps_the_lease_while_it_r
 ) -> None:
     await _write(aclient, namespace, "behind", -HOUR)
     stop = asyncio.Event()
+    renewals: list[float] = []
 
     async def renew() -> None:
         while not stop.is_set():
-            await _write(aclient, namespace, "behind", -HOUR)
+            try:
+                await _write(aclient, namespace, "behind", -HOUR)
+                renewals.append(time.monotonic())
+            except ApiError as err:  # 409: the elector wrote in between (it took over)
+                assert err.status.code == 409, err
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RENEW)
 
@@ -89,10 +96,11 @@ async def test_a_holder_whose_clock_is_an_hour_behind_keeps_the_lease_while_it_r
     elector = LeaderElector(aclient, namespace, "skewed", lease_seconds=LEASE, renew_seconds=RENEW)
     task, started = await _run(elector)
     try:
-        # three lease durations of rounds, every one of which saw the renewTime an hour old
-        rounds = int(3 * LEASE / RENEW)
-        await _until(lambda: elector.rounds >= rounds, 30, f"{rounds} election rounds")
+        # three lease durations of renewals, each with a renewTime an hour old
+        begun = time.monotonic()
+        await _until(lambda: bool(renewals) and renewals[-1] - begun >= 3 * LEASE, 30, "3 lease durations")
         assert not started, "took over a Lease whose holder keeps renewing (its clock is behind)"
+        assert elector.rounds >= 3 * LEASE / RENEW / 2, "the elector was not trying meanwhile"
         lease = await aclient.get(Lease, "skewed", namespace=namespace)
         assert lease.spec and lease.spec.holderIdentity == "behind"
         # the holder stops: the Lease is taken over once LEASE seconds have passed here
