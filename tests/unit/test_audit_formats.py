@@ -492,3 +492,35 @@ def test_skipped_analyses_are_in_every_format_but_csv() -> None:
     html = render(report, "html")
     assert 'id="skipped"' in html and "&lt;for &#34;dev&#34;&gt;" in html
     assert 'id="skipped"' not in render(sample_report(), "html")
+
+
+def test_the_subjects_left_out_of_credential_exposure_are_named_in_every_format_but_csv() -> None:
+    from aidp.audit.rbac import LeftOut, Subject
+
+    report = sample_report()
+    report.left_out |= {
+        LeftOut("cluster-admin", Subject("Group", "system:masters")),
+        LeftOut("cluster-admin", Subject("User", "<b>bob</b>")),
+        LeftOut("kube-system", Subject("ServiceAccount", "replicaset-controller", "kube-system")),
+    }
+    doc = json.loads(render(report, "json"))
+    assert doc["leftOut"] == [
+        {
+            "analysis": "credential-exposure",
+            "reason": "service accounts of kube-system (the built-in controllers)",
+            "subjects": ["ServiceAccount kube-system/replicaset-controller"],
+        },
+        {
+            "analysis": "credential-exposure",
+            "reason": "cluster admins (system:masters, ClusterRoleBindings to cluster-admin)",
+            "subjects": ["Group system:masters", "User <b>bob</b>"],
+        },
+    ]
+    assert json.loads(render(sample_report(), "json"))["leftOut"] == []
+    md = render(report, "markdown")
+    assert "**Left out by design**" in md and "Group system:masters, User \\<b\\>bob\\</b\\>" in md
+    assert "Left out" not in render(sample_report(), "markdown")
+    html = render(report, "html")
+    assert 'id="left-out"' in html and "User &lt;b&gt;bob&lt;/b&gt;" in html
+    assert 'id="left-out"' not in render(sample_report(), "html")
+    assert "system:masters" not in render(report, "csv")
