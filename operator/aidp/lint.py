@@ -27,6 +27,7 @@ from typing import Any, Final
 import yaml
 
 from aidp import paths
+from aidp.catalog import crd as catalog_crd
 from aidp.model import CEL_WHITESPACE, PolicyError, split_api_version
 from aidp.render import MANIFEST_SUFFIXES, ManifestError
 
@@ -335,7 +336,8 @@ def crd_kinds(crds_dir: Path | None = None) -> dict[tuple[str, str], CrdKind]:
     root = crds_dir or paths.crds_dir()
     kinds: dict[tuple[str, str], CrdKind] = {}
     for file in sorted(root.glob("*.yaml")):
-        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+        # the provider enum and rules as the current provider catalog (--provider-catalog) has them
+        for doc in yaml.safe_load_all(catalog_crd.for_current_catalog(file.read_text(encoding="utf-8"))):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aidp import model, paths
+from aidp import catalog, model, paths
+from aidp.catalog import crd as crd_gen
 
 CRD_FILE = "aidp.io_aidatapolicies.yaml"
 
@@ -123,7 +124,7 @@ def test_required_fields_defaults_and_enums(schema: dict[str, Any]) -> None:
     spec = at(schema, "spec")
     assert spec["required"] == ["provider", "workloadSelector", "purpose", "retention"]
     assert at(schema, "spec.provider")["enum"] == list(model.PROVIDERS)
-    assert at(schema, "spec.dataResidency")["enum"] == list(model.PROVIDERS["openai"].regions)
+    assert at(schema, "spec.dataResidency")["enum"] == crd_gen.all_regions(catalog.builtin())
     assert at(schema, "spec.consent.allowedBases.[]")["enum"] == list(model.LAWFUL_BASES)
     assert at(schema, "spec.enforcement")["enum"] == list(model.ENFORCEMENT_MODES)
     assert at(schema, "spec.enforcement")["default"] == "deny"

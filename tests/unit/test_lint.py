@@ -145,7 +145,11 @@ def test_nine_errors_of_one_policy_are_reported_in_one_run_with_file_and_line(tm
     assert errors(result) == [
         f"{where}:{line}: {subject}: {message}"
         for line, message in [
-            (7, 'spec.provider: unsupported value "openia"; supported values: "openai"'),
+            (
+                7,
+                'spec.provider: unsupported value "openia"; supported values: "openai", "azure-openai", '
+                '"anthropic", "google-gemini", "aws-bedrock", "mistral", "cohere"; did you mean "openai"?',
+            ),
             (10, 'unknown field "spec.serviceAccountName"; did you mean "serviceAccountNames"?'),
             (11, "spec.purpose: purpose must not be blank"),
             (13, 'spec.consent.required: must be a boolean, got the string "yes"'),
@@ -295,6 +299,13 @@ CEL_FAILURES: dict[str, tuple[str, str]] = {
         "forbidden: [health, internal]",
     ),
     "review.expires must be a valid calendar date (YYYY-MM-DD)": ('"2099-12-31"', '"2100-02-29"'),
+    # the provider rules, generated from the provider catalog (aidp.catalog.crd)
+    "dataResidency must be one of the provider's regions (docs/providers.md lists them)": (
+        "  provider: openai\n",
+        "  provider: anthropic\n  dataResidency: eu\n",
+    ),
+    "the provider has no fixed endpoint: list its host in endpoints, or set dataResidency where the "
+    "provider has regions": ("  provider: openai\n", "  provider: azure-openai\n"),
 }
 
 

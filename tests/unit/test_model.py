@@ -151,8 +151,9 @@ _DELETE = object()
         ("spec", [], "spec: must be an object, got a list"),
         (
             "spec.provider",
-            "anthropic",
-            "spec.provider: unsupported provider 'anthropic'; supported providers: openai",
+            "x-ai",
+            "spec.provider: unsupported provider 'x-ai'; supported providers: openai, azure-openai, "
+            "anthropic, google-gemini, aws-bedrock, mistral, cohere",
         ),
         ("spec.provider", _DELETE, "spec.provider: is required"),
         (
@@ -398,6 +399,7 @@ def test_contract_constants() -> None:
         "retention-days",
         "zero-data-retention",
         "data-categories",
+        "host-network",
     )
     assert model.LAWFUL_BASES == (
         "consent",

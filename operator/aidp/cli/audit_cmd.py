@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from aidp.cli.catalog_option import ProviderCatalog
+
 SEVERITY_GATES = {
     "violation": {"critical", "high"},
     "warning": {"critical", "high", "medium"},
@@ -110,6 +112,7 @@ def audit(
     ] = None,
     opa_token_file: Annotated[Path | None, typer.Option(help="Management token for --opa-url.")] = None,
     opa_ca_file: Annotated[Path | None, typer.Option(help="CA bundle for --opa-url.")] = None,
+    provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Audit a live cluster: every workload that talks to AI, whether it complies, and the evidence.
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from aidp.cli.catalog_option import ProviderCatalog
 from aidp.config import DEFAULT_NAMESPACE, OperatorConfig
 
 Kubeconfig = Annotated[
@@ -127,6 +128,7 @@ def run(
     log_level: Annotated[str, typer.Option(envvar="AIDP_LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+    provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Run the operator (in a cluster, or against a kubeconfig)."""
     import kopf

@@ -14,6 +14,7 @@ import yaml
 from aidp import check as checking
 from aidp import lint
 from aidp import render as rendering
+from aidp.cli.catalog_option import ProviderCatalog
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import load_overrides
 from aidp.model import Policy, PolicyError
@@ -87,6 +88,7 @@ def render(
     ] = None,
     cilium_mode: Annotated[str, typer.Option(help="cilium backend: strict or preserve.")] = "strict",
     cilium_sni: Annotated[bool, typer.Option(help="cilium backend: match TLS SNI.")] = True,
+    provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Print every object generated for the AIDataPolicies in the files.
 
@@ -119,6 +121,7 @@ def render(
 def check(
     filename: Filenames,
     output: Annotated[CheckFormat, typer.Option("--output", "-o", help="Output format.")] = CheckFormat.text,
+    provider_catalog: ProviderCatalog = None,
     kubeconfig: Annotated[
         Path | None,
         typer.Option(

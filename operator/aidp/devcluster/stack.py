@@ -36,6 +36,43 @@ static:
   au.api.openai.com: [203.0.113.40]
   in.api.openai.com: [203.0.113.50]
   jp.api.openai.com: [203.0.113.60]
+  # the other providers of the catalog (aidp/catalog/providers.yaml): every host, 203.0.113.100 up
+  # azure-openai: no fixed host (a policy lists its resource host in spec.endpoints)
+  # anthropic
+  api.anthropic.com: [203.0.113.100]
+  # google-gemini
+  generativelanguage.googleapis.com: [203.0.113.101]
+  us-central1-aiplatform.googleapis.com: [203.0.113.102]
+  us-east1-aiplatform.googleapis.com: [203.0.113.103]
+  us-east4-aiplatform.googleapis.com: [203.0.113.104]
+  us-west1-aiplatform.googleapis.com: [203.0.113.105]
+  us-west4-aiplatform.googleapis.com: [203.0.113.106]
+  europe-west1-aiplatform.googleapis.com: [203.0.113.107]
+  europe-west2-aiplatform.googleapis.com: [203.0.113.108]
+  europe-west3-aiplatform.googleapis.com: [203.0.113.109]
+  europe-west4-aiplatform.googleapis.com: [203.0.113.110]
+  europe-west9-aiplatform.googleapis.com: [203.0.113.111]
+  asia-northeast1-aiplatform.googleapis.com: [203.0.113.112]
+  asia-southeast1-aiplatform.googleapis.com: [203.0.113.113]
+  australia-southeast1-aiplatform.googleapis.com: [203.0.113.114]
+  # aws-bedrock
+  bedrock-runtime.us-east-1.amazonaws.com: [203.0.113.115]
+  bedrock-runtime.us-east-2.amazonaws.com: [203.0.113.116]
+  bedrock-runtime.us-west-2.amazonaws.com: [203.0.113.117]
+  bedrock-runtime.ca-central-1.amazonaws.com: [203.0.113.118]
+  bedrock-runtime.eu-central-1.amazonaws.com: [203.0.113.119]
+  bedrock-runtime.eu-west-1.amazonaws.com: [203.0.113.120]
+  bedrock-runtime.eu-west-2.amazonaws.com: [203.0.113.121]
+  bedrock-runtime.eu-west-3.amazonaws.com: [203.0.113.122]
+  bedrock-runtime.ap-northeast-1.amazonaws.com: [203.0.113.123]
+  bedrock-runtime.ap-south-1.amazonaws.com: [203.0.113.124]
+  bedrock-runtime.ap-southeast-1.amazonaws.com: [203.0.113.125]
+  bedrock-runtime.ap-southeast-2.amazonaws.com: [203.0.113.126]
+  # mistral
+  api.mistral.ai: [203.0.113.127]
+  # cohere
+  api.cohere.com: [203.0.113.128]
+  api.cohere.ai: [203.0.113.129]
 """
 
 

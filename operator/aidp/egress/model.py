@@ -125,8 +125,7 @@ def cut_hosts(policies: Sequence[Policy]) -> list[str]:
     for p in policies:
         provider = PROVIDERS.get(p.spec.provider)
         if provider is not None:
-            hosts[provider.host] = None
-            hosts.update(dict.fromkeys(provider.regional_host.format(region=r) for r in provider.regions))
+            hosts.update(dict.fromkeys(provider.all_hosts()))
         hosts.update(dict.fromkeys(e.host for e in p.endpoints))
     return list(hosts)
 
