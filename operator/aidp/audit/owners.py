@@ -6,7 +6,8 @@ DaemonSet, CronJob). An object whose controller is the kind that manages it in K
 CronJob) is audited through that owner. Any other controller (a ReplicationController, an Argo
 Rollout, a custom operator's resource) is one aidp does not list: the object is audited itself,
 and reported as its top-level owner, the highest owner up its chain of controllers that aidp can
-read; when it cannot read even the first one, as the object itself.
+read; when it cannot read even the first one, as the object itself. (A static pod's mirror, whose
+controller is its Node, is the pod itself.)
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class OwnerResolver:
         seen: set[str] = set()
         current: Mapping[str, Any] | None = ref
         while current is not None and len(seen) < MAX_DEPTH:
+            if (current.get("apiVersion"), current.get("kind")) == ("v1", "Node"):
+                break  # a static pod's mirror: the node is not its workload
             obj = self._get(namespace, current)
             if obj is None:
                 break

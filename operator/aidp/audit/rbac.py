@@ -28,7 +28,7 @@ subjects of ClusterRoleBindings to `cluster-admin`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,28 +141,39 @@ class Grants:
     exec_named: dict[str, list[str]] = field(default_factory=dict)  # pod name -> bindings
 
 
-def _grants(rules: Sequence[Mapping[str, Any]], via: str, into: Grants) -> None:
+@dataclass(frozen=True)
+class Caps:
+    """What a role's rules allow that reaches the Secrets of a namespace."""
+
+    read_all: bool = False  # every Secret
+    read_named: frozenset[str] = frozenset()  # the Secrets of these names
+    mount: bool = False
+    exec_all: bool = False
+    exec_named: frozenset[str] = frozenset()  # exec into the pods of these names
+
+    def __bool__(self) -> bool:
+        return self.read_all or bool(self.read_named) or self.mount or self.exec_all or bool(self.exec_named)
+
+
+def caps(rules: Iterable[Mapping[str, Any]]) -> Caps:
+    read_all = mount = exec_all = False
+    read_named: set[str] = set()
+    exec_named: set[str] = set()
     for rule in rules:
         names = _named(rule)
-        if any(rule_allows(rule, "", "secrets", v) for v in READ_VERBS):
-            into.read_all.append(via)
-        for n in names:
-            if any(rule_allows(rule, "", "secrets", v, n) for v in READ_VERBS):
-                into.read_named.setdefault(n, []).append(via)
-        if any(
-            # a create has no name yet (resourceNames cannot restrict it); an update or patch of a
-            # named workload changes that workload's pod template
+        read_all = read_all or any(rule_allows(rule, "", "secrets", v) for v in READ_VERBS)
+        read_named.update(n for n in names if any(rule_allows(rule, "", "secrets", v, n) for v in READ_VERBS))
+        # a create has no name yet (resourceNames cannot restrict it); an update or patch of a named
+        # workload changes that workload's pod template
+        mount = mount or any(
             rule_allows(rule, group, res, verb)
             or (verb != "create" and any(rule_allows(rule, group, res, verb, n) for n in names))
             for group, res, verbs in MOUNT_GRANTS
             for verb in verbs
-        ):
-            into.mount.append(via)
-        if rule_allows(rule, "", "pods/exec", "create"):
-            into.exec_all.append(via)
-        for n in names:
-            if rule_allows(rule, "", "pods/exec", "create", n):
-                into.exec_named.setdefault(n, []).append(via)
+        )
+        exec_all = exec_all or rule_allows(rule, "", "pods/exec", "create")
+        exec_named.update(n for n in names if rule_allows(rule, "", "pods/exec", "create", n))
+    return Caps(read_all, frozenset(read_named), mount, exec_all, frozenset(exec_named))
 
 
 def _dedup(items: Iterable[str]) -> list[str]:
@@ -223,6 +234,7 @@ class RbacIndex:
     cluster_role_bindings: list[Mapping[str, Any]]
     _by_ns: dict[str, dict[Subject, Grants]] = field(default_factory=dict, init=False, repr=False)
     _admins: set[Subject] | None = field(default=None, init=False, repr=False)
+    _caps: dict[tuple[str, str], Caps] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def build(
@@ -239,10 +251,15 @@ class RbacIndex:
             list(cluster_role_bindings),
         )
 
-    def _role_rules(self, ref: Mapping[str, Any], namespace: str) -> list[Mapping[str, Any]]:
-        if ref.get("kind") == "ClusterRole":
-            return self.cluster_roles.get(str(ref.get("name")), [])
-        return self.roles.get((namespace, str(ref.get("name"))), [])
+    def _role_caps(self, ref: Mapping[str, Any], namespace: str) -> Caps:
+        """The capabilities of a binding's role (a Role of `namespace`, or a ClusterRole), computed
+        once per role: ClusterRoles are bound in many namespaces."""
+        cluster = ref.get("kind") == "ClusterRole"
+        key = ("", str(ref.get("name"))) if cluster else (namespace, str(ref.get("name")))
+        if key not in self._caps:
+            rules = self.cluster_roles.get(key[1], []) if cluster else self.roles.get(key, [])
+            self._caps[key] = caps(rules)
+        return self._caps[key]
 
     def cluster_admins(self) -> set[Subject]:
         """Subjects of ClusterRoleBindings to cluster-admin."""
@@ -276,24 +293,23 @@ class RbacIndex:
         bindings += [(b, "", "ClusterRoleBinding") for b in self.cluster_role_bindings]
         for binding, ns, kind in bindings:
             ref = binding.get("roleRef") or {}
-            rules = self._role_rules(ref, namespace if kind == "RoleBinding" else "")
-            if not rules:
+            role = self._role_caps(ref, ns)
+            if not role:
                 continue
             name = binding["metadata"].get("name")
             via = f"{kind} {ns + '/' if ns else ''}{name} ({ref.get('kind')} {ref.get('name')})"
-            probe = Grants()
-            _grants(rules, via, probe)
-            if not (probe.read_all or probe.read_named or probe.mount or probe.exec_all or probe.exec_named):
-                continue
             for s in binding.get("subjects") or []:
                 g = out.setdefault(Subject.of(s, ns), Grants())
-                g.read_all += probe.read_all
-                g.mount += probe.mount
-                g.exec_all += probe.exec_all
-                for n, v in probe.read_named.items():
-                    g.read_named.setdefault(n, []).extend(v)
-                for n, v in probe.exec_named.items():
-                    g.exec_named.setdefault(n, []).extend(v)
+                if role.read_all:
+                    g.read_all.append(via)
+                if role.mount:
+                    g.mount.append(via)
+                if role.exec_all:
+                    g.exec_all.append(via)
+                for n in role.read_named:
+                    g.read_named.setdefault(n, []).append(via)
+                for n in role.exec_named:
+                    g.exec_named.setdefault(n, []).append(via)
         self._by_ns[namespace] = out
         return out
 
