@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -668,3 +669,41 @@ def test_the_audit_uses_the_one_selector_implementation() -> None:
         {"matchExpressions": [{"key": "a", "operator": "In", "values": ["b"]}]}, {"a": "b"}
     )
     assert not selector.selects({"matchLabels": {"a": "c"}}, {"a": "b"})
+
+
+# --- Helm: a ConfigMap as the catalog ----------------------------------------------------------------
+
+
+def operator_container(*sets: str) -> dict[str, Any]:
+    assert ROOT is not None
+    helm = paths.testbin_dir() / "helm"
+    if not helm.is_file():
+        pytest.fail(f"{helm} is missing: run `make testbin` first")
+    args = [str(helm), "template", "r", str(ROOT / "charts" / "aidp")]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    (dep,) = [
+        d
+        for d in yaml.safe_load_all(out)
+        if d
+        and d["kind"] == "Deployment"
+        and d["spec"]["template"]["spec"]["containers"][0]["name"] == "operator"
+    ]
+    pod: dict[str, Any] = dep["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.skipif(ROOT is None, reason="needs the source checkout")
+def test_the_chart_mounts_a_configmap_as_the_provider_catalog() -> None:
+    pod = operator_container("providerCatalog.configMap=my-catalog", "providerCatalog.key=cat.yaml")
+    (c,) = pod["containers"]
+    i = c["args"].index("--provider-catalog")
+    assert c["args"][i + 1] == "/etc/aidp/providers/cat.yaml"
+    assert {"name": "provider-catalog", "mountPath": "/etc/aidp/providers", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    assert {"name": "provider-catalog", "configMap": {"name": "my-catalog"}} in pod["volumes"]
+    default = operator_container()
+    assert "--provider-catalog" not in default["containers"][0]["args"]
+    assert all(v["name"] != "provider-catalog" for v in default["volumes"])
