@@ -28,7 +28,6 @@ from tests.integration.conftest import Env
 from tests.waiting import wait_for
 
 SECRET = "openai-creds"
-US_ADDRESS = "203.0.113.20"  # us.api.openai.com in the stack's address file: no policy's endpoint
 CRD_GROUP = "audit-test.aidp.io"
 Widget = create_namespaced_resource(CRD_GROUP, "v1", "Widget", "widgets")
 WIDGET_CRD = {
@@ -97,20 +96,25 @@ def _egress_applied(c: Client, ns: str, name: str) -> bool:
     return cond.get("status") == "True"
 
 
-def _baseline_cuts(c: Client, ns: str, address: str) -> bool:
+def _cut_elsewhere(c: Client, ns: str, policy: str) -> str | None:
+    """An address the namespace's egress baseline cuts that is none of the policy's endpoints'
+    (another host of the provider: a regional one), or None while the baseline is not there."""
     from lightkube.resources.networking_v1 import NetworkPolicy
 
     try:
         np = c.get(NetworkPolicy, "aidp-egress-baseline", namespace=ns).to_dict()
     except ApiError:
-        return False
-    cuts = [
+        return None
+    cuts = {
         x
         for r in np["spec"].get("egress") or []
         for p in r.get("to") or []
         for x in (p.get("ipBlock") or {}).get("except") or []
-    ]
-    return f"{address}/32" in cuts
+    }
+    status = c.get(helpers.AIDataPolicy, policy, namespace=ns).get("status") or {}
+    own = {a for e in status.get("endpoints") or [] for a in e.get("addresses") or []}
+    others = sorted(x for x in cuts - own if ":" not in x)
+    return others[0] if others and own else None
 
 
 def test_audit_reports_every_way_to_the_credentials_and_every_workload(
@@ -191,22 +195,22 @@ def test_audit_reports_every_way_to_the_credentials_and_every_workload(
     ):
         _create(c, obj)
     c.create(ServiceAccount(metadata=ObjectMeta(name="ci", namespace=ns)))
-    # egress: a user NetworkPolicy opens us.api.openai.com (no policy's endpoint, cut by the baseline)
+    # egress: a user NetworkPolicy opens an address of the provider that is no policy's endpoint
+    # (a regional host): only the baseline knows it
+    wait_for(lambda: _egress_applied(c, ns, "bots"), timeout=30, what="egress rules of bots")
+    cut = wait_for(
+        lambda: _cut_elsewhere(c, ns, "bots"), timeout=30, what="the baseline's other provider addresses"
+    )
     _create(
         c,
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": {"name": "open-us", "namespace": ns},
+            "metadata": {"name": "open-region", "namespace": ns},
             "spec": {
                 "podSelector": {"matchLabels": {"app": "leaky"}},
                 "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [{"ipBlock": {"cidr": f"{US_ADDRESS}/32"}}],
-                        "ports": [{"protocol": "TCP", "port": 443}],
-                    }
-                ],
+                "egress": [{"to": [{"ipBlock": {"cidr": cut}}], "ports": [{"protocol": "TCP", "port": 443}]}],
             },
         },
     )
@@ -224,11 +228,6 @@ def test_audit_reports_every_way_to_the_credentials_and_every_workload(
         )
 
     wait_for(rc_pod, timeout=60, what="the ReplicationController's pod")
-    wait_for(lambda: _egress_applied(c, ns, "bots"), timeout=30, what="egress rules of bots")
-    wait_for(
-        lambda: _baseline_cuts(c, ns, US_ADDRESS), timeout=30, what="the baseline cutting us.api.openai.com"
-    )
-
     proc = subprocess.run(
         [
             sys.executable,
@@ -272,7 +271,7 @@ def test_audit_reports_every_way_to_the_credentials_and_every_workload(
         ("egress-bypass", "Pod", "host-agent", "high", ""),
     }, report["findings"]
     leaky = next(f for f in report["findings"] if f["name"] == "leaky")
-    assert f"{US_ADDRESS}:443, a provider address the egress baseline cuts" in leaky["message"]
+    assert f"{cut.split('/')[0]}:443, a provider address the egress baseline cuts" in leaky["message"]
     assert "hostNetwork" in next(f for f in report["findings"] if f["name"] == "host-agent")["message"]
     records = {(r["kind"], r["name"]) for r in report["processingRecords"]}
     assert records == {("Deployment", "bot"), ("ReplicationController", "legacy")}
