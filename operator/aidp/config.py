@@ -54,6 +54,11 @@ class OperatorConfig:
     metrics_port: int = 0  # 0: no metrics endpoint
     leader_election: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    # the webhook CA and its key: a Secret of its own that only the operator reads (the agent and
+    # OPA read webhook_tls_secret, which holds the serving certificate and public CA certificates)
+    webhook_ca_secret: str = "aidp-webhook-ca-key"  # noqa: S105 - a Secret's name, not a secret
+    # `--allow-insecure-opa`: accept http:// OPA URLs (the management token then travels in clear)
+    allow_insecure_opa: bool = False
 
     @property
     def all_excluded_namespaces(self) -> tuple[str, ...]:

@@ -23,6 +23,35 @@ class OpaLoadError(RuntimeError):
     """A replica refused or could not take the bundle."""
 
 
+class InsecureOpaUrl(ValueError):
+    """An http:// OPA URL without `--allow-insecure-opa`: the management token would travel in clear."""
+
+
+class _Transport:
+    insecure_http = False  # set for the whole process by `--allow-insecure-opa`
+
+
+def permit_insecure_http(allowed: bool = True) -> None:
+    """Accept http:// OPA URLs in this process (`--allow-insecure-opa`)."""
+    _Transport.insecure_http = allowed
+
+
+def check_url(url: str, *, allow_insecure: bool | None = None) -> str:
+    """`url` if it is an https:// URL, or an http:// one while insecure URLs are allowed."""
+    scheme = urlsplit(url).scheme
+    allowed = _Transport.insecure_http if allow_insecure is None else allow_insecure
+    if scheme == "https" or (scheme == "http" and allowed):
+        return url
+    if scheme == "http":
+        raise InsecureOpaUrl(
+            f"refusing the OPA URL {url}: http:// sends the management token in clear "
+            "(use https://, or --allow-insecure-opa)"
+        )
+    raise InsecureOpaUrl(
+        f"refusing the OPA URL {url}: only https:// (or, with --allow-insecure-opa, http://)"
+    )
+
+
 def make_client(
     url: str, token: str, ca_file: Path | None, timeout: float = 10.0, server_hostname: str | None = None
 ) -> OpaClient:
@@ -31,7 +60,7 @@ def make_client(
     `server_hostname`, a pod address is reached but the certificate is checked for that name."""
     from opa_client import OpaClient
 
-    parts = urlsplit(url)
+    parts = urlsplit(check_url(url))
     https = parts.scheme == "https"
     client = OpaClient(
         host=parts.hostname or "127.0.0.1",

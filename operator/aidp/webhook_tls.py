@@ -1,11 +1,18 @@
 """The admission webhook's CA and serving certificate: issue, renew and rotate (pure logic).
 
-State lives in one Secret (`aidp-webhook-tls`, type kubernetes.io/tls) in the operator's namespace:
+State lives in two Secrets in the operator's namespace, so that what OPA's pods read never holds
+the CA key:
 
-- `ca.crt`/`ca.key`: the CA that signs OPA's serving certificate;
-- `tls.crt`/`tls.key`: OPA's serving certificate;
-- `ca-bundle.crt`: every CA that a client must trust right now (the current CA and, during a CA
-  rotation, the previous one). The ValidatingWebhookConfiguration's caBundle is this bundle.
+- `aidp-webhook-tls` (type kubernetes.io/tls), read by the OPA agent and mounted into OPA:
+  `tls.crt`/`tls.key` (OPA's serving certificate), `ca-bundle.crt` (every CA that a client must
+  trust right now: the current CA and, during a CA rotation, the previous one; the
+  ValidatingWebhookConfiguration's caBundle is this bundle) and `ca.crt` (the current CA
+  certificate, public);
+- `aidp-webhook-ca-key` (type Opaque), read by the operator only: `ca.crt`/`ca.key`, the CA that
+  signs OPA's serving certificate.
+
+Earlier operators kept the CA key in `aidp-webhook-tls` as well; `from_secrets` still reads that
+layout, and the operator's next pass moves the key out (see controller/certs.py).
 
 Rotation never drops a request: a new CA first joins the bundle (and the webhook's caBundle); only
 then does a serving certificate from it replace the old one; the old CA leaves the bundle when the
@@ -46,6 +53,33 @@ class TLSMaterial:
             "tls.key": self.tls_key,
             "ca-bundle.crt": self.ca_bundle,
         }
+
+    def serving_secret_data(self) -> dict[str, bytes]:
+        """What OPA's pods may read: the serving certificate and key, and public CA certificates."""
+        return {
+            "tls.crt": self.tls_crt,
+            "tls.key": self.tls_key,
+            "ca-bundle.crt": self.ca_bundle,
+            "ca.crt": self.ca_crt,
+        }
+
+    def ca_secret_data(self) -> dict[str, bytes]:
+        """What only the operator reads: the CA certificate and its key."""
+        return {"ca.crt": self.ca_crt, "ca.key": self.ca_key}
+
+    @classmethod
+    def from_secrets(
+        cls, serving: dict[str, bytes] | None, ca: dict[str, bytes] | None
+    ) -> TLSMaterial | None:
+        """The material held in the serving Secret and the CA Secret (either may be absent). Without
+        a CA Secret, a CA key in the serving Secret (the layout before the split) is used."""
+        serving = serving or {}
+        ca_source = ca if ca and "ca.key" in ca else serving
+        merged = {k: v for k, v in serving.items() if k not in ("ca.crt", "ca.key")}
+        for key in ("ca.crt", "ca.key"):
+            if key in ca_source:
+                merged[key] = ca_source[key]
+        return cls.from_secret_data(merged)
 
     @classmethod
     def from_secret_data(cls, data: dict[str, bytes]) -> TLSMaterial | None:

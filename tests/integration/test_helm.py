@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -409,7 +410,14 @@ def test_chart_rbac_is_enough_for_the_operator(
         (operator_kc, "create", ["validatingwebhookconfigurations"], "no"),
         (operator_kc, "list", ["endpointslices.discovery.k8s.io", "-n", ns], "yes"),
         (operator_kc, "list", ["endpointslices.discovery.k8s.io", "-n", "default"], "no"),
+        (operator_kc, "get", ["secrets/aidp-webhook-ca-key", "-n", ns], "yes"),
         (agent_kc, "get", ["secrets/aidp-webhook-tls", "-n", ns], "yes"),
+        (agent_kc, "watch", ["secrets/aidp-webhook-tls", "-n", ns], "yes"),
+        (agent_kc, "watch", ["configmaps/aidp-opa-bundle", "-n", ns], "yes"),
+        # the CA key is in a Secret of its own that the agent (and so a compromised OPA pod) cannot read
+        (agent_kc, "get", ["secrets/aidp-webhook-ca-key", "-n", ns], "no"),
+        (agent_kc, "list", ["secrets", "-n", ns], "no"),
+        (agent_kc, "watch", ["secrets", "-n", ns], "no"),
         (agent_kc, "list", ["pods", "-n", ns], "no"),
     ]:
         got = kubectl(kc, "auth", "can-i", verb, *where).stdout.strip()
@@ -441,6 +449,8 @@ def test_chart_rbac_is_enough_for_the_operator(
     agent_args = replace_flag(agent_args, "--opa-token-file", str(token_file))
     agent_args = replace_flag(agent_args, "--tls-dir", str(tls_dir))
     agent_args = replace_flag(agent_args, "--interval", "0.2")
+    health_port = free_port()
+    agent_args = replace_flag(agent_args, "--health-port", str(health_port))
     agent_args += ["--kubeconfig", str(agent_kc), "--namespace", ns]
 
     logs = tmp_path / "logs"
@@ -489,6 +499,14 @@ def test_chart_rbac_is_enough_for_the_operator(
             return durable is not None and revision_of(replica) == durable
 
         wait_for(alive_and(enforcing), timeout=60, what="OPA to hold the durable bundle")
+
+        def agent_ready() -> bool:
+            url = f"http://127.0.0.1:{health_port}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+
+        # the chart's readiness probe: the agent (watching with the chart's RBAC) says OPA is current
+        wait_for(alive_and(agent_ready), timeout=30, what="the agent's /readyz")
         vwc = client.get(ValidatingWebhookConfiguration, "aidp-validating-webhook")
         assert vwc.webhooks and vwc.webhooks[0].clientConfig.caBundle, "the operator set the caBundle"
 

@@ -52,6 +52,8 @@ MODES: dict[str, tuple[str, ...]] = {
         "egress.addresses.static.api\\.openai\\.com={203.0.113.10}",
         "opa.replicaCount=3",
         "operator.priorityClassName=system-cluster-critical",
+        "opa.networkPolicy.enabled=true",
+        "opa.networkPolicy.apiServerCIDRs={10.0.0.1/32}",
     ),
 }
 
@@ -189,6 +191,11 @@ def test_opa_pod_as_specified() -> None:
     assert pod["automountServiceAccountToken"] is False
     agent = container(objs, "aidp-opa", "agent")
     assert agent["args"][:3] == ["opa-agent", "--opa-url", "https://127.0.0.1:8181"]
+    # the pod is ready only once the agent says OPA holds the durable bundle's current revision
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "agent-health"}
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent-health"}
+    assert {p["name"]: p["containerPort"] for p in agent["ports"]} == {"agent-health": 8383}
+    assert agent["args"][agent["args"].index("--health-port") + 1] == "8383"
     assert "kube-api-access" in [m["name"] for m in agent["volumeMounts"]]
     assert "kube-api-access" not in [m["name"] for m in opa["volumeMounts"]]
 
@@ -297,10 +304,15 @@ def test_secrets_only_in_a_namespaced_role(mode: str) -> None:
         assert role["metadata"]["namespace"] == NAMESPACE
         for rule in secret_rules:
             assert rule["resources"] == ["secrets"]
-            # reading and changing are limited to the webhook's TLS Secret; create cannot be
-            assert "list" not in rule["verbs"] and "watch" not in rule["verbs"]
+            # reading, watching and changing are limited to the webhook's two Secrets (list and
+            # watch with resourceNames: only a request with a metadata.name field selector passes);
+            # create cannot be limited
             if set(rule["verbs"]) != {"create"}:
+                assert set(rule["resourceNames"]) <= {"aidp-webhook-tls", "aidp-webhook-ca-key"}, rule
+            if role["metadata"]["name"] == "aidp-opa":  # the agent: never the CA key
                 assert rule["resourceNames"] == ["aidp-webhook-tls"], rule
+            else:
+                assert "list" not in rule["verbs"] and "watch" not in rule["verbs"]
     for binding in (o for o in objs if o["kind"] == "ClusterRoleBinding"):
         assert binding["roleRef"]["kind"] == "ClusterRole"
 
@@ -346,8 +358,14 @@ def test_operator_rbac_matches_what_it_does() -> None:
     assert all(r["apiGroups"] == ["coordination.k8s.io"] for r in leases)
     agent = one(objs, "Role", "aidp-opa")["rules"]
     assert {(r["resources"][0], tuple(r["resourceNames"]), tuple(r["verbs"])) for r in agent} == {
-        ("configmaps", ("aidp-opa-bundle",), ("get",)),
-        ("secrets", ("aidp-webhook-tls",), ("get",)),
+        ("configmaps", ("aidp-opa-bundle",), ("get", "list", "watch")),
+        ("secrets", ("aidp-webhook-tls",), ("get", "list", "watch")),
+    }
+    # the operator reads and writes the CA key's Secret; the agent cannot
+    secrets = [r for r in role if r["resources"] == ["secrets"]]
+    assert {(tuple(r.get("resourceNames", ())), tuple(r["verbs"])) for r in secrets} == {
+        (("aidp-webhook-tls", "aidp-webhook-ca-key"), ("get", "patch")),
+        ((), ("create",)),
     }
 
 
@@ -461,6 +479,8 @@ def test_operator_accepts_every_flag_the_chart_passes(mode: str) -> None:
     assert agent[0] == "opa-agent"
     agent_params = parse("opa-agent", agent[1:])
     assert agent_params["opa_url"] == "https://127.0.0.1:8181"
+    assert agent_params["health_port"] == 8383
+    assert agent_params["allow_insecure_opa"] is False
     assert str(agent_params["opa_token_file"]) == "/var/run/aidp/opa-token/token"
 
 
@@ -513,6 +533,48 @@ def test_cert_manager_mode() -> None:
     assert secrets == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["aidp-webhook-tls"], "verbs": ["get"]}
     ]
+
+
+# ---- OPA's NetworkPolicy ------------------------------------------------------------------------------
+def test_opa_network_policy_is_off_by_default() -> None:
+    assert not [o for o in render() if o["kind"] == "NetworkPolicy"]
+
+
+def test_opa_network_policy_admits_only_the_api_server_and_the_operator() -> None:
+    objs = render(
+        (
+            "opa.networkPolicy.enabled=true",
+            "opa.networkPolicy.apiServerCIDRs={10.0.0.10/32,fd00::10/128}",
+        )
+    )
+    netpol = one(objs, "NetworkPolicy", "aidp-opa")
+    opa_pods = one(objs, "Deployment", "aidp-opa")["spec"]["template"]["metadata"]["labels"]
+    operator_pods = one(objs, "Deployment", "aidp-operator")["spec"]["template"]["metadata"]["labels"]
+    spec = netpol["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert spec["podSelector"]["matchLabels"].items() <= opa_pods.items()
+    [rule] = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8181}]
+    assert rule["from"][:2] == [{"ipBlock": {"cidr": "10.0.0.10/32"}}, {"ipBlock": {"cidr": "fd00::10/128"}}]
+    [pods] = rule["from"][2:]
+    assert set(pods) == {"podSelector"}  # the release namespace only: no namespaceSelector
+    assert pods["podSelector"]["matchLabels"].items() <= operator_pods.items()
+    assert not pods["podSelector"]["matchLabels"].items() <= opa_pods.items()
+
+
+def test_opa_network_policy_needs_the_api_server_cidrs() -> None:
+    proc = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "--set",
+        "opa.networkPolicy.enabled=true",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "opa.networkPolicy.enabled needs opa.networkPolicy.apiServerCIDRs" in proc.stderr
 
 
 # ---- docs ----------------------------------------------------------------------------------------------

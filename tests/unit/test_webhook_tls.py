@@ -492,3 +492,29 @@ def test_secret_data_without_a_bundle_trusts_the_ca(issued: TLSMaterial) -> None
 
 def test_secret_data_empty_is_none() -> None:
     assert TLSMaterial.from_secret_data({}) is None
+
+
+# --- two Secrets: what OPA's pods read never holds the CA key ---------------------------------------
+
+
+def test_the_serving_secret_holds_no_ca_key(issued: TLSMaterial) -> None:
+    serving, ca = issued.serving_secret_data(), issued.ca_secret_data()
+    assert set(serving) == {"tls.crt", "tls.key", "ca-bundle.crt", "ca.crt"}
+    assert issued.ca_key not in serving.values()
+    assert ca == {"ca.crt": issued.ca_crt, "ca.key": issued.ca_key}
+    assert TLSMaterial.from_secrets(serving, ca) == issued
+
+
+def test_the_one_secret_layout_is_still_read(issued: TLSMaterial) -> None:
+    legacy = issued.as_secret_data()  # everything in one Secret, as earlier operators wrote it
+    assert TLSMaterial.from_secrets(legacy, None) == issued
+    # once the CA Secret exists it wins over a stale key left in the serving Secret
+    other = step(None, T0)[0]
+    stale = {**issued.serving_secret_data(), "ca.key": other.ca_key, "ca.crt": other.ca_crt}
+    assert TLSMaterial.from_secrets(stale, issued.ca_secret_data()) == issued
+
+
+def test_without_the_ca_secret_nor_a_legacy_key_it_starts_over(issued: TLSMaterial) -> None:
+    assert TLSMaterial.from_secrets(issued.serving_secret_data(), None) is None
+    assert TLSMaterial.from_secrets(None, issued.ca_secret_data()) is None
+    assert TLSMaterial.from_secrets(None, None) is None

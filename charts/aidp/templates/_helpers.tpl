@@ -1,7 +1,7 @@
 {{/*
 Names. The objects the operator finds by name are fixed (the operator's defaults):
-  Service aidp-opa, ConfigMap aidp-opa-bundle, Secret aidp-webhook-tls, Lease aidp-operator,
-  ValidatingWebhookConfiguration aidp-validating-webhook.
+  Service aidp-opa, ConfigMap aidp-opa-bundle, Secrets aidp-webhook-tls and aidp-webhook-ca-key,
+  Lease aidp-operator, ValidatingWebhookConfiguration aidp-validating-webhook.
 Everything else is prefixed with the full name. One release per cluster: the webhook is cluster-wide.
 */}}
 {{- define "aidp.name" -}}
@@ -28,6 +28,8 @@ Everything else is prefixed with the full name. One release per cluster: the web
 {{- define "aidp.opaService" -}}aidp-opa{{- end -}}
 {{- define "aidp.bundleConfigMap" -}}aidp-opa-bundle{{- end -}}
 {{- define "aidp.tlsSecret" -}}aidp-webhook-tls{{- end -}}
+{{- /* the webhook CA and its key: only the operator reads it (not in cert-manager mode) */ -}}
+{{- define "aidp.caSecret" -}}aidp-webhook-ca-key{{- end -}}
 {{- define "aidp.lease" -}}aidp-operator{{- end -}}
 {{- define "aidp.webhookName" -}}aidp-validating-webhook{{- end -}}
 

@@ -76,10 +76,23 @@ def run(
     egress_refresh_seconds: Annotated[
         float, typer.Option(min=1.0, help="DNS refresh of provider hosts.")
     ] = 300.0,
+    egress_mode: Annotated[
+        str,
+        typer.Option(
+            help="networkpolicy backend: preserve (other traffic kept; another CDN edge of the provider "
+            "or an outside proxy stays reachable) or strict (outside the cluster only approved endpoints "
+            "and --egress-extra-cidr). See docs/egress.md."
+        ),
+    ] = "preserve",
     cilium_mode: Annotated[str, typer.Option(help="strict or preserve (see docs/egress.md).")] = "strict",
     cilium_sni: Annotated[bool, typer.Option(help="Match TLS SNI (serverNames) on provider ports.")] = True,
     cilium_extra_cidr: Annotated[
-        list[str] | None, typer.Option(help="strict mode: external CIDR governed pods may still reach.")
+        list[str] | None,
+        typer.Option(
+            "--egress-extra-cidr",
+            "--cilium-extra-cidr",
+            help="strict modes: external CIDR governed pods may still reach.",
+        ),
     ] = None,
     cert_step_seconds: Annotated[
         float, typer.Option(min=0.0, help="Least time between rotation steps.")
@@ -129,9 +142,21 @@ def run(
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
     provider_catalog: ProviderCatalog = None,
+    allow_insecure_opa: Annotated[
+        bool, typer.Option(help="Accept http:// --opa-url (the management token then travels in clear).")
+    ] = False,
 ) -> None:
     """Run the operator (in a cluster, or against a kubeconfig)."""
     import kopf
+
+    from aidp import opa_loader
+
+    for url in opa_url or ():
+        try:
+            opa_loader.check_url(url, allow_insecure=allow_insecure_opa)
+        except opa_loader.InsecureOpaUrl as err:
+            raise typer.BadParameter(str(err), param_hint="--opa-url") from None
+    opa_loader.permit_insecure_http(allow_insecure_opa)
 
     if failure_policy not in ("Fail", "Ignore"):
         raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
@@ -141,6 +166,8 @@ def run(
         raise typer.BadParameter("must be openreports or policyreport", param_hint="--report-kind")
     if cilium_mode not in ("strict", "preserve"):
         raise typer.BadParameter("must be strict or preserve", param_hint="--cilium-mode")
+    if egress_mode not in ("strict", "preserve"):
+        raise typer.BadParameter("must be preserve or strict", param_hint="--egress-mode")
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     config = OperatorConfig(
@@ -158,6 +185,7 @@ def run(
         egress_backend=egress_backend,
         egress_addresses_file=egress_addresses_file,
         egress_refresh_seconds=egress_refresh_seconds,
+        egress_mode=egress_mode,
         cilium_mode=cilium_mode,
         cilium_sni=cilium_sni,
         cilium_extra_cidrs=tuple(cilium_extra_cidr or ()),
@@ -173,6 +201,7 @@ def run(
         leader_election=leader_election,
         opa_service=opa_service,
         opa_port=opa_port,
+        allow_insecure_opa=allow_insecure_opa,
     )
     debug = log_level.upper() == "DEBUG"
     kopf.configure(
@@ -209,13 +238,28 @@ def opa_agent(
         Path | None, typer.Option(help="CA bundle to verify OPA with (default: the one from --tls-dir).")
     ] = None,
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    health_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="Serve /readyz and /healthz on this port (0: off); see docs/operations.md."
+        ),
+    ] = 0,
+    health_host: Annotated[str, typer.Option(help="Address of the health endpoint.")] = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod's address
+    allow_insecure_opa: Annotated[
+        bool, typer.Option(help="Accept an http:// --opa-url (the management token then travels in clear).")
+    ] = False,
 ) -> None:
     """Restore an OPA that lost its policies from the durable bundle (works while the operator is down)."""
-    from aidp import kube
+    from aidp import kube, opa_loader
     from aidp.agent import Agent
 
     if opa_token_file is None:
         raise typer.BadParameter("required", param_hint="--opa-token-file")
+    try:
+        opa_loader.check_url(opa_url, allow_insecure=allow_insecure_opa)
+    except opa_loader.InsecureOpaUrl as err:
+        raise typer.BadParameter(str(err), param_hint="--opa-url") from None
+    opa_loader.permit_insecure_http(allow_insecure_opa)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -229,4 +273,4 @@ def opa_agent(
         tls_dir,
         interval,
         opa_ca_file,
-    ).run(once=once)
+    ).run(once=once, health=(health_host, health_port) if health_port else None)

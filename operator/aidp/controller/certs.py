@@ -1,4 +1,12 @@
-"""The webhook's TLS Secret and the ValidatingWebhookConfiguration, kept current by the operator."""
+"""The webhook's TLS Secrets and the ValidatingWebhookConfiguration, kept current by the operator.
+
+Two Secrets: `webhook_tls_secret` (serving certificate, key and public CA certificates: what the
+OPA agent reads and OPA mounts) and `webhook_ca_secret` (the CA and its key: only the operator reads
+it). The CA Secret is written before the serving Secret, so a serving certificate is never published
+by a CA that is not stored. A pass that finds the older one-Secret layout (the CA key inside the
+serving Secret) writes both, which moves the key out: the serving Secret is server-side applied by
+the same field manager without `ca.key`, so the API server removes it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
 
 from aidp import webhook, webhook_tls
 from aidp.config import MANAGED_BY, OperatorConfig
@@ -57,7 +66,7 @@ class WebhookCerts:
         """One step: issue/renew/rotate if due, then make the webhook trust the current bundle."""
         if self.config.external_webhook_tls:
             return await self._external()
-        current = await self._read()
+        current, layout_ok = await self._read()
         material, reason = current, None
         # Rotation steps are spaced out: the webhook's caBundle and OPA's certificate files must
         # have caught up with one step before the next one removes what they still rely on.
@@ -69,14 +78,20 @@ class WebhookCerts:
                 serving_lifetime=dt.timedelta(seconds=self.config.cert_serving_lifetime_seconds),
                 ca_lifetime=dt.timedelta(seconds=self.config.cert_ca_lifetime_seconds),
             )
-        assert material is not None
+        if material is None:
+            raise RuntimeError("webhook TLS: no material after a reconcile step")
         if reason:
             await self._write(material)
             self._last_step = time.monotonic()
             log.info("webhook TLS: %s", reason)
+        elif not layout_ok:
+            await self._write(material)
+            await self._drop_legacy_ca_key()
+            log.info("webhook TLS: ca-key-moved (Secret %s)", self.config.webhook_ca_secret)
         self.ca_file.write_bytes(material.ca_bundle)
         vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, material.ca_bundle))
-        assert isinstance(vwc, ValidatingWebhookConfiguration)
+        if not isinstance(vwc, ValidatingWebhookConfiguration):
+            raise TypeError(f"webhook.render gave {type(vwc).__name__}")
         await self.client.apply(vwc, field_manager="aidp", force=True)
         self.ready.set()
         return reason
@@ -101,29 +116,50 @@ class WebhookCerts:
             return None
         self.ca_file.write_bytes(ca)
         vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, ca))
-        assert isinstance(vwc, ValidatingWebhookConfiguration)
+        if not isinstance(vwc, ValidatingWebhookConfiguration):
+            raise TypeError(f"webhook.render gave {type(vwc).__name__}")
         await self.client.apply(vwc, field_manager="aidp", force=True)
         self.ready.set()
         return None
 
-    async def _read(self) -> webhook_tls.TLSMaterial | None:
+    async def _get(self, name: str) -> dict[str, bytes] | None:
         try:
-            secret = await self.client.get(
-                Secret, self.config.webhook_tls_secret, namespace=self.config.namespace
-            )
+            secret = await self.client.get(Secret, name, namespace=self.config.namespace)
         except ApiError as err:
             if err.status.code == 404:
                 return None
             raise
-        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-        return webhook_tls.TLSMaterial.from_secret_data(data)
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def _read(self) -> tuple[webhook_tls.TLSMaterial | None, bool]:
+        """The material, and whether it is stored as it should be (the CA key only in the CA Secret)."""
+        serving = await self._get(self.config.webhook_tls_secret)
+        ca = await self._get(self.config.webhook_ca_secret)
+        material = webhook_tls.TLSMaterial.from_secrets(serving, ca)
+        layout_ok = ca is not None and "ca.key" in ca and "ca.key" not in (serving or {})
+        return material, layout_ok
+
+    async def _drop_legacy_ca_key(self) -> None:
+        """Server-side apply removes `ca.key` only if this field manager owned it; someone else's
+        copy (a restore from a backup, a hand-made Secret) is removed explicitly."""
+        serving = await self._get(self.config.webhook_tls_secret)
+        if serving is not None and "ca.key" in serving:
+            await self.client.patch(
+                Secret,
+                self.config.webhook_tls_secret,
+                [{"op": "remove", "path": "/data/ca.key"}],
+                namespace=self.config.namespace,
+                patch_type=PatchType.JSON,
+            )
 
     async def _write(self, material: webhook_tls.TLSMaterial) -> None:
-        secret = Secret(
-            metadata=ObjectMeta(
-                name=self.config.webhook_tls_secret, namespace=self.config.namespace, labels=dict(MANAGED_BY)
-            ),
-            type="kubernetes.io/tls",
-            data={k: base64.b64encode(v).decode() for k, v in material.as_secret_data().items()},
-        )
-        await self.client.apply(secret, field_manager="aidp", force=True)
+        for name, kind, data in (
+            (self.config.webhook_ca_secret, "Opaque", material.ca_secret_data()),
+            (self.config.webhook_tls_secret, "kubernetes.io/tls", material.serving_secret_data()),
+        ):
+            secret = Secret(
+                metadata=ObjectMeta(name=name, namespace=self.config.namespace, labels=dict(MANAGED_BY)),
+                type=kind,
+                data={k: base64.b64encode(v).decode() for k, v in data.items()},
+            )
+            await self.client.apply(secret, field_manager="aidp", force=True)
