@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GOVERNED_LABEL = "aidp.io/governed"
+# set by the operator alone on pods it judged compliant (egress follows the verdict, contract section 4)
+APPROVAL_LABEL = "aidp.io/approved"
+# set by the operator on namespaces a ClusterAIDataPolicy selects: AIDataPolicy writes there are
+# checked against the guardrails' bounds at admission
+GUARDRAILED_LABEL = "aidp.io/guardrailed"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "aidp"}
 DEFAULT_NAMESPACE = "aidp-system"
 ALWAYS_EXCLUDED = ("kube-system", "kube-public", "kube-node-lease")
@@ -43,6 +48,7 @@ class OperatorConfig:
     egress_backend: str = "networkpolicy"  # networkpolicy | cilium | none
     egress_addresses_file: Path | None = None
     egress_refresh_seconds: float = 300.0
+    egress_mode: str = "preserve"  # networkpolicy backend: preserve | strict
     cilium_mode: str = "strict"
     cilium_sni: bool = True
     cilium_extra_cidrs: tuple[str, ...] = ()

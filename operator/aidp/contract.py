@@ -38,6 +38,8 @@ RULE_RETENTION_DAYS: Final = "retention-days"
 RULE_ZERO_DATA_RETENTION: Final = "zero-data-retention"
 RULE_DATA_CATEGORIES: Final = "data-categories"
 RULE_HOST_NETWORK: Final = "host-network"
+# ClusterAIDataPolicy unapprovedAI: a workload that references AI but that no active policy selects
+RULE_UNAPPROVED_AI: Final = "unapproved-ai"
 RULE_IDS: Final = (
     RULE_REVIEW_EXPIRED,
     RULE_SERVICE_ACCOUNT,
@@ -46,6 +48,7 @@ RULE_IDS: Final = (
     RULE_ZERO_DATA_RETENTION,
     RULE_DATA_CATEGORIES,
     RULE_HOST_NETWORK,
+    RULE_UNAPPROVED_AI,
 )
 
 # GDPR Art. 6(1) lawful bases.

@@ -63,11 +63,6 @@ def install_crd_files(kube: Client, files: list[Path], *, timeout: float = 30.0)
     return names
 
 
-def api_error_message(err: ApiError) -> str:
-    status = err.status
-    return f"{status.code} {status.reason}: {status.message}"
-
-
 # What a Kubernetes call can fail with: lightkube raises ApiError when the API server answers with a
 # Status object, and its HTTP client's HTTPStatusError otherwise (a 404 for an API group the server
 # does not serve, because its CRD is not installed, comes as plain text).

@@ -84,16 +84,31 @@ def policy_document(policy: Policy) -> dict[str, Any]:
     }
 
 
+def detector_document() -> dict[str, list[str]]:
+    """The catalog's signature of AI use, for the Rego detector (policies/aidp/guardrails.rego):
+    env-name globs (and the credential env names) and host globs."""
+    from aidp import catalog
+
+    providers = list(catalog.current())
+    env = [g for p in providers for g in (*p.detection.env, *p.detection.credential_env)]
+    hosts = [h for p in providers for h in p.detection.hosts]
+    return {"env": list(dict.fromkeys(env)), "hosts": list(dict.fromkeys(hosts))}
+
+
 def render_data(
     policies: Iterable[Policy],
     excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
     operator_users: Iterable[str] = (),
+    guardrails: Mapping[str, Mapping[str, Any]] | None = None,
+    guardrails_of: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The data.aidp document: {"revision", "config", "policies": {namespace: {name: policy}}}.
 
     Deterministic: namespaces and names sorted, excluded namespaces deduplicated in the order given.
     `operator_users` (config.operatorUsers, sorted; left out when empty) are the user names that may
-    set the approval label on pods and the governed label on namespaces.
+    set the approval label on pods and the governed label on namespaces. With ClusterAIDataPolicies,
+    `guardrails` (name -> ClusterPolicy.to_document()) and `guardrails_of` (namespace -> the names
+    selecting it) become data.aidp.cluster and data.aidp.guardrailsOf, with the catalog's detector.
     Two policies with the same namespace and name are a ValueError.
     """
     by_namespace: dict[str, dict[str, Any]] = {}
@@ -107,7 +122,15 @@ def render_data(
     users = sorted(set(operator_users))
     if users:
         config["operatorUsers"] = users
-    return {"revision": revision_of(rendered, config), "config": config, "policies": rendered}
+    if not guardrails:
+        return {"revision": revision_of(rendered, config), "config": config, "policies": rendered}
+    cluster = {
+        "cluster": {name: dict(guardrails[name]) for name in sorted(guardrails)},
+        "guardrailsOf": {ns: sorted(names) for ns, names in sorted((guardrails_of or {}).items()) if names},
+        "detector": detector_document(),
+    }
+    revision = revision_of({"namespaced": rendered, **cluster}, config)
+    return {"revision": revision, "config": config, "policies": rendered, **cluster}
 
 
 # --- the Rego modules ----------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class Observation:
     matched_workloads: int | None = None
     endpoints: tuple[Mapping[str, Any], ...] = ()
     egress: tuple[str, str, str] = ("Unknown", "NoEgressBackend", "egress rules are disabled")
+    # ClusterAIDataPolicies selecting the namespace: None when none does (no WithinBounds condition),
+    # "" when within their bounds, else the out-of-bounds message (fields named)
+    bounds: str | None = None
 
 
 def _cond(type_: str, status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -89,11 +92,25 @@ def desired(obs: Observation) -> dict[str, Any]:
     else:
         phase = "Active"
         ready = _cond("Ready", "True", "Enforced", "admission rules are enforced", gen)
+    conditions = [ready, admission, egress]
+    if obs.bounds is not None:
+        # out of bounds: still enforced, with the guardrails' rules on top (contract section 6)
+        conditions.append(
+            _cond("WithinBounds", "False", "OutOfBounds", obs.bounds, gen)
+            if obs.bounds
+            else _cond(
+                "WithinBounds",
+                "True",
+                "WithinBounds",
+                "within the bounds of every ClusterAIDataPolicy selecting the namespace",
+                gen,
+            )
+        )
     out: dict[str, Any] = {
         "observedGeneration": gen,
         "phase": phase,
         "revision": obs.revision,
-        "conditions": [ready, admission, egress],
+        "conditions": conditions,
     }
     if obs.endpoints:
         out["endpoints"] = [dict(e) for e in obs.endpoints]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from aidp.config import GOVERNED_LABEL, MANAGED_BY, OperatorConfig
+from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, MANAGED_BY, OperatorConfig
 
 # kinds checked by the admission rules (contract section 3, docs/policy-contract.md), and the Pod
 # subresources that can write what the verdict reads: pods/status keeps the spec but takes the
@@ -38,11 +38,16 @@ TEMPLATE_CHANGED = " ".join(
     if line.strip()
 )
 
-# Namespace writes reach OPA only when they change the governed label (which only the operator may)
-GOVERNED_LABEL_CHANGED = (
-    f"object.metadata.?labels[?'{GOVERNED_LABEL}'].orValue('') != "
-    f"oldObject.metadata.?labels[?'{GOVERNED_LABEL}'].orValue('')"
+# Namespace writes reach OPA only when they change a label that only the operator may set: the
+# governed label (the webhook's scope) or the guardrailed label (the bounds' scope)
+GOVERNED_LABEL_CHANGED = " || ".join(
+    f"object.metadata.?labels[?'{label}'].orValue('') != oldObject.metadata.?labels[?'{label}'].orValue('')"
+    for label in (GOVERNED_LABEL, GUARDRAILED_LABEL)
 )
+
+# AIDataPolicy writes reach OPA only in namespaces a ClusterAIDataPolicy selects, and only when the
+# spec changes (status writes and metadata edits cannot loosen a policy)
+SPEC_CHANGED = "request.operation != 'UPDATE' || object.spec != oldObject.spec"
 
 
 def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
@@ -72,7 +77,7 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                 "timeoutSeconds": timeout,
                 "failurePolicy": config.webhook_failure_policy,
                 "matchPolicy": "Equivalent",
-                "clientConfig": client_config,
+                "clientConfig": dict(client_config),
                 "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
                 "namespaceSelector": {
                     "matchLabels": {GOVERNED_LABEL: "true"},
@@ -104,7 +109,7 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                 "timeoutSeconds": timeout,
                 "failurePolicy": config.webhook_failure_policy,
                 "matchPolicy": "Equivalent",
-                "clientConfig": client_config,
+                "clientConfig": dict(client_config),
                 "matchConditions": [{"name": "governed-label-changed", "expression": GOVERNED_LABEL_CHANGED}],
                 "namespaceSelector": {"matchExpressions": [excluded]},
                 "rules": [
@@ -114,6 +119,27 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                         "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
                         "operations": ["UPDATE"],
                         "scope": "Cluster",
+                    }
+                ],
+            },
+            {
+                # bounds: an AIDataPolicy looser than a ClusterAIDataPolicy selecting its namespace
+                "name": "bounds.aidp.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "timeoutSeconds": timeout,
+                "failurePolicy": config.webhook_failure_policy,
+                "matchPolicy": "Equivalent",
+                "clientConfig": dict(client_config),
+                "matchConditions": [{"name": "spec-changed", "expression": SPEC_CHANGED}],
+                "namespaceSelector": {"matchLabels": {GUARDRAILED_LABEL: "true"}, "matchExpressions": [excluded]},
+                "rules": [
+                    {
+                        "apiGroups": ["aidp.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": ["aidatapolicies"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
                     }
                 ],
             },

@@ -20,6 +20,7 @@
 #     trimming and lower-casing.
 package aidp.admission
 
+import data.aidp.guardrails
 import data.aidp.selector
 import data.aidp.workload
 
@@ -40,6 +41,7 @@ rule_ids := [
 	"zero-data-retention",
 	"data-categories",
 	"host-network",
+	"unapproved-ai",
 ]
 
 rule_rank := {rule: rank | some rank, rule in rule_ids}
@@ -93,6 +95,9 @@ loaded if data.aidp.revision
 # or expired policy, or an OPA without data, never blocks the cluster's controllers); then the verdict.
 decision := namespace_decision if {
 	namespace_request
+} else := denial(guardrails.bounds_message) if {
+	guardrails.policy_request
+	not excluded
 } else := allow if {
 	not applies
 } else := allow if {
@@ -127,16 +132,24 @@ namespace_request if {
 	request.operation in {"CREATE", "UPDATE"}
 }
 
+# aidp.io/guardrailed marks the namespaces a ClusterAIDataPolicy selects (the scope of the bounds)
+guardrailed_label := "aidp.io/guardrailed"
+
 namespace_decision := denial(sprintf(
-	"aidp: Namespace %s denied: the label %s is managed by the aidp operator (it marks the namespaces whose workloads aidp governs); it is set while the namespace has an AIDataPolicy",
-	[object.get(workload.object_metadata, "name", ""), governed_label],
+	"aidp: Namespace %s denied: the label %s is managed by the aidp operator (it marks the namespaces aidp governs: those with an AIDataPolicy or selected by a ClusterAIDataPolicy)",
+	[object.get(workload.object_metadata, "name", ""), concat(" and ", changed_labels)],
 )) if {
-	namespace_label(request.object) != namespace_label(object.get(request, "oldObject", {}))
+	count(changed_labels) > 0
 	not from_operator
 } else := allow
 
-namespace_label(ns) := ns.metadata.labels[governed_label] if {
-	is_string(ns.metadata.labels[governed_label])
+changed_labels := [label |
+	some label in [governed_label, guardrailed_label]
+	namespace_label(request.object, label) != namespace_label(object.get(request, "oldObject", {}), label)
+]
+
+namespace_label(ns, label) := ns.metadata.labels[label] if {
+	is_string(ns.metadata.labels[label])
 } else := ""
 
 # The object as named in messages: "Deployment support/bot".
@@ -146,7 +159,12 @@ message := sprintf("aidp: %s denied by %s", [object_ref, concat("; ", denials)])
 	count(denying_policies) > 0
 } else := ""
 
-denials := [sprintf("AIDataPolicy %s: %s", [name, concat("; ", rules_text(name))]) | some name in denying_policies]
+denials := [sprintf("%s: %s", [display(name), concat("; ", rules_text(name))]) | some name in denying_policies]
+
+# how a policy is named in messages: "AIDataPolicy bots", "ClusterAIDataPolicy/org-guardrails"
+display(name) := name if {
+	startswith(name, "ClusterAIDataPolicy/")
+} else := sprintf("AIDataPolicy %s", [name])
 
 rules_text(name) := [sprintf("[%s] %s", [v.rule, v.message]) |
 	some v in violations
@@ -162,7 +180,7 @@ denying_policies contains v.policy if {
 # deny, and any unknown mode (fail closed), blocks the request.
 blocking(violation) if not violation.enforcement in {"warn", "dryrun"}
 
-warnings := [sprintf("aidp: %s: AIDataPolicy %s [%s] %s", [object_ref, v.policy, v.rule, v.message]) |
+warnings := [sprintf("aidp: %s: %s [%s] %s", [object_ref, display(v.policy), v.rule, v.message]) |
 	some v in violations
 	v.enforcement == "warn"
 ]
@@ -174,8 +192,22 @@ selected[name] := policy if {
 	selector.matches(policy.workloadSelector, workload.labels)
 }
 
-# All failures, sorted by policy name and rule order.
+# All failures, sorted by policy name and rule order: the namespace policies', then the cluster
+# guardrails' (a workload a namespace policy selects must pass every guardrail selecting its
+# namespace; one that references AI but that no active policy selects fails `unapproved-ai`).
 violations := [v | some entry in sort(ranked_failures); v := entry[2]]
+
+active_selected contains name if {
+	some name, policy in selected
+	not problem(policy, "review-expired")
+}
+
+ranked_failures contains [v.policy, rule_rank[v.rule], v] if {
+	some v in array.concat(
+		guardrails.violations(count(selected) > 0),
+		guardrails.unapproved(count(active_selected) == 0),
+	)
+}
 
 ranked_failures contains [name, rule_rank[rule], violation] if {
 	some name, policy in selected

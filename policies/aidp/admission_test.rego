@@ -731,3 +731,11 @@ test_loaded_with_no_policies_allows if {
 		with data.aidp.policies as {}
 	d.allowed
 }
+
+test_guardrailed_label_is_the_operators_alone if {
+	labelled := {"aidp.io/governed": "true", "aidp.io/guardrailed": "true"}
+	d := decide_as(namespace_update({"aidp.io/governed": "true"}, labelled), "shop-admin", [policy])
+	not d.allowed
+	contains(d.message, "the label aidp.io/guardrailed is managed by the aidp operator")
+	decide_as(namespace_update({"aidp.io/governed": "true"}, labelled), operator, [policy]).allowed
+}

@@ -1,4 +1,4 @@
-"""Admission through the live webhook (kube-apiserver -> OPA), per contract section 3 (docs/policy-contract.md)."""
+"""Admission through the live webhook (kube-apiserver -> OPA), per docs/policy-contract.md section 3."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The real operator writes NetworkPolicies for real AIDataPolicies on the real API server; the
 cluster's Namespaces, Pods (API objects: there is no kubelet) and all NetworkPolicies are exported
 and np-guard's network-config-analyzer (`nca`, `make venv-nca`) computes who can connect to what.
-One module-wide world, one nca run; every test asks it one question of contract section 4 (docs/policy-contract.md).
+One module-wide world, one nca run; every test asks it one question of the contract (section 4).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +189,10 @@ def test_egress_follows_the_verdict(env: Env) -> None:
     assert create(env.client, workload("Pod", early, env.ns, annotations={})) is None
     env.policy("bots")
     good = _name("good")
+    started = time.monotonic()
     assert create(env.client, workload("Pod", good, env.ns, annotations=DECLARED_20)) is None
     wait_for(lambda: _approved(env.client, env.ns, good), timeout=30, what="the compliant pod approved")
+    print(f"approval window (create -> label): {time.monotonic() - started:.2f}s")
     assert not _approved(env.client, env.ns, early)
     # the policy's NetworkPolicy selects approved pods only
     netpol = env.client.get(NetworkPolicy, "aidp-egress-bots", namespace=env.ns)
@@ -198,8 +201,10 @@ def test_egress_follows_the_verdict(env: Env) -> None:
         APPROVAL_LABEL: "true",
     }
     # tightened: the running pod is judged again and loses its approval
+    started = time.monotonic()
     _tighten(env, "bots", retention=TIGHT)
     wait_for(lambda: not _approved(env.client, env.ns, good), timeout=30, what="the approval revoked")
+    print(f"revocation window (policy change -> label removed): {time.monotonic() - started:.2f}s")
     # loosened again: approved again
     _tighten(env, "bots", retention={"maxDays": 30, "requireZeroDataRetention": True})
     wait_for(lambda: _approved(env.client, env.ns, good), timeout=30, what="approved again")

@@ -340,9 +340,10 @@ def test_operator_rbac_matches_what_it_does() -> None:
     }
     named = [r for r in rules if r.get("resourceNames")]
     assert [r["resourceNames"] for r in named] == [["aidp-validating-webhook"]]
+    # pods: judged and their approval label kept (egress follows the verdict), never created
+    assert verbs("", "pods") == {"list", "watch", "patch"}
     # the audit reads, never writes, workloads and RBAC
     for group, resource in [
-        ("", "pods"),
         ("apps", "deployments"),
         ("batch", "cronjobs"),
         ("rbac.authorization.k8s.io", "clusterrolebindings"),
@@ -351,7 +352,7 @@ def test_operator_rbac_matches_what_it_does() -> None:
     assert verbs("openreports.io", "reports") == {"list", "create", "patch", "delete"}
     # without the audit, none of it
     quiet = one(render(("audit.intervalSeconds=0",)), "ClusterRole", "aidp-operator")["rules"]
-    assert not [r for r in quiet if {"pods", "reports", "clusterroles"} & set(r["resources"])]
+    assert not [r for r in quiet if {"deployments", "reports", "clusterroles"} & set(r["resources"])]
     role = one(objs, "Role", "aidp-operator")["rules"]
     leases = [r for r in role if r["resources"] == ["leases"]]
     assert {v for r in leases for v in r["verbs"]} == {"get", "create", "update"}
@@ -454,7 +455,8 @@ def test_chart_webhook_is_the_operators_without_ca_bundle(case: str) -> None:
     values, config = WEBHOOK_CASES[case]
     chart = one(render(values), "ValidatingWebhookConfiguration")
     operator = webhook.render(config, b"")
-    del operator["webhooks"][0]["clientConfig"]["caBundle"]
+    for hook in operator["webhooks"]:
+        del hook["clientConfig"]["caBundle"]
     assert chart["webhooks"] == operator["webhooks"]
     assert chart["metadata"]["name"] == operator["metadata"]["name"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from aidp.controller.egress import covers, same_spec
 from aidp.egress import backends
-from aidp.egress.model import AddressBook, EgressContext, EgressSettings
+from aidp.egress.model import AddressBook, EgressContext, EgressSettings, catalog_hosts
 from aidp.egress.resolver import Resolver
 from aidp.model import Policy
 
@@ -67,7 +67,7 @@ def test_networkpolicy_per_policy_rule_allows_only_its_endpoints() -> None:
         "networkpolicy", policy("bot", dataResidency="eu", endpoints=[{"host": "myres.openai.azure.com"}])
     )
     rule = objs["aidp-egress-bot"]
-    assert rule["spec"]["podSelector"]["matchLabels"] == {"app": "bot"}
+    assert rule["spec"]["podSelector"]["matchLabels"] == {"app": "bot", "aidp.io/approved": "true"}
     egress = rule["spec"]["egress"]
     # residency replaces api.openai.com
     assert egress[0] == {
@@ -193,3 +193,36 @@ def test_resolver_reports_hosts_without_addresses(tmp_path: Path) -> None:
     snap = asyncio.run(Resolver(None, lookup=lookup).snapshot(["api.openai.com"]))
     assert snap.book.cidrs("api.openai.com") == ()
     assert snap.problems(["api.openai.com"]) == ["no addresses known for api.openai.com (no network)"]
+
+
+def test_networkpolicy_strict_mode_allows_only_the_cluster_and_the_extra_cidrs() -> None:
+    """strict: no address outside the cluster but the approved endpoints and the allow-list, so
+    another CDN edge of the provider and an outside proxy are closed too."""
+    settings = EgressSettings(egress_mode="strict", extra_cidrs=("192.0.2.0/24",))
+    objs = render("networkpolicy", policy("a"), settings=settings)
+    assert objs["aidp-egress-baseline"]["spec"]["egress"] == [
+        {"to": [{"namespaceSelector": {}}, {"ipBlock": {"cidr": "192.0.2.0/24"}}]}
+    ]
+    approved = objs["aidp-egress-a"]["spec"]
+    assert approved["egress"][0]["to"] == [
+        {"ipBlock": {"cidr": "203.0.113.10/32"}},
+        {"ipBlock": {"cidr": "2001:db8::10/128"}},
+    ]
+    # preserve (the default): the world minus the provider addresses
+    preserve = render("networkpolicy", policy("a"))["aidp-egress-baseline"]["spec"]["egress"][0]["to"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.10/32", "203.0.113.30/32"]}} in preserve
+
+
+@pytest.mark.parametrize("backend", ["networkpolicy", "cilium"])
+def test_a_namespace_with_only_invalid_policies_fails_closed(backend: str) -> None:
+    """Governed all the same: a baseline that cuts every catalog provider, and no approvals."""
+    settings = EgressSettings(cilium_mode="preserve")
+    ctx = EgressContext(BOOK, TODAY, settings, extra_cut={"broken": tuple(catalog_hosts())})
+    objs = backends.render_all(backends.get(backend), [policy("a")], ctx)
+    by_ns = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
+    assert ("broken", "aidp-egress-baseline") in by_ns
+    assert [name for ns, name in by_ns if ns == "broken"] == ["aidp-egress-baseline"]
+    [base] = [o for o in objs if o["metadata"]["namespace"] == "broken"]
+    text = str(base["spec"])
+    for cidr in ("203.0.113.10/32", "203.0.113.30/32"):  # every OpenAI host, global and regional
+        assert cidr in text, (cidr, text)

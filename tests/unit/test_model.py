@@ -400,6 +400,7 @@ def test_contract_constants() -> None:
         "zero-data-retention",
         "data-categories",
         "host-network",
+        "unapproved-ai",
     )
     assert model.LAWFUL_BASES == (
         "consent",

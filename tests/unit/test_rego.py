@@ -12,7 +12,13 @@ from aidp import check, paths
 
 MIN_COVERAGE = 90.0
 # aidp's admission modules (policies/system/authz.rego is tested the same way, but owned elsewhere).
-MODULES = ("aidp/selector.rego", "aidp/workload.rego", "aidp/admission.rego", "system/main.rego")
+MODULES = (
+    "aidp/selector.rego",
+    "aidp/workload.rego",
+    "aidp/admission.rego",
+    "aidp/guardrails.rego",
+    "system/main.rego",
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +75,4 @@ def test_python_and_rego_share_the_contract_constants(opa: Path) -> None:
     assert tuple(rego_value(opa, "data.aidp.admission.rule_ids")) == model.RULE_IDS  # type: ignore[arg-type]
     assert rego_value(opa, "data.aidp.admission.governed_label") == config.GOVERNED_LABEL
     assert rego_value(opa, "data.aidp.workload.approval_label") == config.APPROVAL_LABEL
+    assert rego_value(opa, "data.aidp.admission.guardrailed_label") == config.GUARDRAILED_LABEL

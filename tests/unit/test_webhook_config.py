@@ -17,9 +17,39 @@ BUNDLE = b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
 
 def the_webhook(config: OperatorConfig, bundle: bytes = BUNDLE) -> dict[str, Any]:
     vwc = webhook.render(config, bundle)
-    assert len(vwc["webhooks"]) == 1
+    assert [h["name"] for h in vwc["webhooks"]] == ["validate.aidp.io", "governed-label.aidp.io", "bounds.aidp.io"]
     hook: dict[str, Any] = vwc["webhooks"][0]
     return hook
+
+
+def test_the_governed_label_webhook_sees_namespace_label_changes_only() -> None:
+    """A namespace admin must not take their namespace out of admission; only changes of the
+    governed label reach OPA (matchConditions), every namespace but the excluded ones."""
+    config = OperatorConfig()
+    hook = webhook.render(config, BUNDLE)["webhooks"][1]
+    assert hook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
+            "operations": ["UPDATE"],
+            "scope": "Cluster",
+        }
+    ]
+    assert hook["matchConditions"] == [
+        {"name": "governed-label-changed", "expression": webhook.GOVERNED_LABEL_CHANGED}
+    ]
+    assert GOVERNED_LABEL in webhook.GOVERNED_LABEL_CHANGED
+    assert hook["failurePolicy"] == config.webhook_failure_policy
+    [excluded] = hook["namespaceSelector"]["matchExpressions"]
+    assert set(excluded["values"]) == set(config.all_excluded_namespaces)
+
+
+def test_unchanged_templates_never_leave_the_api_server() -> None:
+    hook = the_webhook(OperatorConfig())
+    assert hook["matchConditions"] == [{"name": "template-changed", "expression": webhook.TEMPLATE_CHANGED}]
+    for part in ("request.operation != 'UPDATE'", "spec.?template", "jobTemplate", "metadata.?labels"):
+        assert part in webhook.TEMPLATE_CHANGED
 
 
 def namespace_selector(config: OperatorConfig) -> LabelSelector:
@@ -89,7 +119,10 @@ def test_rules_cover_every_checked_kind_on_create_and_update_only() -> None:
         }
     assert covered == {
         ("", "v1", "pods"),
+        # the Pod subresources that can write what the verdict reads (labels, annotations, spec)
+        ("", "v1", "pods/status"),
         ("", "v1", "pods/ephemeralcontainers"),
+        ("", "v1", "pods/resize"),
         ("apps", "v1", "deployments"),
         ("apps", "v1", "replicasets"),
         ("apps", "v1", "statefulsets"),

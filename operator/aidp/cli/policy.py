@@ -88,6 +88,9 @@ def render(
     ] = None,
     cilium_mode: Annotated[str, typer.Option(help="cilium backend: strict or preserve.")] = "strict",
     cilium_sni: Annotated[bool, typer.Option(help="cilium backend: match TLS SNI.")] = True,
+    egress_mode: Annotated[
+        str, typer.Option(help="networkpolicy backend: preserve or strict (see aidp run --help).")
+    ] = "preserve",
     provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Print every object generated for the AIDataPolicies in the files.
@@ -95,6 +98,17 @@ def render(
     OPA modules, the OPA data document and egress objects. No cluster and no DNS needed:
     IP-based backends take the provider addresses from --addresses-file. Deterministic.
     """
+    for flag, value in (("--cilium-mode", cilium_mode), ("--egress-mode", egress_mode)):
+        if value not in ("strict", "preserve"):
+            typer.echo(f"aidp render: {flag} {value!r}: must be strict or preserve", err=True)
+            raise typer.Exit(2)
+    if backend == "networkpolicy" and egress_mode == "preserve":
+        typer.echo(
+            "aidp render: egress mode preserve: a deliberate workload can still reach the provider "
+            "through another address of its CDN (any other edge, with the provider's SNI) or an outside "
+            "proxy; --egress-mode strict closes both (docs/egress.md)",
+            err=True,
+        )
     try:
         manifests = rendering.load_manifests(filename)
         policies = rendering.policies_from_manifests(manifests)
@@ -107,7 +121,7 @@ def render(
         ctx = EgressContext(
             book,
             dt.datetime.now(dt.UTC).date(),
-            EgressSettings(cilium_mode=cilium_mode, cilium_sni=cilium_sni),
+            EgressSettings(cilium_mode=cilium_mode, cilium_sni=cilium_sni, egress_mode=egress_mode),
         )
         objects = rendering.render_objects(policies, backend=backend, egress=ctx)
     except (rendering.ManifestError, PolicyError, ValueError, OSError) as err:

@@ -21,7 +21,10 @@ async def post(client: AsyncClient, obj: Mapping[str, Any], type_: str, reason: 
     meta = obj.get("metadata") or {}
     now = dt.datetime.now(dt.UTC)
     event = Event(
-        metadata=ObjectMeta(generateName=f"{meta.get('name', 'aidp')}.", namespace=meta.get("namespace")),
+        # Events about cluster-scoped objects (ClusterAIDataPolicies) live in `default`
+        metadata=ObjectMeta(
+            generateName=f"{meta.get('name', 'aidp')}.", namespace=meta.get("namespace") or "default"
+        ),
         involvedObject=ObjectReference(
             apiVersion=obj.get("apiVersion"),
             kind=obj.get("kind"),

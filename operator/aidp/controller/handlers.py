@@ -12,7 +12,7 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 
 from aidp.config import GOVERNED_LABEL, OperatorConfig
-from aidp.controller import approval, discovery
+from aidp.controller import approval, discovery, governance
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
@@ -40,7 +40,8 @@ class Runtime:
 
 def _runtime(memo: Any) -> Runtime:
     rt = memo.runtime
-    assert isinstance(rt, Runtime)
+    if not isinstance(rt, Runtime):
+        raise TypeError(f"the operator's memo holds no Runtime but {type(rt).__name__}")
     return rt
 
 
@@ -79,8 +80,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 async def start_work(rt: Runtime) -> None:
     """The reconcilers: run by the one leader (or the only replica)."""
-    assert rt.client is not None
     client = rt.client
+    if client is None:
+        raise RuntimeError("start_work before startup created the API client")
     certs = WebhookCerts(rt.config, client)
 
     async def replicas() -> list[Replica]:
@@ -155,9 +157,34 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
     if rec is None:
         return
     name = body.get("metadata", {}).get("name")
-    labelled = (body.get("metadata", {}).get("labels") or {}).get(GOVERNED_LABEL) == "true"
+    labels = body.get("metadata", {}).get("labels") or {}
+    labelled = labels.get(GOVERNED_LABEL) == "true"
     if labelled != (name in rec.governed):
         rec.trigger()
+        return
+    valid = rec.guardrails.valid
+    if valid:  # a label change can move the namespace into or out of a guardrail's selection
+        now = governance.select(valid, {name: dict(labels)}, rec.config.all_excluded_namespaces).get(name, [])
+        if now != rec.guardrails.of.get(name, []):
+            rec.trigger()
+
+
+@kopf.on.event(GROUP, VERSION, "clusteraidatapolicies")
+def guardrail_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+    """A ClusterAIDataPolicy was created, changed or deleted (status writes bump no generation)."""
+    rt = _runtime(memo)
+    meta = body.get("metadata", {})
+    uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
+    if event.get("type") == "DELETED":
+        rt.generations.pop(uid, None)
+    elif rt.generations.get(uid) != generation:
+        rt.generations[uid] = generation
+    else:
+        return
+    if rt.reconciler is not None:
+        rt.reconciler.trigger()
+    if rt.audit is not None:
+        rt.audit.trigger()
 
 
 @kopf.on.event("", "v1", "pods")

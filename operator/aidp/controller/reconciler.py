@@ -26,8 +26,8 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace
 from aidp import bundle as bundle_mod
 from aidp import metrics, render, status
 from aidp.audit.evaluate import replica_evaluator
-from aidp.config import GOVERNED_LABEL, OperatorConfig
-from aidp.controller import events
+from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, OperatorConfig
+from aidp.controller import events, governance
 from aidp.controller.approval import Approver, Evaluate
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
@@ -37,6 +37,7 @@ from aidp.egress.model import (
     Backend,
     EgressContext,
     EgressSettings,
+    catalog_hosts,
     cut_hosts,
     policy_label_value,
     policy_object_name,
@@ -83,6 +84,7 @@ class Reconciler:
         self.last: SyncResult | None = None
         self.governed: set[str] = set()
         self.operator_users: tuple[str, ...] | None = None
+        self.guardrails = governance.Guardrails()
         self.approver = Approver(client)
         self.policies_by_ns: dict[str, list[Policy]] = {}
         self.judged: dict[str, str] = {}  # namespace -> digest of the policies its pods were judged under
@@ -92,6 +94,7 @@ class Reconciler:
         self.egress_backend = None if config.egress_backend == "none" else backends.get(config.egress_backend)
         self.egress = EgressApplier(client, self.egress_backend) if self.egress_backend else None
         self.egress_settings = EgressSettings(
+            egress_mode=config.egress_mode,
             cilium_mode=config.cilium_mode,
             cilium_sni=config.cilium_sni,
             extra_cidrs=config.cilium_extra_cidrs,
@@ -153,7 +156,15 @@ class Reconciler:
                 parsed[key] = err
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
         users = await self._operator_users()
-        data = render.render_data(policies, self.config.all_excluded_namespaces, users)
+        excluded = set(self.config.all_excluded_namespaces)
+        guardrails = await governance.read_guardrails(self.client)
+        if guardrails.valid:
+            namespaces = await governance.read_namespaces(self.client)
+            guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
+        self.guardrails = guardrails
+        data = render.render_data(
+            policies, self.config.all_excluded_namespaces, users, guardrails.documents(), guardrails.of
+        )
         new = make_bundle(self.modules, data)
         changed = self.bundle is None or new.revision != self.bundle.revision
         self.bundle = new
@@ -181,11 +192,20 @@ class Reconciler:
         result = SyncResult(new.revision, len(reps), errors)
         self.last = result
         self.syncs += 1
-        governed = {p.namespace for p in policies} - set(self.config.all_excluded_namespaces)
-        await self._label_namespaces(governed)
+        # any AIDataPolicy governs its namespace, valid or not (an invalid one fails closed), and so
+        # does every ClusterAIDataPolicy selecting it
+        governed = ({ns for ns, _ in parsed} | guardrails.namespaces) - excluded
+        extra_cut = {
+            ns: governance.governed_hosts(guardrails.valid, names) for ns, names in guardrails.of.items()
+        }
+        for ns in governed - {p.namespace for p in policies} - guardrails.namespaces:
+            extra_cut[ns] = tuple(catalog_hosts())  # only invalid policies: every provider is cut
+        await self._label_namespaces(governed, guardrails.namespaces)
         await self._judge_pods(policies, data, full=full)
-        egress = await self._egress(policies, full=full)
-        await self._update_statuses(objs, parsed, result, egress)
+        egress = await self._egress(policies, extra_cut, full=full)
+        bounds = await self._bounds(objs, guardrails)
+        await self._update_statuses(objs, parsed, result, egress, bounds)
+        await self._guardrail_statuses(guardrails, objs, bounds)
         log.info(
             "synced %d policies, revision %s, %d/%d OPA replicas",
             len(policies),
@@ -212,6 +232,84 @@ class Reconciler:
             await self.sync()
         elif self.last and self.last.errors:
             await self.sync()  # every replica is fine again: statuses say so
+
+    # ---- cluster guardrails ------------------------------------------------------------------------
+    async def _bounds(
+        self, objs: list[dict[str, Any]], guardrails: governance.Guardrails
+    ) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> the out-of-bounds message of every policy in a guardrailed
+        namespace that is looser than a guardrail now (the Rego's answer, as at admission)."""
+        scope = guardrails.namespaces
+        in_scope = [o for o in objs if o["metadata"]["namespace"] in scope]
+        evaluate = self.evaluator()
+        if not in_scope or evaluate is None:
+            return {}
+        reviews = [governance.policy_review(o, i) for i, o in enumerate(in_scope)]
+        decisions = await evaluate(reviews)
+        out = {}
+        for obj, decision in zip(in_scope, decisions, strict=True):
+            problem = governance.bounds_problem(decision)
+            if problem:
+                out[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = problem
+        return out
+
+    async def _guardrail_statuses(
+        self,
+        guardrails: governance.Guardrails,
+        objs: list[dict[str, Any]],
+        bounds: Mapping[tuple[str, str], str],
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        for g in guardrails.valid:
+            namespaces = {ns for ns, names in guardrails.of.items() if g.name in names}
+            in_scope = sorted(
+                f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+                for o in objs
+                if o["metadata"]["namespace"] in namespaces
+            )
+            out_of_bounds = sorted(
+                f"{ns}/{name}"
+                for (ns, name), msg in bounds.items()
+                if ns in namespaces and f"/{g.name} (" in msg
+            )
+            want = governance.status_of(g, len(namespaces), len(in_scope), out_of_bounds)
+            status_ready = want.pop("ready")
+            current = (guardrails.objects.get(g.name) or {}).get("status") or {}
+            new = status.patch(
+                current,
+                {
+                    **want,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": status_ready[0],
+                            "reason": status_ready[1],
+                            "message": status_ready[2],
+                            "observedGeneration": g.generation,
+                        }
+                    ],
+                },
+                now,
+            )
+            if new is None:
+                continue
+            try:
+                await self.client.patch(
+                    governance.ClusterAIDataPolicy.Status, g.name, {"status": new}, patch_type=_MERGE
+                )
+            except ApiError as err:
+                if err.status.code != 404:
+                    raise
+            if set(out_of_bounds) - set(current.get("outOfBounds") or []):
+                obj = guardrails.objects.get(g.name) or {}
+                newly = sorted(set(out_of_bounds) - set(current.get("outOfBounds") or []))
+                await events.post(
+                    self.client,
+                    obj,
+                    "Warning",
+                    "OutOfBounds",
+                    f"AIDataPolicies out of bounds: {', '.join(newly)}",
+                )
 
     # ---- egress follows the verdict ----------------------------------------------------------------
     def evaluator(self) -> Evaluate | None:
@@ -275,42 +373,53 @@ class Reconciler:
         return self.operator_users
 
     # ---- egress -------------------------------------------------------------------------------
-    async def _egress(self, policies: list[Policy], *, full: bool) -> EgressView | None:
+    async def _egress(
+        self, policies: list[Policy], extra_cut: Mapping[str, tuple[str, ...]], *, full: bool
+    ) -> EgressView | None:
         if self.egress is None or self.egress_backend is None:
             return None
         hosts = set(cut_hosts(policies))  # the endpoints and the other hosts of their providers
+        for more in extra_cut.values():
+            hosts.update(more)  # the guardrails' providers; every provider where all policies are invalid
         snapshot = await self.resolver.snapshot(hosts, force=False)
         today = dt.datetime.now(dt.UTC).date()
         verify, self._drift = full or self._drift, False
         applied = await self.egress.reconcile(
-            policies, EgressContext(snapshot.book, today, self.egress_settings), verify_live=verify
+            policies,
+            EgressContext(snapshot.book, today, self.egress_settings, extra_cut),
+            verify_live=verify,
         )
         return EgressView(self.egress_backend, snapshot, applied, today)
 
     # ---- durable copy ---------------------------------------------------------------------
     async def _save_durable(self, b: bundle_mod.Bundle) -> None:
         cm = ConfigMap.from_dict(bundle_mod.configmap(self.config.bundle_configmap, self.config.namespace, b))
-        assert isinstance(cm, ConfigMap)
+        if not isinstance(cm, ConfigMap):
+            raise TypeError(f"the durable copy is not a ConfigMap: {type(cm).__name__}")
         await self.client.apply(cm, field_manager="aidp", force=True)
         self.durable_revision = b.revision
 
     # ---- namespaces ------------------------------------------------------------------------
-    async def _label_namespaces(self, governed: set[str]) -> None:
-        labelled = {
-            ns.metadata.name
-            async for ns in list_all(self.client, Namespace, namespace=None, labels={GOVERNED_LABEL: "true"})
-            if ns.metadata and ns.metadata.name
-        }
-        for name in sorted(governed - labelled):
-            await self._patch_ns(name, "true")
-        for name in sorted(labelled - governed):
-            await self._patch_ns(name, None)
+    async def _label_namespaces(self, governed: set[str], guardrailed: set[str]) -> None:
+        """`aidp.io/governed` on every governed namespace (the webhook's scope) and
+        `aidp.io/guardrailed` on those a ClusterAIDataPolicy selects (where AIDataPolicy writes are
+        checked against its bounds); removed elsewhere."""
+        for label, want in ((GOVERNED_LABEL, governed), (GUARDRAILED_LABEL, guardrailed)):
+            labelled = {
+                ns.metadata.name
+                async for ns in list_all(self.client, Namespace, namespace=None, labels={label: "true"})
+                if ns.metadata and ns.metadata.name
+            }
+            for name in sorted(want - labelled):
+                await self._patch_ns(name, label, "true")
+            for name in sorted(labelled - want):
+                await self._patch_ns(name, label, None)
         self.governed = governed
 
-    async def _patch_ns(self, name: str, value: str | None) -> None:
+    async def _patch_ns(self, name: str, label: str, value: str | None) -> None:
         try:
             await self.client.patch(
-                Namespace, name, {"metadata": {"labels": {GOVERNED_LABEL: value}}}, patch_type=_MERGE
+                Namespace, name, {"metadata": {"labels": {label: value}}}, patch_type=_MERGE
             )
         except ApiError as err:
             if err.status.code != 404:
@@ -323,8 +432,11 @@ class Reconciler:
         parsed: Mapping[tuple[str, str], Policy | PolicyError],
         result: SyncResult,
         egress: EgressView | None = None,
+        bounds: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
+        guardrailed = self.guardrails.namespaces
+        bounds = bounds or {}
         patches = []
         phases: dict[str, int] = {}
         for obj in objs:
@@ -346,6 +458,7 @@ class Reconciler:
                 expires=expires,
                 endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else _plain_endpoints(p),
                 egress=_egress_condition(p, egress),
+                bounds=bounds.get(key, "") if meta["namespace"] in guardrailed else None,
             )
             want = status.desired(obs)
             phases[want["phase"]] = phases.get(want["phase"], 0) + 1
@@ -378,18 +491,24 @@ class Reconciler:
     async def _event_on_transition(
         self, obj: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
-        def ready(s: Mapping[str, Any]) -> tuple[str, str] | None:
-            for c in s.get("conditions") or []:
-                if c.get("type") == "Ready":
-                    return str(c.get("status")), str(c.get("reason"))
-            return None
+        """An Event when Ready changes, and when the policy falls out of (or back within) bounds."""
 
-        before, after = ready(old), ready(new)
-        if after == before or after is None:
-            return
-        cond = next(c for c in new["conditions"] if c["type"] == "Ready")
-        kind = "Normal" if after[0] == "True" else "Warning"
-        await events.post(self.client, obj, kind, after[1], cond["message"])
+        def cond(s: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+            return next((c for c in s.get("conditions") or [] if c.get("type") == type_), None)
+
+        for type_ in ("Ready", "WithinBounds"):
+            before, after = cond(old, type_), cond(new, type_)
+            if after is None:
+                continue
+            if before is not None and (before.get("status"), before.get("reason")) == (
+                after.get("status"),
+                after.get("reason"),
+            ):
+                continue
+            if type_ == "WithinBounds" and before is None and after.get("status") == "True":
+                continue  # newly in a guardrail's scope and within bounds: nothing to say
+            kind = "Normal" if after.get("status") == "True" else "Warning"
+            await events.post(self.client, obj, kind, str(after.get("reason")), str(after.get("message")))
 
 
 def _revision_for(current: Mapping[str, Any], generation: int, result: SyncResult) -> str:
@@ -409,7 +528,12 @@ def _revision_for(current: Mapping[str, Any], generation: int, result: SyncResul
 
 
 _NO_EGRESS = ("Unknown", "NoEgressBackend", "egress rules are disabled (--egress-backend none)")
-_INVALID_EGRESS = ("False", "InvalidSpec", "the spec cannot be used: no egress rules are generated for it")
+_INVALID_EGRESS = (
+    "False",
+    "InvalidSpec",
+    "the spec cannot be used: it approves no workload, and its namespace stays governed "
+    "(the baseline cuts every catalog provider while no valid policy says otherwise)",
+)
 
 
 def _egress_condition(p: Policy | PolicyError, egress: EgressView | None) -> tuple[str, str, str]:

@@ -23,7 +23,8 @@ def get(name: str) -> Backend:
 
 
 def render_all(backend: Backend, policies: Iterable[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
-    """Objects for every namespace with at least one policy.
+    """Objects for every namespace with at least one valid policy, and for those `ctx.extra_cut`
+    names (governed by a ClusterAIDataPolicy, or with only invalid policies).
 
     Namespaces excluded from admission (the system namespaces, the operator's own, the configured
     ones) get egress rules too: excluding a namespace from the webhook must not open the network,
@@ -32,6 +33,8 @@ def render_all(backend: Backend, policies: Iterable[Policy], ctx: EgressContext)
     by_ns: dict[str, list[Policy]] = defaultdict(list)
     for p in policies:
         by_ns[p.namespace].append(p)
+    for ns in ctx.extra_cut:
+        by_ns.setdefault(ns, [])  # governed without a valid policy: a baseline all the same
     out: list[dict[str, Any]] = []
     for ns in sorted(by_ns):
         out.extend(backend.render(ns, sorted(by_ns[ns], key=lambda p: p.name), ctx))

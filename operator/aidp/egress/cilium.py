@@ -22,8 +22,8 @@ from aidp.egress.model import (
     BASELINE_NAME,
     EgressContext,
     active,
-    cut_hosts,
     metadata,
+    namespace_cut_hosts,
     policy_object_name,
     selector,
 )
@@ -62,7 +62,7 @@ class CiliumBackend:
         s = ctx.settings
         rules: list[dict[str, Any]] = [_dns_rule(ctx), {"toEntities": ["cluster"]}]
         if s.cilium_mode == "preserve":
-            v4, v6 = ctx.addresses.split(cut_hosts(policies))
+            v4, v6 = ctx.addresses.split(namespace_cut_hosts(namespace, policies, ctx))
             rules.append({"toCIDRSet": [_cidr_set("0.0.0.0/0", v4), _cidr_set("::/0", v6)]})
         elif s.extra_cidrs:
             rules.append({"toCIDRSet": [{"cidr": c} for c in s.extra_cidrs]})

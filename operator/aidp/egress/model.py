@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aidp.config import MANAGED_BY
-from aidp.model import PROVIDERS, Endpoint, Policy
+from aidp.config import APPROVAL_LABEL, MANAGED_BY
+from aidp.model import ENFORCEMENT_DENY, PROVIDERS, Policy
 
 BASELINE_NAME = "aidp-egress-baseline"
 POLICY_LABEL = "aidp.io/policy"
@@ -82,9 +82,16 @@ class EgressSettings:
         "strict"  # strict: governed pods get cluster + DNS + extras; preserve: world minus provider IPs
     )
     cilium_sni: bool = True  # add serverNames (TLS SNI) to the provider port rules
-    extra_cidrs: tuple[str, ...] = ()  # cilium strict mode: external CIDRs every governed pod may still reach
+    extra_cidrs: tuple[str, ...] = ()  # strict modes: external CIDRs every governed pod may still reach
+    # networkpolicy backend: preserve (every pod keeps the world minus the provider addresses) or
+    # strict (outside the cluster, only approved endpoints and extra_cidrs: closes other CDN edges
+    # and outside proxies)
+    egress_mode: str = "preserve"
     dns_namespace: str = "kube-system"
     dns_labels: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+
+
+EGRESS_MODES = ("preserve", "strict")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,10 @@ class EgressContext:
     addresses: AddressBook
     today: dt.date
     settings: EgressSettings = field(default_factory=EgressSettings)
+    # hosts a namespace's baseline cuts on top of its valid policies' (the providers a
+    # ClusterAIDataPolicy governs there; every catalog host where all policies are invalid, so the
+    # namespace fails closed). A namespace listed here gets a baseline even without valid policies.
+    extra_cut: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -109,14 +120,6 @@ def active(policies: Sequence[Policy], today: dt.date) -> list[Policy]:
     return [p for p in policies if not p.expired(today)]
 
 
-def all_endpoints(policies: Sequence[Policy]) -> list[Endpoint]:
-    seen: dict[tuple[str, int], Endpoint] = {}
-    for p in policies:
-        for e in p.endpoints:
-            seen.setdefault((e.host, e.port), e)
-    return list(seen.values())
-
-
 def cut_hosts(policies: Sequence[Policy]) -> list[str]:
     """The hosts no pod of the namespace may reach unless a policy approves it: every endpoint of
     the policies and every host of their providers (the global and each regional endpoint), so
@@ -130,9 +133,25 @@ def cut_hosts(policies: Sequence[Policy]) -> list[str]:
     return list(hosts)
 
 
+def catalog_hosts() -> list[str]:
+    """Every host of every catalog provider (what a namespace with only invalid policies cuts)."""
+    return list(dict.fromkeys(h for provider in PROVIDERS.values() for h in provider.all_hosts()))
+
+
+def namespace_cut_hosts(namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[str]:
+    """The hosts a namespace's baseline cuts: those of its valid policies and `ctx.extra_cut`'s."""
+    return list(dict.fromkeys([*cut_hosts(policies), *ctx.extra_cut.get(namespace, ())]))
+
+
 def selector(policy: Policy) -> dict[str, Any]:
-    """The policy's workload selector with empty parts left out (as the API server stores it)."""
-    return {k: v for k, v in policy.spec.workload_selector.to_dict().items() if v}
+    """The pods that get the policy's endpoints: its workload selector (empty parts left out, as the
+    API server stores it) and, under `enforcement: deny`, the approval label, which the operator
+    sets only on pods it judged compliant (egress follows the verdict, contract section 4).
+    Under warn and dryrun selection suffices: those modes exist to roll a policy out."""
+    out = {k: v for k, v in policy.spec.workload_selector.to_dict().items() if v}
+    if policy.spec.enforcement == ENFORCEMENT_DENY:
+        out["matchLabels"] = {**out.get("matchLabels", {}), APPROVAL_LABEL: "true"}
+    return out
 
 
 def metadata(

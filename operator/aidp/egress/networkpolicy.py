@@ -6,8 +6,12 @@ NetworkPolicy has no DNS names and no deny rules; allow rules add up. So, per go
   every pod in the cluster (`namespaceSelector: {}`, so cluster DNS keeps working), and
   `0.0.0.0/0` / `::/0` with the provider addresses cut out (`except`): those of every endpoint and
   of every host of the providers (global and regional), so residency holds (`cut_hosts`).
-- `aidp-egress-<policy>` selects the policy's workloads and allows TCP to each of its endpoints'
-  addresses on the endpoint's port. Expired policies get none.
+  With `egress_mode: strict` the baseline allows the cluster (`namespaceSelector: {}`: pods, cluster
+  DNS) and the extra CIDRs only: no other address outside the cluster, which also closes another
+  edge address of the provider's CDN and outside proxies (preserve mode cannot).
+- `aidp-egress-<policy>` selects the policy's workloads (under `enforcement: deny` only those with
+  the operator's approval label) and allows TCP to each of its endpoints' addresses on the
+  endpoint's port. Expired policies get none.
 
 Limits (docs/egress.md): the addresses are resolved by the operator and can be shared with other
 sites (a CDN): cutting them out of the baseline also blocks those sites for unapproved pods, and
@@ -23,8 +27,8 @@ from aidp.egress.model import (
     BASELINE_NAME,
     EgressContext,
     active,
-    cut_hosts,
     metadata,
+    namespace_cut_hosts,
     policy_object_name,
     selector,
 )
@@ -44,18 +48,17 @@ class NetworkPolicyBackend:
     kinds: tuple[tuple[str, str, str], ...] = (("networking.k8s.io", "v1", "networkpolicies"),)
 
     def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
-        v4, v6 = ctx.addresses.split(cut_hosts(policies))
+        if ctx.settings.egress_mode == "strict":
+            # outside the cluster nothing but the extra CIDRs (and each policy's endpoints, below)
+            peers = [{"namespaceSelector": {}}, *({"ipBlock": {"cidr": c}} for c in ctx.settings.extra_cidrs)]
+        else:
+            v4, v6 = ctx.addresses.split(namespace_cut_hosts(namespace, policies, ctx))
+            peers = [{"namespaceSelector": {}}, _ip_block("0.0.0.0/0", v4), _ip_block("::/0", v6)]
         baseline = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": metadata(BASELINE_NAME, namespace, policies, "baseline"),
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {"to": [{"namespaceSelector": {}}, _ip_block("0.0.0.0/0", v4), _ip_block("::/0", v6)]}
-                ],
-            },
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": peers}]},
         }
         objects = [baseline]
         for policy in sorted(active(policies, ctx.today), key=lambda p: p.name):

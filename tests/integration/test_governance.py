@@ -1,0 +1,170 @@
+"""Cluster governance on the real control plane: ClusterAIDataPolicy (contract section 6).
+
+Every guardrail here selects namespaces by a label unique to its test, and is deleted afterwards, so
+the rest of the suite never sees it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
+
+from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL
+from aidp.controller.governance import ClusterAIDataPolicy
+from tests.integration import helpers
+from tests.integration.conftest import Env
+from tests.integration.helpers import COMPLIANT, create, workload
+from tests.waiting import wait_for
+
+BASELINE = "aidp-egress-baseline"
+
+
+def guardrail_object(name: str, selector_value: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"aidp-test/guardrail": selector_value}},
+        "providers": ["openai"],
+        "retention": {"maxDays": 30},
+        "dataCategories": {"forbidden": ["health"]},
+        "unapprovedAI": "deny",
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "ClusterAIDataPolicy",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+@pytest.fixture
+def guardrail(env: Env) -> Iterator[Callable[..., str]]:
+    """Create a ClusterAIDataPolicy selecting `env`'s namespace (labelled for it); deleted after."""
+    made: list[str] = []
+    value = secrets.token_hex(4)
+    env.client.patch(
+        Namespace,
+        env.ns,
+        {"metadata": {"labels": {"aidp-test/guardrail": value}}},
+        patch_type=PatchType.MERGE,
+    )
+
+    def make(**spec: Any) -> str:
+        name = f"g-{secrets.token_hex(3)}"
+        env.client.create(from_dict(guardrail_object(name, value, **spec)))
+        made.append(name)
+        wait_for(
+            lambda: _labels(env.client, env.ns).get(GUARDRAILED_LABEL) == "true",
+            timeout=30,
+            what="guardrailed",
+        )
+        return name
+
+    yield make
+    for name in made:
+        try:
+            env.client.delete(ClusterAIDataPolicy, name)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+
+def _labels(client: Client, ns: str) -> dict[str, str]:
+    return dict(client.get(Namespace, ns).metadata.labels or {})  # type: ignore[union-attr]
+
+
+def _has(client: Client, ns: str, name: str) -> bool:
+    try:
+        client.get(NetworkPolicy, name, namespace=ns)
+    except ApiError as err:
+        if err.status.code == 404:
+            return False
+        raise
+    return True
+
+
+def test_a_guardrail_governs_a_namespace_without_policies(env: Env, guardrail: Callable[..., str]) -> None:
+    guardrail()
+    wait_for(lambda: _labels(env.client, env.ns).get(GOVERNED_LABEL) == "true", timeout=30, what="governed")
+    wait_for(lambda: _has(env.client, env.ns, BASELINE), timeout=30, what="the baseline")
+    base = env.client.get(NetworkPolicy, BASELINE, namespace=env.ns)
+    assert base.spec is not None and base.spec.podSelector.to_dict() in ({}, {"matchLabels": None})
+    blocks = [p.ipBlock for rule in base.spec.egress or [] for p in rule.to or [] if p.ipBlock]
+    cut = {c for b in blocks for c in (b.except_ or [])}
+    assert "203.0.113.10/32" in cut  # api.openai.com (the test bed's address): no pod reaches it
+    # deselect the namespace: it returns to what it was
+    env.client.patch(
+        Namespace, env.ns, {"metadata": {"labels": {"aidp-test/guardrail": None}}}, patch_type=PatchType.MERGE
+    )
+    wait_for(lambda: not _has(env.client, env.ns, BASELINE), timeout=30, what="the baseline removed")
+    wait_for(
+        lambda: not {GOVERNED_LABEL, GUARDRAILED_LABEL} & set(_labels(env.client, env.ns)),
+        timeout=30,
+        what="labels removed",
+    )
+
+
+def test_bounds_at_admission_and_out_of_bounds_later(env: Env, guardrail: Callable[..., str]) -> None:
+    name = guardrail()
+    # looser than the guardrail: refused, naming it and each field
+    looser = helpers.policy("loose", env.ns, retention={"maxDays": 90}, provider="anthropic")
+    with pytest.raises(ApiError) as err:
+        env.client.create(helpers.AIDataPolicy(looser))
+    message = str(err.value.status.message)
+    assert f"ClusterAIDataPolicy/{name}" in message, message
+    assert "spec.retention.maxDays: 90" in message and "spec.provider" in message, message
+    # within: admitted and enforced
+    env.policy("bots")
+    # the guardrail tightened afterwards: the policy is out of bounds, both rule sets apply
+    env.client.patch(
+        ClusterAIDataPolicy, name, {"spec": {"retention": {"maxDays": 10}}}, patch_type=PatchType.MERGE
+    )
+
+    def out_of_bounds() -> dict[str, Any] | None:
+        obj = env.client.get(helpers.AIDataPolicy, "bots", namespace=env.ns).to_dict()
+        conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+        c = conds.get("WithinBounds")
+        return c if c and c["status"] == "False" else None
+
+    cond = wait_for(out_of_bounds, timeout=30, what="WithinBounds=False")
+    assert cond["reason"] == "OutOfBounds" and "spec.retention.maxDays" in cond["message"], cond
+    status = env.client.get(ClusterAIDataPolicy, name).to_dict().get("status") or {}
+    wait_for(
+        lambda: (
+            f"{env.ns}/bots"
+            in (
+                (env.client.get(ClusterAIDataPolicy, name).to_dict().get("status") or {}).get("outOfBounds")
+                or []
+            )
+        ),
+        timeout=30,
+        what="the guardrail's status lists the policy",
+    )
+    del status
+    # a workload that passes the namespace policy (20 <= 30) but not the guardrail (20 > 10)
+    obj = workload("Deployment", "bot", env.ns, annotations={**COMPLIANT, "aidp.io/retention-days": "20"})
+    denied = create(env.client, obj)
+    assert denied is not None and f"ClusterAIDataPolicy/{name}: [retention-days]" in denied, denied
+
+
+@pytest.mark.parametrize("mode", ["deny", "warn", "audit"])
+def test_unapproved_ai(env: Env, guardrail: Callable[..., str], mode: str) -> None:
+    name = guardrail(unapprovedAI=mode)
+    env.policy("bots")  # selects app=bot only
+    obj = workload("Deployment", f"shadow-{mode}", env.ns, labels={"app": "shadow"}, annotations={})
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
+    result = env.kubectl("apply", "-f", "-", stdin=__import__("json").dumps(obj))
+    if mode == "deny":
+        assert result.returncode != 0, result.stdout
+        assert f"ClusterAIDataPolicy/{name}: [unapproved-ai]" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert ("[unapproved-ai]" in result.stderr) == (mode == "warn"), result.stderr
