@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from aidp import check, lint
 from aidp.cli import policy as policy_cli
+from aidp.model import Policy, PolicyError
 
 POLICY = """\
 apiVersion: aidp.io/v1alpha1
@@ -453,3 +456,53 @@ def test_reasons_with_several_policies_and_modes() -> None:
     )
     text = check.format_text([result])
     assert text.count("[retention-days]") == 2  # one line per failure, the warning not repeated
+
+
+# --- robustness ----------------------------------------------------------------------------------
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_paths = st.lists(
+    st.sampled_from(
+        ["spec", "metadata", "consent", "endpoints", "workloadSelector", "matchExpressions", "x", 0]
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _put(obj: Any, path: list[str | int], value: object) -> None:
+    for step in path[:-1]:
+        nxt = obj[step] if isinstance(obj, dict) and step in obj else None
+        if isinstance(obj, list) and isinstance(step, int) and step < len(obj):
+            nxt = obj[step]
+        if not isinstance(nxt, dict | list):
+            return
+        obj = nxt
+    last = path[-1]
+    if isinstance(obj, dict) or (isinstance(obj, list) and isinstance(last, int) and last < len(obj)):
+        obj[last] = value
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=_paths, value=_values)
+def test_any_mutation_of_a_policy_gives_findings_never_a_crash(path: list[str | int], value: object) -> None:
+    """Whatever the mutation, the lint raises nothing but CheckError, and it refuses at least
+    everything the model refuses."""
+    obj = yaml.safe_load(POLICY)
+    _put(obj, path, value)
+    try:
+        Policy.from_object(obj, default_namespace="default")
+        model_ok = True
+    except PolicyError:
+        model_ok = False
+    try:
+        check.split_manifests([obj])
+        lint_ok = True
+    except check.CheckError as err:
+        lint_ok = False
+        assert err.lines()
+    assert model_ok or not lint_ok, obj
