@@ -226,3 +226,13 @@ def test_a_namespace_with_only_invalid_policies_fails_closed(backend: str) -> No
     text = str(base["spec"])
     for cidr in ("203.0.113.10/32", "203.0.113.30/32"):  # every OpenAI host, global and regional
         assert cidr in text, (cidr, text)
+
+
+@pytest.mark.parametrize("backend", ["networkpolicy", "cilium"])
+def test_a_dryrun_only_namespace_is_observed_not_cut(backend: str) -> None:
+    """Contract section 4: no egress objects until a policy is warn or deny (or a guardrail governs)."""
+    assert render(backend, policy("a", enforcement="dryrun"), policy("b", enforcement="dryrun")) == {}
+    assert render(backend, policy("a", enforcement="dryrun"), policy("b", enforcement="warn"))
+    guarded = EgressContext(BOOK, TODAY, EgressSettings(), extra_cut={"team": ("api.openai.com",)})
+    objs = backends.render_all(backends.get(backend), [policy("a", enforcement="dryrun")], guarded)
+    assert objs, "a namespace a guardrail governs is cut even with dryrun policies only"

@@ -384,12 +384,13 @@ class Reconciler:
         snapshot = await self.resolver.snapshot(hosts, force=False)
         today = dt.datetime.now(dt.UTC).date()
         verify, self._drift = full or self._drift, False
-        applied = await self.egress.reconcile(
-            policies,
-            EgressContext(snapshot.book, today, self.egress_settings, extra_cut),
-            verify_live=verify,
-        )
-        return EgressView(self.egress_backend, snapshot, applied, today)
+        ctx = EgressContext(snapshot.book, today, self.egress_settings, extra_cut)
+        applied = await self.egress.reconcile(policies, ctx, verify_live=verify)
+        by_ns: dict[str, list[Policy]] = {}
+        for p in policies:
+            by_ns.setdefault(p.namespace, []).append(p)
+        observed = frozenset(backends.observed(by_ns, ctx))
+        return EgressView(self.egress_backend, snapshot, applied, today, observed)
 
     # ---- durable copy ---------------------------------------------------------------------
     async def _save_durable(self, b: bundle_mod.Bundle) -> None:
@@ -554,6 +555,7 @@ class EgressView:
     snapshot: Snapshot
     applied: EgressResult
     today: dt.date
+    observed: frozenset[str] = frozenset()  # namespaces with dryrun policies only: no egress objects
 
     def endpoints(self, p: Policy) -> tuple[dict[str, Any], ...]:
         out = []
@@ -565,6 +567,13 @@ class EgressView:
         return tuple(out)
 
     def condition(self, p: Policy) -> tuple[str, str, str]:
+        if p.namespace in self.observed:
+            return (
+                "Unknown",
+                "Observed",
+                "every policy of the namespace is dryrun: no egress rules yet; the audit reports what "
+                "they would cut (egress-would-block)",
+            )
         if p.expired(self.today):
             return ("False", "Expired", "the review expired: its workloads get no egress to the AI endpoints")
         names = self.applied.by_policy.get((p.namespace, policy_label_value(p.name)), [])
