@@ -472,3 +472,31 @@ def test_rbac_index_reads_a_user_named_like_a_service_account_as_that_account() 
     )
     found, left = rbac.exposures(NS, [SECRET], "bot", "Deployment")
     assert [str(e.subject) for e in found] == [f"ServiceAccount {NS}/{helpers.SA}"] and left == []
+
+
+def test_egress_bypass_checks_the_providers_other_hosts_without_a_cutting_baseline(evaluate: Any) -> None:
+    """A strict baseline allows the cluster only (no `except` list to read): the other hosts of the
+    provider (egress.model.cut_hosts) are still checked, at the addresses any policy's status
+    gives for them, and named."""
+    strict = {
+        "metadata": {
+            "name": "aidp-egress-baseline",
+            "namespace": NS,
+            "labels": {"app.kubernetes.io/managed-by": "aidp", "aidp.io/egress-role": "baseline"},
+        },
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {}}]}],
+        },
+    }
+    us_leak = helpers.workload("Pod", "us-leak", NS, labels={"app": "us-leak"}, annotations={})
+    report = audit(
+        evaluate,
+        [us_leak],
+        network_policies=[strict, allow("open-us", "us-leak", "203.0.113.20/32")],
+        addresses={(NS, "eu.api.openai.com"): [EU], ("elsewhere", "us.api.openai.com"): [US]},
+    )
+    [finding] = [f for f in report.findings if f.type == "egress-bypass"]
+    assert finding.name == "us-leak" and finding.policy is None
+    assert "us.api.openai.com (203.0.113.20:443), a provider host the egress baseline cuts" in finding.message

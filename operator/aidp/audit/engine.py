@@ -21,7 +21,7 @@ from aidp.audit.owners import OwnerLookup, audited_through_owner, controller_ref
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
-from aidp.egress.model import BASELINE_NAME, ROLE_LABEL
+from aidp.egress.model import BASELINE_NAME, ROLE_LABEL, cut_hosts
 from aidp.model import CHECKED_KINDS, Policy, checked_kind
 from aidp.workloads import PodTemplate, pod_template
 
@@ -199,13 +199,24 @@ class Auditor:
         self._netpols_by_ns: dict[str, list[Mapping[str, Any]]] = {}
         for np in self.network_policies or ():
             self._netpols_by_ns.setdefault(str((np.get("metadata") or {}).get("namespace")), []).append(np)
-        for ns, nps in self._netpols_by_ns.items():
-            known = {t[3] for t in self._egress_targets.get(ns, ())}
+        # the other hosts the baseline cuts (egress.model.cut_hosts), by the addresses some policy's
+        # status gives for them; then whatever else the baseline's `except` lists hold
+        by_host: dict[str, set[str]] = {}
+        for (_, host), cidrs in self.addresses.items():
+            by_host.setdefault(host, set()).update(_cidr(c) for c in cidrs)
+        host_of = {cidr: host for host, cidrs in sorted(by_host.items()) for cidr in cidrs}
+        for ns in sorted(set(self._by_ns) | set(self._netpols_by_ns)):
+            targets = self._egress_targets.setdefault(ns, [])
+            known = {t[3] for t in targets}
             ports = sorted({443} | {e.port for p in self._by_ns.get(ns, ()) for e in p.endpoints})
-            for cidr in _baseline_cuts(nps):
+            cut: list[tuple[str | None, str]] = [
+                (h, c) for h in cut_hosts(self._by_ns.get(ns, [])) for c in sorted(by_host.get(h, ()))
+            ]
+            cut += [(host_of.get(c), c) for c in _baseline_cuts(self._netpols_by_ns.get(ns, ()))]
+            for cut_host, cidr in cut:
                 if cidr not in known:
                     known.add(cidr)
-                    self._egress_targets.setdefault(ns, []).extend((None, None, port, cidr) for port in ports)
+                    targets.extend((None, cut_host, port, cidr) for port in ports)
 
     # ---- workloads ----------------------------------------------------------------------------
     def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
@@ -409,11 +420,13 @@ class Auditor:
                 self._reach_memo[key] = hit
         if hit is not None:
             policy, host, port, cidr = hit
-            where = (
-                f"{host} ({cidr.split('/')[0]}:{port})"
-                if host
-                else (f"{cidr.split('/')[0]}:{port}, a provider address the egress baseline cuts")
-            )
+            address = f"{cidr.split('/')[0]}:{port}"
+            if policy:
+                where = f"{host} ({address})"
+            elif host:
+                where = f"{host} ({address}), a provider host the egress baseline cuts"
+            else:
+                where = f"{address}, a provider address the egress baseline cuts"
             self.report.findings.append(
                 Finding(
                     "egress-bypass",
