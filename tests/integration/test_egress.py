@@ -106,11 +106,13 @@ def test_generated_networkpolicies_are_accepted_and_stored_as_rendered(
     env.policy("batch", workloadSelector={"matchExpressions": [{"key": "batch", "operator": "Exists"}]})
     have = wait_as_rendered(kube_client, env.ns, aidp_stack, "the generated NetworkPolicies")
     assert set(have) == {BASELINE, "aidp-egress-chat", "aidp-egress-eu", "aidp-egress-batch"}
+    # deny policies: only the pods the operator judged compliant (approval label)
     assert have["aidp-egress-batch"]["spec"]["podSelector"] == {
-        "matchExpressions": [{"key": "batch", "operator": "Exists"}]
+        "matchExpressions": [{"key": "batch", "operator": "Exists"}],
+        "matchLabels": {"aidp.io/approved": "true"},
     }
     chat = have["aidp-egress-chat"]
-    assert chat["spec"]["podSelector"] == {"matchLabels": {"app": "bot"}}
+    assert chat["spec"]["podSelector"] == {"matchLabels": {"app": "bot", "aidp.io/approved": "true"}}
     assert chat["spec"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": c}} for c in API_CIDRS], "ports": [{"protocol": "TCP", "port": 443}]},
         {"to": [{"ipBlock": {"cidr": "203.0.113.60/32"}}], "ports": [{"protocol": "TCP", "port": 8443}]},
