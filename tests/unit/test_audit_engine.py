@@ -500,3 +500,26 @@ def test_egress_bypass_checks_the_providers_other_hosts_without_a_cutting_baseli
     [finding] = [f for f in report.findings if f.type == "egress-bypass"]
     assert finding.name == "us-leak" and finding.policy is None
     assert "us.api.openai.com (203.0.113.20:443), a provider host the egress baseline cuts" in finding.message
+
+
+def test_a_namespace_whose_policies_are_all_dryrun_is_observed_not_bypassed(evaluate: Any) -> None:
+    """CONTRACT 4: all-dryrun namespaces get no egress rules (observed), so nothing there bypasses
+    them; a deny or warn policy, or only invalid ones, govern."""
+    observed = _policy("watch", enforcement="dryrun")
+    observed["metadata"]["namespace"] = "observed"
+    pods = []
+    for ns in ("observed", NS):
+        pod = helpers.workload("Pod", f"open-{ns}", ns, labels={"app": "open"}, annotations={})
+        host = helpers.workload("Pod", f"host-{ns}", ns, labels={"app": "host"}, annotations={})
+        host["spec"]["hostNetwork"] = True
+        pods += [pod, host]
+    policies = [Policy.from_object(observed), Policy.from_object(POLICIES[0])]
+    addresses = {("observed", "api.openai.com"): [GLOBAL], (NS, "api.openai.com"): [GLOBAL]}
+    auditor = Auditor(evaluate, policies, TODAY, network_policies=[], addresses=addresses)
+    auditor.add(pods)
+    found = sorted((f.namespace, f.name) for f in auditor.finish().findings if f.type == "egress-bypass")
+    assert found == [(NS, f"host-{NS}"), (NS, f"open-{NS}")]
+    from aidp.audit.engine import governed_namespaces
+
+    broken = {"metadata": {"name": "x", "namespace": "broken"}, "spec": {"enforcement": "dryrun"}}
+    assert governed_namespaces(policies, [observed, POLICIES[0], broken]) == {NS, "broken"}

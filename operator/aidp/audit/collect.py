@@ -22,7 +22,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 from aidp import kube
-from aidp.audit.engine import Auditor, Evaluate
+from aidp.audit.engine import Auditor, Evaluate, governed_namespaces
 from aidp.audit.owners import OwnerResolver
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Skipped
@@ -281,7 +281,7 @@ def _audit_cluster(
         provider_addresses(policy_objs),
         scope=f"namespace {namespace}" if namespace else "cluster",
         owners=OwnerResolver(client),
-        governed={str(obj["metadata"]["namespace"]) for obj in policy_objs},  # invalid ones govern too
+        governed=governed_namespaces(policies, policy_objs),
     )
     auditor.report.skipped.extend(skipped)
     # A pipeline: the API server sends the next page while this one is prepared, and OPA judges

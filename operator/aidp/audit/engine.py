@@ -22,7 +22,7 @@ from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
 from aidp.egress.model import BASELINE_NAME, ROLE_LABEL, cut_hosts
-from aidp.model import CHECKED_KINDS, Policy, checked_kind
+from aidp.model import CHECKED_KINDS, ENFORCEMENT_DRYRUN, Policy, checked_kind
 from aidp.workloads import PodTemplate, pod_template
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
@@ -101,6 +101,17 @@ def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
+def governed_namespaces(policies: Iterable[Policy], policy_objects: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The namespaces whose egress aidp cuts (CONTRACT 4): those with a valid `deny` or `warn`
+    policy, and those whose AIDataPolicies are all invalid (they fail closed). A namespace whose
+    valid policies are all `dryrun` is observed, not governed: it has no egress rules to bypass."""
+    valid = list(policies)
+    enforcing = {p.namespace for p in valid if p.spec.enforcement != ENFORCEMENT_DRYRUN}
+    with_valid = {p.namespace for p in valid}
+    invalid_only = {str((o.get("metadata") or {}).get("namespace")) for o in policy_objects} - with_valid
+    return enforcing | invalid_only
+
+
 def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
@@ -170,7 +181,8 @@ class Auditor:
     addresses: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (ns, host) -> CIDRs
     scope: str = "cluster"
     owners: OwnerLookup | None = None  # reads unknown controllers; None: report the object itself
-    governed: Collection[str] | None = None  # namespaces with an AIDataPolicy (valid or not)
+    # namespaces whose egress aidp cuts (see `governed_namespaces`); None: those of `policies`
+    governed: Collection[str] | None = None
     report: AuditReport = field(init=False)
     per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
@@ -195,7 +207,9 @@ class Auditor:
                     self._egress_targets.setdefault(p.namespace, []).append(
                         (p.name, e.host, e.port, _cidr(cidr))
                     )
-        self._governed = set(self.governed) if self.governed is not None else set(self._by_ns)
+        self._governed = (
+            set(self.governed) if self.governed is not None else governed_namespaces(self.policies, [])
+        )
         self._netpols_by_ns: dict[str, list[Mapping[str, Any]]] = {}
         for np in self.network_policies or ():
             self._netpols_by_ns.setdefault(str((np.get("metadata") or {}).get("namespace")), []).append(np)
