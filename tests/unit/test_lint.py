@@ -312,6 +312,35 @@ CEL_FAILURES: dict[str, tuple[str, str]] = {
 }
 
 
+def _guardrail(spec: str) -> tuple[str, str]:
+    """A CEL failure of the ClusterAIDataPolicy CRD: the whole document replaced by a guardrail."""
+    head = "apiVersion: aidp.io/v1alpha1\nkind: ClusterAIDataPolicy\nmetadata: {name: g}\nspec:\n"
+    return POLICY, head + spec
+
+
+# the ClusterAIDataPolicy CRD's rules (its selector's matchExpressions rules share the messages above)
+CEL_FAILURES |= {
+    "providers: list at least one provider, or leave the field out for any": _guardrail(
+        "  namespaceSelector: {}\n  providers: []\n"
+    ),
+    "dataResidency: list at least one residency, or leave the field out for any": _guardrail(
+        "  namespaceSelector: {}\n  dataResidency: []\n"
+    ),
+    "consent.allowedBases: list at least one lawful basis, or leave the field out for no ceiling": _guardrail(
+        "  namespaceSelector: {}\n  consent: {allowedBases: []}\n"
+    ),
+    "dataCategories.forbidden: list at least one category, or leave the field out": _guardrail(
+        "  namespaceSelector: {}\n  dataCategories: {forbidden: []}\n"
+    ),
+    "namespaceSelector.matchLabels: list at least one label, or leave the field out (namespaceSelector: {} "
+    "selects every namespace)": _guardrail("  namespaceSelector: {matchLabels: {}}\n"),
+    "namespaceSelector.matchExpressions: list at least one requirement, or leave the field out "
+    "(namespaceSelector: {} selects every namespace)": _guardrail(
+        "  namespaceSelector: {matchExpressions: []}\n"
+    ),
+}
+
+
 def _all_cel_rules() -> list[tuple[str, str, str]]:
     rules = []
     for crd in lint.crd_kinds().values():
