@@ -654,7 +654,7 @@ def _string_map(validator: Validator, value: object, path: PathT) -> None:
             validator.error(sub, f"must be a string, got {words}{validator.manifest.quote_hint(sub)}")
 
 
-def check_metadata(validator: Validator, meta: object, *, custom: bool, namespaced: bool = True) -> None:
+def check_metadata(validator: Validator, meta: object, *, custom: bool) -> None:
     """metadata as metav1.ObjectMeta: known fields, a name, string labels and annotations."""
     path: PathT = ("metadata",)
     if meta is None:
@@ -684,7 +684,6 @@ def check_metadata(validator: Validator, meta: object, *, custom: bool, namespac
     namespace = meta.get("namespace")
     if isinstance(namespace, str) and namespace and (len(namespace) > 63 or not DNS_LABEL.match(namespace)):
         validator.error((*path, "namespace"), f'invalid namespace "{namespace}": a lowercase DNS label')
-    del namespaced
     _string_map(validator, meta.get("labels"), (*path, "labels"))
     _string_map(validator, meta.get("annotations"), (*path, "annotations"))
 
@@ -702,22 +701,14 @@ def lint_custom_resource(manifest: Manifest, crd: CrdKind) -> list[Finding]:
             ("apiVersion",), f'version "{version}" of {crd.group}/{crd.kind} is not served; served: {served}'
         )
         return validator.findings
-    check_metadata(validator, obj.get("metadata"), custom=True, namespaced=crd.namespaced)
+    check_metadata(validator, obj.get("metadata"), custom=True)
+    # metadata is checked above (as ObjectMeta); status is not part of a create (the status
+    # subresource resets it), so neither is validated against the schema here
     body = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-    body_schema = {
-        **schema,
-        "properties": {k: v for k, v in (schema.get("properties") or {}).items() if k != "metadata"},
-    }
-    body_schema["properties"]["metadata"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    body_schema["properties"]["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    props = {k: v for k, v in (schema.get("properties") or {}).items() if k not in ("metadata", "status")}
+    body_schema = {**schema, "properties": props}
     validator.visit(body, body_schema, ())
-    defaulted = apply_defaults(body, body_schema)
-    _check_cel(
-        validator,
-        defaulted,
-        {**body_schema, "x-kubernetes-validations": schema.get("x-kubernetes-validations") or []},
-        (),
-    )
+    _check_cel(validator, apply_defaults(body, body_schema), body_schema, ())
     return validator.findings
 
 
