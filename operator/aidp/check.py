@@ -473,6 +473,34 @@ def cluster_policies(
     return policies, warnings
 
 
+def cluster_excluded_namespaces(
+    kubeconfig: Path | None, aidp_namespace: str, configmap: str = "aidp-opa-bundle"
+) -> tuple[list[str] | None, str]:
+    """The excluded namespaces the operator of the cluster enforces, read (get only) from its
+    durable bundle ConfigMap; (None, why) when it cannot be read."""
+    import base64
+
+    from lightkube.core.exceptions import ApiError
+    from lightkube.resources.core_v1 import ConfigMap
+
+    from aidp import kube
+    from aidp.bundle import KEY, Bundle
+
+    try:
+        cm = kube.client(kubeconfig).get(ConfigMap, configmap, namespace=aidp_namespace)
+        blob = (cm.binaryData or {}).get(KEY)
+        if not blob:
+            return None, f"ConfigMap {aidp_namespace}/{configmap} holds no bundle"
+        excluded = Bundle.decode(base64.b64decode(blob)).data.get("config", {}).get("excludedNamespaces")
+    except ApiError as err:
+        return None, f"cannot read ConfigMap {aidp_namespace}/{configmap}: {err.status.message}"
+    except (ValueError, OSError) as err:
+        return None, f"cannot read the bundle in ConfigMap {aidp_namespace}/{configmap}: {err}"
+    if not isinstance(excluded, list) or not all(isinstance(n, str) for n in excluded):
+        return None, f"the bundle in ConfigMap {aidp_namespace}/{configmap} has no excludedNamespaces"
+    return excluded, ""
+
+
 def _text_violations(result: CheckResult) -> list[str]:
     lines = [f"  - {v.policy} [{v.rule}] ({v.enforcement}) {v.message}" for v in result.violations]
     # warnings repeat the warn-mode violations: print only those that say something else

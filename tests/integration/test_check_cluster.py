@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
-from lightkube import Client
+from lightkube import Client, codecs
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 
-from aidp import lint
+from aidp import bundle, lint
 from aidp.devcluster import ControlPlane
 from aidp.paths import testbin_dir
 from tests.integration import helpers
@@ -168,6 +168,8 @@ def test_check_against_the_policies_live_in_the_cluster_read_only(
         f"DENIED Deployment {namespace}/long (fails {namespace}/live)",
     ]
     assert "AIDataPolicies read from the cluster" in result.stderr
+    # the reader may not read the operator's bundle ConfigMap: the default excluded namespaces
+    assert "using the default excluded namespaces" in result.stderr
 
     # a policy in the files replaces the cluster's policy of the same name: "what if I apply this?"
     relaxed = tmp_path / "relaxed.yaml"
@@ -190,6 +192,28 @@ def test_check_against_the_policies_live_in_the_cluster_read_only(
     unreachable = aidp("check", "--kubeconfig", str(tmp_path / "missing"), "-f", str(workloads))
     assert unreachable.returncode == 2
     assert "error: cannot list the AIDataPolicies of the cluster" in unreachable.stderr
+
+
+def test_check_takes_the_excluded_namespaces_in_force_from_the_operators_bundle(
+    control_plane: ControlPlane, crds: list[str], kube_client: Client, namespace: str, tmp_path: Path
+) -> None:
+    kube_client.create(helpers.AIDataPolicy(helpers.policy("live", namespace)))
+    # this namespace plays the operator's: its durable bundle excludes the workloads' namespace
+    data = {"revision": "r", "config": {"excludedNamespaces": ["kube-system", namespace]}, "policies": {}}
+    cm = bundle.configmap("aidp-opa-bundle", namespace, bundle.Bundle(modules={}, data=data))
+    kube_client.create(codecs.from_dict(cm))
+    workloads = tmp_path / "w.yaml"
+    workloads.write_text(deployment_yaml("long", namespace, {**COMPLIANT, "aidp.io/retention-days": "60"}))
+    kubeconfig = str(control_plane.kubeconfig)
+    excluded = aidp("check", "--kubeconfig", kubeconfig, "--aidp-namespace", namespace, "-f", str(workloads))
+    assert excluded.returncode == 0, excluded.stderr
+    assert excluded.stdout == f"ALLOWED Deployment {namespace}/long (namespace not governed)\n"
+    elsewhere = aidp(
+        "check", "--kubeconfig", kubeconfig, "--aidp-namespace", "no-such-ns", "-f", str(workloads)
+    )
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    assert elsewhere.stdout.startswith(f"DENIED Deployment {namespace}/long (fails {namespace}/live)")
+    assert "cannot read ConfigMap no-such-ns/aidp-opa-bundle" in elsewhere.stderr
 
 
 # --- aidp audit: -o is the format, --output-file the destination ---------------------------------

@@ -15,9 +15,10 @@ from aidp import check as checking
 from aidp import lint
 from aidp import render as rendering
 from aidp.cli.catalog_option import ProviderCatalog
+from aidp.config import DEFAULT_NAMESPACE as DEFAULT_AIDP_NAMESPACE
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import load_overrides
-from aidp.model import Policy, PolicyError
+from aidp.model import DEFAULT_EXCLUDED_NAMESPACES, Policy, PolicyError
 
 EXIT_DENIED = 1
 EXIT_BAD_INPUT = 2
@@ -144,6 +145,14 @@ def check(
             "them); a policy in the files replaces the cluster's policy of the same name.",
         ),
     ] = None,
+    aidp_namespace: Annotated[
+        str,
+        typer.Option(
+            "--aidp-namespace",
+            help="With --kubeconfig: the operator's namespace, whose bundle ConfigMap gives the excluded "
+            "namespaces in force (the defaults when it cannot be read).",
+        ),
+    ] = DEFAULT_AIDP_NAMESPACE,
 ) -> None:
     """Lint the files, then evaluate their workloads against the AIDataPolicies in the files.
 
@@ -155,9 +164,11 @@ def check(
     try:
         manifests = lint.load_files(filename)
         live = None
+        excluded: list[str] | tuple[str, ...] = DEFAULT_EXCLUDED_NAMESPACES
         if kubeconfig is not None:
             live = _cluster_policies(kubeconfig, manifests)
-        report = checking.run_check(manifests, cluster_policies=live)
+            excluded = _cluster_excluded(kubeconfig, aidp_namespace)
+        report = checking.run_check(manifests, cluster_policies=live, excluded_namespaces=excluded)
     except (rendering.ManifestError, checking.CheckError) as err:
         lines = err.lines() if isinstance(err, checking.CheckError) else [str(err)]
         for line in lines:
@@ -169,6 +180,17 @@ def check(
         typer.echo(checking.format_text(report.results, report.policies), nl=False)
     if not report.allowed:
         raise typer.Exit(EXIT_DENIED)
+
+
+def _cluster_excluded(kubeconfig: Path, aidp_namespace: str) -> list[str] | tuple[str, ...]:
+    try:
+        excluded, why = checking.cluster_excluded_namespaces(kubeconfig, aidp_namespace)
+    except Exception as err:  # the cluster was readable a moment ago: say why, keep the defaults
+        excluded, why = None, f"{type(err).__name__}: {err}"
+    if excluded is None:
+        typer.echo(f"aidp check: {why}; using the default excluded namespaces", err=True)
+        return DEFAULT_EXCLUDED_NAMESPACES
+    return excluded
 
 
 def _cluster_policies(kubeconfig: Path, manifests: list[lint.Manifest]) -> list[Policy]:
