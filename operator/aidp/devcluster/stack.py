@@ -12,12 +12,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightkube import codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 
-from aidp import kube
+from aidp import kube, rbac_roles
 from aidp.bundle import REVISION_ANNOTATION
 from aidp.config import DEFAULT_NAMESPACE, OperatorConfig
 from aidp.devcluster.cluster import ControlPlane, ControlPlaneError
@@ -127,6 +128,8 @@ class AidpStack:
     def install(self) -> None:
         client = kube.client(self.cp.kubeconfig)
         kube.install_crds(client, crds_dir())
+        # the chart's roles (who may approve AI use: docs/security.md), identical objects
+        kube.apply_all(client, [codecs.from_dict(role) for role in rbac_roles.cluster_roles()])
         try:
             client.create(Namespace(metadata=ObjectMeta(name=self.namespace)))
         except ApiError as err:
