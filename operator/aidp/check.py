@@ -32,6 +32,7 @@ from aidp.model import (
     CHECKED_KINDS,
     DEFAULT_EXCLUDED_NAMESPACES,
     KIND,
+    WORKLOAD_ANNOTATIONS,
     CheckedKind,
     Policy,
     PolicyError,
@@ -346,6 +347,11 @@ def _hints(
                     f"put the labels under {where_t}.labels"
                 )
     annotations = t_annotations if kind.template_path else meta.get("annotations") or {}
+    where_a = (*kind.template_path, "metadata", "annotations")
+    for key in annotations:
+        if isinstance(key, str) and key.startswith("aidp.io/") and key not in WORKLOAD_ANNOTATIONS:
+            mean = lint.did_you_mean(key, WORKLOAD_ANNOTATIONS)
+            hints.append(f"{m.at((*where_a, key), key=True)}: {key} is not an annotation aidp reads{mean}")
     categories = annotations.get(ANNOTATION_DATA_CATEGORIES)
     if isinstance(categories, str) and any(_SEPARATOR_RE.search(i.strip()) for i in categories.split(",")):
         fixed = ",".join(c for c in re.split(r"[,;|\s]+", categories) if c)

@@ -535,3 +535,13 @@ def test_any_mutation_of_a_policy_gives_findings_never_a_crash(path: list[str | 
         lint_ok = False
         assert err.lines()
     assert model_ok or not lint_ok, obj
+
+
+def test_a_mistyped_aidp_annotation_gets_a_hint(tmp_path: Path) -> None:
+    workload = WORKLOAD.replace("aidp.io/retention-days:", "aidp.io/retention-day:")
+    result = run_check(tmp_path, policy=POLICY, workload=workload)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1] == (
+        f"  hint: {tmp_path / 'workload.yaml'}:13: aidp.io/retention-day is not an annotation aidp reads; "
+        'did you mean "aidp.io/retention-days"?'
+    )
