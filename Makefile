@@ -82,11 +82,13 @@ test-unit: venv testbin ## the fast tests (no control plane)
 test-integration: venv venv-nca testbin ## tests on the real control plane and OPA
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-test: venv venv-nca testbin chromium ## everything: Rego tests, unit and integration tests
+test: venv venv-nca testbin chromium ## everything: Rego tests, unit, integration and node tests (the node's as root)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-deps images; fi
 	$(MAKE) --no-print-directory test-rego
-	$(VENV)/bin/pytest -m 'not node' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-run: venv testbin ## the main job: local control plane + OPA + operator + examples + a report
+run: venv testbin ## the main job: local control plane + OPA + operator + examples + a report (+ a node, as root)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-deps images; fi
 	$(PY) hack/run.py --state-dir $(DEV_STATE)
 
 down: venv ## stop what `make run` started

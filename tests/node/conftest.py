@@ -26,6 +26,7 @@ from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
 from aidp import kube
 from aidp.devcluster import ControlPlane, ControlPlaneError
 from aidp.devcluster.node import Node, missing_prerequisites, teardown
+from aidp.devcluster.procs import log_tail
 from aidp.devcluster.stack import AidpStack
 from tests.integration import helpers
 from tests.waiting import wait_for
@@ -69,7 +70,10 @@ class NodeBed:
 
     def policy(self, ns: str, name: str, **spec: Any) -> dict[str, Any]:
         self.client.create(from_dict(helpers.policy(name, ns, **spec)))
-        return helpers.wait_enforced(self.client, ns, name)
+        try:
+            return helpers.wait_enforced(self.client, ns, name, timeout=90)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.diagnostics(ns)}") from None
 
     def probe_pod(
         self,
@@ -95,11 +99,17 @@ class NodeBed:
         obj["spec"]["automountServiceAccountToken"] = False
         return obj
 
-    def run_pod(self, obj: dict[str, Any], timeout: float = 90) -> str:
+    def run_pod(self, obj: dict[str, Any], timeout: float = 120) -> str:
         """Create the pod and wait until it is Ready; returns its name."""
         self.client.create(from_dict(obj))
         ns, name = str(obj["metadata"]["namespace"]), str(obj["metadata"]["name"])
-        wait_for(lambda: self._ready(ns, name), timeout=timeout, interval=0.2, what=f"pod {ns}/{name} Ready")
+        try:
+            wait_for(
+                lambda: self._ready(ns, name), timeout=timeout, interval=0.2, what=f"pod {ns}/{name} Ready"
+            )
+        except AssertionError as err:
+            desc = self.kubectl("-n", ns, "describe", "pod", name).stdout[-3000:]
+            raise AssertionError(f"{err}\n{desc}\n{self.diagnostics(ns)}") from None
         return name
 
     def _ready(self, ns: str, name: str) -> bool:
@@ -120,13 +130,31 @@ class NodeBed:
     def until_connects(self, ns: str, pod: str, host: str, want: bool, timeout: float = 60) -> float:
         """Seconds until `connects` answers `want` (polling, each attempt at most 1 s)."""
         t0 = time.monotonic()
-        wait_for(
-            lambda: self.connects(ns, pod, host, wait=1) == want,
-            timeout=timeout,
-            interval=0.1,
-            what=f"{ns}/{pod} -> {host}:443 {'connects' if want else 'refused'}",
-        )
+        try:
+            wait_for(
+                lambda: self.connects(ns, pod, host, wait=1) == want,
+                timeout=timeout,
+                interval=0.1,
+                what=f"{ns}/{pod} -> {host}:443 {'connects' if want else 'refused'}",
+            )
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{self.diagnostics(ns)}") from None
         return time.monotonic() - t0
+
+    def diagnostics(self, ns: str) -> str:
+        """What a failed wait needs to be understood: policies, NetworkPolicies, pods, log tails."""
+        parts = []
+        for what in ("aidatapolicies.aidp.io", "networkpolicies", "pods"):
+            res = self.kubectl("-n", ns, "get", what, "-o", "wide")
+            parts.append(f"$ kubectl -n {ns} get {what}\n{res.stdout}{res.stderr}")
+        logs = [
+            *(p.log for p in self.stack.processes().values()),
+            self.node.log_dir / "kube-router.log",
+            self.node.log_dir / "kubelet.log",
+        ]
+        for log in logs:
+            parts.append(f"--- {log} (tail)\n{log_tail(log, 15)}")
+        return "\n".join(parts)
 
 
 @pytest.fixture(scope="session")

@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from lightkube.codecs import from_dict
 from lightkube.types import PatchType
 
 from aidp.devcluster.node import CDN_EDGE, OUTSIDE_ADDRESS, OUTSIDE_HOST
 from tests.integration import helpers
 from tests.node.conftest import NodeBed
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.node
 
 API = "api.openai.com"
 EU = "eu.api.openai.com"
-CONVERGE = 60  # seconds: a policy change reaches the packets well within this on the node
+CONVERGE = 90  # seconds: a policy change reaches the packets well within this on the node
 
 
 @dataclass
@@ -146,5 +148,24 @@ def test_revocation_cuts_the_approved_pod_off_and_reapproval_reconnects(
         record_property("revocation_seconds", round(revoked, 2))
         record_property("reapproval_seconds", round(restored, 2))
         print(json.dumps({"revocation_seconds": round(revoked, 2), "reapproval_seconds": round(restored, 2)}))
+    finally:
+        node_bed.drop_namespace(ns)
+
+
+def test_an_image_the_node_lacks_is_never_pulled(node_bed: NodeBed) -> None:
+    """containerd's packets go to loopback only: images come from `make images`, never a registry."""
+    ns = node_bed.namespace(governed_sa=False)
+    try:
+        obj = node_bed.probe_pod(ns, "absent", labels={"app": "x"}, annotations={}, sa="default")
+        obj["spec"]["containers"][0].update(image="registry.invalid/absent:1", imagePullPolicy="IfNotPresent")
+        node_bed.client.create(from_dict(obj))
+
+        def pull_refused() -> str:
+            res = node_bed.kubectl("-n", ns, "get", "events", "-o", "json")
+            events = json.loads(res.stdout or "{}").get("items", [])
+            return next((e["message"] for e in events if "Failed to pull" in e.get("message", "")), "")
+
+        message = wait_for(pull_refused, timeout=60, interval=0.5, what="the pull to fail")
+        assert "operation not permitted" in message or "connection refused" in message, message
     finally:
         node_bed.drop_namespace(ns)

@@ -90,6 +90,12 @@ def _node(cp: ControlPlane, stack: AidpStack) -> Node:
     return Node(cp, stack.addresses_file, _node_dir(cp.state_dir))
 
 
+def node_of(state_dir: Path) -> Node:
+    """The node of the environment in `state_dir` (for kubectl/ctr helpers)."""
+    cp = ControlPlane.attach(state_dir)
+    return _node(cp, _stack(cp, state_dir))
+
+
 def up(state_dir: Path, *, node: bool = False) -> DevStatus:
     """Start everything that is not running yet; idempotent. `node`: with a real node."""
     current = status(state_dir, node=node)

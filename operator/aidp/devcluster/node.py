@@ -63,11 +63,17 @@ CDN_EDGE = "203.0.113.12"  # serves api.openai.com, not in the addresses file
 OUTSIDE_HOST = "outside.aidp.test"
 OUTSIDE_ADDRESS = "198.51.100.10"
 GUARD_CHAIN = "AIDP-NODE-GUARD"
+# containerd (and what it starts: CNI plugins, shims) runs with this group: the chain PULL_CHAIN
+# rejects that group's packets to anything but loopback, so an image the node does not have is
+# never pulled from a registry (images come from `make images` only)
+PULL_GUARD_GID = 64999
+PULL_CHAIN = "AIDP-NODE-NO-PULL"
 CNI_BIN = Path("/usr/lib/cni")
 LOCK = Path("/run/aidp-node.owner")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "coredns", "kube-router")
-HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables", "ipset")
+HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables", "ipset", "setpriv")
 IMAGES = ("pause", "probe", "opa")
+PROBE_IMAGE = "aidp.local/probe:dev"
 COMPONENTS = ("containerd", "provider", "coredns", "kube-scheduler", "kubelet", "kube-proxy", "kube-router")
 SYSCTLS = {"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"}
 CHAIN_PREFIXES = ("KUBE-", "AIDP-NODE-")
@@ -386,6 +392,13 @@ class Node:
         _run("iptables", "-t", "mangle", "-A", GUARD_CHAIN, "-j", "DROP")
         for link in (BRIDGE, PROVIDER_LINK):
             _run("iptables", "-t", "mangle", "-I", "FORWARD", "1", "-i", link, "-j", GUARD_CHAIN)
+        for cmd in IPTABLES:
+            _run(cmd, "-N", PULL_CHAIN)
+            _run(cmd, "-A", PULL_CHAIN, "-o", "lo", "-j", "RETURN")
+            _run(cmd, "-A", PULL_CHAIN, "-j", "REJECT")
+            _run(
+                cmd, "-I", "OUTPUT", "1", "-m", "owner", "--gid-owner", str(PULL_GUARD_GID), "-j", PULL_CHAIN
+            )
         # CNI: the bridge plugin with host-local addresses kept in the state directory
         conf = {
             "cniVersion": "1.0.0",
@@ -454,7 +467,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 """
         path = self.dir / "containerd.toml"
         path.write_text(config)
-        return [_which("containerd") or "containerd", "--config", str(path), "--log-level", "warn"]
+        return [
+            _which("setpriv") or "setpriv",
+            f"--regid={PULL_GUARD_GID}",
+            "--clear-groups",
+            "--",
+            _which("containerd") or "containerd",
+            "--config",
+            str(path),
+            "--log-level",
+            "info",
+        ]
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run(
