@@ -22,11 +22,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from aidp import lint, paths
+from aidp.guardrail import CLUSTER_KIND, ClusterPolicy
 from aidp.model import (
     ANNOTATION_DATA_CATEGORIES,
     CHECKED_KINDS,
@@ -137,6 +138,7 @@ class Report:
     policies: tuple[CheckedPolicy, ...]
     results: tuple[CheckResult, ...]
     cluster_policies: int = 0
+    others: tuple[str, ...] = ()  # other valid custom resources of aidp's CRDs: "ClusterAIDataPolicy g"
 
     @property
     def allowed(self) -> bool:
@@ -162,72 +164,76 @@ def find_opa() -> Path:
 # --- lint ----------------------------------------------------------------------------------------
 
 
-def _lint(
-    manifests: Sequence[lint.Manifest],
-) -> tuple[list[CheckedPolicy], list[tuple[CheckedKind, lint.Manifest]]]:
-    """The valid policies and the checked workloads; raises CheckError with every finding."""
+@dataclass
+class _Linted:
+    """What the lint keeps: the valid policies, workloads and other custom resources."""
+
+    policies: list[CheckedPolicy] = field(default_factory=list)
+    workloads: list[tuple[CheckedKind, lint.Manifest]] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+    first_at: dict[str, str] = field(default_factory=dict)
+
+
+def _lint(manifests: Sequence[lint.Manifest]) -> _Linted:
+    """The valid objects; raises CheckError with every finding."""
     findings: list[lint.Finding] = []
-    policies: list[CheckedPolicy] = []
-    workloads: list[tuple[CheckedKind, lint.Manifest]] = []
-    first_at: dict[str, str] = {}
+    linted = _Linted()
     for m in manifests:
-        findings += _lint_one(m, policies, workloads, first_at)
+        findings += sorted(lint.duplicate_keys(m) + _lint_object(m, linted), key=lambda f: f.line)
     if findings:
         count = f"{len(findings)} error{'s' if len(findings) != 1 else ''}"
         raise CheckError(f"{count}:\n" + "\n".join(map(str, findings)), findings)
-    return policies, workloads
+    return linted
 
 
-def _lint_one(
-    m: lint.Manifest,
-    policies: list[CheckedPolicy],
-    workloads: list[tuple[CheckedKind, lint.Manifest]],
-    first_at: dict[str, str],
-) -> list[lint.Finding]:
-    """The findings of one object, by line; a valid policy or workload is appended to its list."""
-    findings = lint.duplicate_keys(m) + _lint_object(m, policies, workloads, first_at)
-    return sorted(findings, key=lambda f: f.line)
-
-
-def _lint_object(
-    m: lint.Manifest,
-    policies: list[CheckedPolicy],
-    workloads: list[tuple[CheckedKind, lint.Manifest]],
-    first_at: dict[str, str],
-) -> list[lint.Finding]:
+def _lint_object(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
+    """The findings of one object (a valid one is kept in linted)."""
     api_version, kind_name = m.obj.get("apiVersion"), m.obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind_name, str):
         return [lint.Finding(m.at(), m.subject, "apiVersion and kind are required")]
     crd = lint.crd_kind_of(m.obj)
     if crd is not None:
         found = lint.lint_custom_resource(m, crd)
-        if found or crd.kind != KIND:
+        if found:
             return found
-        try:
-            policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
-        except PolicyError as err:
-            return [lint.policy_error_finding(m, err)]
-        if policy.ref in first_at:
-            return [
-                lint.Finding(m.at(), m.subject, f"defined more than once (first at {first_at[policy.ref]})")
-            ]
-        first_at[policy.ref] = m.at()
-        policies.append(CheckedPolicy(policy, m.at()))
+        if crd.kind == KIND:
+            return _keep_policy(m, linted)
+        if crd.kind == CLUSTER_KIND:
+            try:
+                ClusterPolicy.from_object(m.obj)
+            except PolicyError as err:
+                return [lint.policy_error_finding(m, err)]
+        linted.others.append(m.subject)
         return []
     kind = checked_kind(api_version, kind_name)
     if kind is None:
         return []
     found = lint.lint_workload(m, kind.template_path)
     if not found:
-        workloads.append((kind, m))
+        linted.workloads.append((kind, m))
     return found
+
+
+def _keep_policy(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
+    try:
+        policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
+    except PolicyError as err:
+        return [lint.policy_error_finding(m, err)]
+    if policy.ref in linted.first_at:
+        return [
+            lint.Finding(
+                m.at(), m.subject, f"defined more than once (first at {linted.first_at[policy.ref]})"
+            )
+        ]
+    linted.first_at[policy.ref] = m.at()
+    linted.policies.append(CheckedPolicy(policy, m.at()))
+    return []
 
 
 def split_manifests(manifests: Sequence[Mapping[str, Any]]) -> list[tuple[CheckedKind, Mapping[str, Any]]]:
     """The checked workloads among the manifests, in order (AIDataPolicies and other kinds skipped);
     raises CheckError with every problem of every object."""
-    _, workloads = _lint(lint.from_objects(manifests))
-    return [(kind, m.obj) for kind, m in workloads]
+    return [(kind, m.obj) for kind, m in _lint(lint.from_objects(manifests)).workloads]
 
 
 def admission_review(obj: Mapping[str, Any], kind: CheckedKind, uid: str) -> dict[str, Any]:
@@ -422,9 +428,9 @@ def run_check(
 ) -> Report:
     """Lint the manifests, then evaluate their workloads against their AIDataPolicies (and, when
     given, the cluster's: a policy of the files replaces the cluster's policy of the same name)."""
-    items = lint.from_objects(manifests)
-    checked, workloads = _lint(items)
-    if not workloads and not checked:
+    linted = _lint(lint.from_objects(manifests))
+    checked, workloads = linted.policies, linted.workloads
+    if not workloads and not checked and not linted.others:
         kinds = ", ".join(k.kind for k in CHECKED_KINDS)
         raise CheckError(f"nothing to check: the manifests contain no AIDataPolicy and no workload ({kinds})")
     mine = {c.ref for c in checked}
@@ -436,7 +442,7 @@ def run_check(
         namespace = review["request"]["namespace"]
         hints = _hints(kind, m, namespace, policies, bool(why["selected"]))
         results.append(_result(review, why, hints, m.at()))
-    return Report(tuple(checked), tuple(results), len(cluster_policies or ()))
+    return Report(tuple(checked), tuple(results), len(cluster_policies or ()), tuple(linted.others))
 
 
 def check_manifests(
@@ -515,10 +521,12 @@ def _text_violations(result: CheckResult) -> list[str]:
     return lines
 
 
-def format_text(results: Iterable[CheckResult], policies: Iterable[CheckedPolicy] = ()) -> str:
-    """`aidp check -o text`: a line per valid policy of the files, then per workload its verdict
-    and why, its violations (each once) and hints, indented."""
-    lines = [f"VALID AIDataPolicy {p.ref}" for p in policies]
+def format_text(
+    results: Iterable[CheckResult], policies: Iterable[CheckedPolicy] = (), others: Iterable[str] = ()
+) -> str:
+    """`aidp check -o text`: a line per valid policy (and other custom resource) of the files, then
+    per workload its verdict and why, its violations (each once) and hints, indented."""
+    lines = [f"VALID {other}" for other in others] + [f"VALID AIDataPolicy {p.ref}" for p in policies]
     for result in results:
         verdict = "ALLOWED" if result.allowed else "DENIED"
         why = f" ({result.reason})" if result.reason else ""

@@ -545,3 +545,24 @@ def test_a_mistyped_aidp_annotation_gets_a_hint(tmp_path: Path) -> None:
         f"  hint: {tmp_path / 'workload.yaml'}:13: aidp.io/retention-day is not an annotation aidp reads; "
         'did you mean "aidp.io/retention-days"?'
     )
+
+
+GUARDRAIL = Path(__file__).resolve().parents[2] / "examples" / "guardrails" / "60-guardrail.yaml"
+
+
+def test_cluster_aidatapolicies_are_linted_too(tmp_path: Path) -> None:
+    text = GUARDRAIL.read_text()
+    valid = run_check(tmp_path, guardrail=text)
+    assert valid.exit_code == 0, valid.output
+    assert valid.stdout == "VALID ClusterAIDataPolicy org-guardrails\n"
+    broken = text.replace("  unapprovedAI: deny", "  unapprovedAi: deny").replace(
+        "providers: [openai]", "providers: []"
+    )
+    lines = errors(run_check(tmp_path, guardrail=broken))
+    where = tmp_path / "guardrail.yaml"
+    assert lines == [
+        f"{where}:17: ClusterAIDataPolicy org-guardrails: spec.providers: "
+        "providers: list at least one provider, or leave the field out for any",
+        f'{where}:28: ClusterAIDataPolicy org-guardrails: unknown field "spec.unapprovedAi"; '
+        'did you mean "unapprovedAI"?',
+    ]

@@ -177,7 +177,7 @@ def check(
     if output is CheckFormat.json:
         typer.echo(checking.format_json(report.results), nl=False)
     else:
-        typer.echo(checking.format_text(report.results, report.policies), nl=False)
+        typer.echo(checking.format_text(report.results, report.policies, report.others), nl=False)
     if not report.allowed:
         raise typer.Exit(EXIT_DENIED)
 
