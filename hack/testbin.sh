@@ -42,6 +42,21 @@ check_version() {  # name expected-substring command...
 
 ts() { date +%s; }
 
+# the path of MODULE@VERSION's go.mod in the module cache (downloaded if needed; three tries, since
+# a cold download through the proxy can fail once)
+gomod_of() {
+  local out try
+  for try in 1 2 3; do
+    if out=$(GOFLAGS=-mod=mod go mod download -json "$1" 2>&1) \
+       && python3 -c 'import json,sys; print(json.loads(sys.argv[1])["GoMod"])' "$out" 2>/dev/null; then
+      return 0
+    fi
+    echo "testbin: go mod download $1 failed (try $try): $out" >&2
+    sleep $(( try * 5 ))
+  done
+  return 1
+}
+
 k8s_all=(kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler)
 all=(etcd opa helm coredns kube-router "${k8s_all[@]}")
 missing=()
@@ -90,7 +105,7 @@ fi
 # by its Makefile from the client-go it builds with; the same ldflags here, so that a chart asking
 # for a recent Kubernetes renders as with a released helm.
 if ! have helm; then
-  helm_gomod=$(GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  helm_gomod=$(gomod_of "helm.sh/helm/v3@$HELM_VERSION")
   client_go=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$helm_gomod")  # v0.<minor>.<patch>
   k8s_minor=$(cut -d. -f2 <<<"$client_go")
   [ -n "$k8s_minor" ] || { echo "testbin: no k8s.io/client-go version in $helm_gomod" >&2; exit 1; }
@@ -130,7 +145,7 @@ if [ ${#k8s_missing[@]} -gt 0 ]; then
   kwrap="$work/k8s-wrapper"
   mkdir -p "$kwrap"
   echo "testbin: resolving k8s.io/kubernetes@$kv staging modules"
-  gomod=$(cd "$kwrap" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$kv" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  gomod=$(cd "$kwrap" && gomod_of "k8s.io/kubernetes@$kv")
   # every `k8s.io/<staging> => ./staging/src/k8s.io/<staging>` in upstream's go.mod
   staging=$(grep -oE '^\s*k8s\.io/[A-Za-z0-9._-]+ => \./staging/src/' "$gomod" | awk '{print $1}' | sort -u)
   goline=$(grep -E '^go [0-9.]+' "$gomod" | head -n 1)

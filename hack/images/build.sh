@@ -66,7 +66,9 @@ base_files() {  # the few files every image has
 build_probe() {
   local root="$work/probe-root" debs="$work/debs"
   mkdir -p "$root" "$debs"
-  (cd "$debs" && apt-get download -q "${probe_debs[@]}" 2>/dev/null)
+  # (package lists may be missing on a fresh machine: one `apt-get update`, then again)
+  (cd "$debs" && { apt-get download -q "${probe_debs[@]}" >/dev/null 2>&1 \
+     || { apt-get update -q >/dev/null && apt-get download -q "${probe_debs[@]}" >/dev/null; }; })
   for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
   rm -rf "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/locale" "$root/usr/share/lintian"
   base_files "$root"
