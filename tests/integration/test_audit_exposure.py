@@ -269,7 +269,7 @@ def test_audit_reports_every_way_to_the_credentials_and_every_workload(
         ("shadow-ai", "Widget", "w1", "high", ""),
         ("egress-bypass", "Pod", "leaky", "high", ""),
         ("egress-bypass", "Pod", "host-agent", "high", ""),
-    }, report["findings"]
+    }, [(f["type"], f["kind"], f["name"], f["message"]) for f in report["findings"]]
     leaky = next(f for f in report["findings"] if f["name"] == "leaky")
     assert f"{cut.split('/')[0]}:443, a provider address the egress baseline cuts" in leaky["message"]
     assert "hostNetwork" in next(f for f in report["findings"] if f["name"] == "host-agent")["message"]

@@ -523,3 +523,50 @@ def test_a_namespace_whose_policies_are_all_dryrun_is_observed_not_bypassed(eval
 
     broken = {"metadata": {"name": "x", "namespace": "broken"}, "spec": {"enforcement": "dryrun"}}
     assert governed_namespaces(policies, [observed, POLICIES[0], broken]) == {NS, "broken"}
+
+
+def test_egress_follows_the_verdict_in_the_bypass_analysis(evaluate: Any) -> None:
+    """CONTRACT 4: under deny a workload is approved for its policy's endpoints only when the verdict
+    admits it; under warn selection suffices; an approved one may reach its own endpoints only."""
+    too_long = {**helpers.COMPLIANT, "aidp.io/retention-days": "90"}
+    legacy = helpers.workload("Deployment", "legacy", NS, annotations=too_long)  # deny policy bots
+    bot = helpers.workload("Deployment", "bot", NS)  # compliant: approved for api.openai.com
+    warned = helpers.workload("Deployment", "warned", NS, labels={"app": "warned"}, annotations=too_long)
+    eu = helpers.workload("Deployment", "eu", NS, labels={"app": "eu"})  # residency: eu only
+    # a pod the operator labelled approved: admission refuses a CREATE that carries the label
+    # (tampering), so the audit judges it without the label, as the operator does
+    approved_pod = helpers.workload(
+        "Pod", "bot-approved", NS, labels={"app": "bot", "aidp.io/approved": "true"}
+    )
+    approved_np = {
+        "metadata": {"name": "aidp-egress-bots", "namespace": NS},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "bot", "aidp.io/approved": "true"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": GLOBAL}}], "ports": [{"protocol": "TCP", "port": 443}]}],
+        },
+    }
+    report = audit(
+        evaluate,
+        [legacy, bot, warned, eu, approved_pod],
+        network_policies=[
+            approved_np,
+            baseline(GLOBAL, US, EU),
+            allow("bot-global", "bot", GLOBAL),
+            allow("warned-global", "warned", GLOBAL),
+            allow("eu-global", "eu", GLOBAL),
+            allow("eu-eu", "eu", EU),
+        ],
+        addresses={(NS, "api.openai.com"): [GLOBAL], (NS, "eu.api.openai.com"): [EU]},
+    )
+    found = {f.name: f.message for f in report.findings if f.type == "egress-bypass"}
+    assert set(found) == {"legacy", "eu"}
+    assert {r.name for r in report.records} == {"bot", "eu", "bot-approved"}
+    assert found["legacy"] == (
+        "not approved (a deny policy selects it and the verdict refuses it), yet the NetworkPolicies "
+        "in force let it reach api.openai.com (203.0.113.10:443)"
+    )
+    assert found["eu"] == (
+        "approved only for eu.api.openai.com:443, yet the NetworkPolicies in force let it reach "
+        "api.openai.com (203.0.113.10:443)"
+    )

@@ -21,8 +21,9 @@ from aidp.audit.owners import OwnerLookup, audited_through_owner, controller_ref
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
+from aidp.config import APPROVAL_LABEL
 from aidp.egress.model import BASELINE_NAME, ROLE_LABEL, cut_hosts
-from aidp.model import CHECKED_KINDS, ENFORCEMENT_DRYRUN, Policy, checked_kind
+from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, ENFORCEMENT_DRYRUN, Policy, checked_kind
 from aidp.workloads import PodTemplate, pod_template
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
@@ -38,6 +39,9 @@ ALLOWED: Mapping[str, Any] = {"allowed": True, "message": "", "violations": [], 
 
 
 MEMO_SIZE = 10_000
+# labels the operator alone sets on pods (contract section 4): the approval for a deny policy's
+# egress, and the mark of pods that user NetworkPolicies isolate
+OPERATOR_LABELS = frozenset({APPROVAL_LABEL, "aidp.io/egress-isolated"})
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def _verdict_key(
         obj.get("apiVersion"),
         obj.get("kind"),
         meta.get("namespace") or "default",
-        tuple(sorted(tpl.labels.items())) if tpl else (),
+        tuple(sorted((k, v) for k, v in tpl.labels.items() if k not in OPERATOR_LABELS)) if tpl else (),
         _frozen(annotations),
         tpl.service_account if tpl else "default",
     )
@@ -97,7 +101,13 @@ def _template_annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object for its AdmissionReview: without status and managedFields and, on a Pod, without
+    the labels only the operator sets (OPERATOR_LABELS): the verdict does not read them, and a
+    CREATE carrying them would be refused as tampering (the operator judges pods the same way)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    labels = meta.get("labels")
+    if obj.get("kind") == "Pod" and isinstance(labels, Mapping) and any(k in labels for k in OPERATOR_LABELS):
+        meta["labels"] = {k: v for k, v in labels.items() if k not in OPERATOR_LABELS}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
@@ -359,9 +369,13 @@ class Auditor:
             # every workload an active policy selects holds the provider key: compliant ones, those
             # admitted with violations under warn or dryrun, and those created before the policy
             self._credentials(ns, kind, name, tpl, active)
-        elif ns in self._governed:
-            # not approved for egress (CONTRACT 4: selected by a non-expired policy)
-            self._egress_bypass(ns, kind, name, labels, spec)
+        if ns in self._governed:
+            # CONTRACT 4: a workload is approved for a policy's endpoints when the policy selects it,
+            # is not Expired, and (under deny) the verdict admits it; warn and dryrun: selection
+            egress_ok = [
+                p for p in active if p.spec.enforcement != ENFORCEMENT_DENY or decision.get("allowed") is True
+            ]
+            self._egress_bypass(ns, kind, name, labels, spec, egress_ok, selected=bool(active))
 
     def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, Any]) -> ProcessingRecord:
         """The record of processing, with the declarations read as admission reads them."""
@@ -408,59 +422,77 @@ class Auditor:
             )
 
     def _egress_bypass(
-        self, ns: str, kind: str, name: str, labels: Mapping[str, str], spec: Mapping[str, Any]
+        self,
+        ns: str,
+        kind: str,
+        name: str,
+        labels: Mapping[str, str],
+        spec: Mapping[str, Any],
+        approved: Sequence[Policy],
+        *,
+        selected: bool,
     ) -> None:
+        """A provider address the workload can reach but is not approved for: any, when no policy
+        approves it (a deny policy's workload that fails the verdict included), else the addresses
+        of other hosts (other regions, other providers' hosts the baseline cuts)."""
         if spec.get("hostNetwork") is True:
-            self.report.findings.append(
-                Finding(
-                    "egress-bypass",
-                    "high",
-                    ns,
-                    kind,
-                    name,
-                    "not approved, yet it runs in the node's network namespace (hostNetwork): no "
-                    "NetworkPolicy applies to it, so it can reach every provider address",
+            if not selected:  # a selected one is a policy violation (rule host-network)
+                self.report.findings.append(
+                    Finding(
+                        "egress-bypass",
+                        "high",
+                        ns,
+                        kind,
+                        name,
+                        "not approved, yet it runs in the node's network namespace (hostNetwork): no "
+                        "NetworkPolicy applies to it, so it can reach every provider address",
+                    )
                 )
-            )
             return
         if self.network_policies is None:
             return
-        key = (ns, tuple(sorted(labels.items())))
+        names = tuple(sorted(p.name for p in approved))
+        key = (ns, tuple(sorted(labels.items())), names)
         if key in self._reach_memo:
             hit = self._reach_memo[key]
         else:
-            hit = self._reachable(ns, labels)
+            own = {t[3] for t in self._egress_targets.get(ns, ()) if t[0] in names}
+            hit = self._reachable(ns, labels, own)
             if len(self._reach_memo) < MEMO_SIZE:
                 self._reach_memo[key] = hit
-        if hit is not None:
-            policy, host, port, cidr = hit
-            address = f"{cidr.split('/')[0]}:{port}"
-            if policy:
-                where = f"{host} ({address})"
-            elif host:
-                where = f"{host} ({address}), a provider host the egress baseline cuts"
-            else:
-                where = f"{address}, a provider address the egress baseline cuts"
-            self.report.findings.append(
-                Finding(
-                    "egress-bypass",
-                    "high",
-                    ns,
-                    kind,
-                    name,
-                    f"not approved, yet the NetworkPolicies in force let it reach {where}",
-                    policy,
-                )
+        if hit is None:
+            return
+        policy, host, port, cidr = hit
+        address = f"{cidr.split('/')[0]}:{port}"
+        if policy:
+            where = f"{host} ({address})"
+        elif host:
+            where = f"{host} ({address}), a provider host the egress baseline cuts"
+        else:
+            where = f"{address}, a provider address the egress baseline cuts"
+        if approved:
+            endpoints = sorted({e for p in approved for e in self._endpoints[(p.namespace, p.name)]})
+            why = f"approved only for {', '.join(endpoints)}, yet the NetworkPolicies in force let it reach"
+        elif selected:
+            why = (
+                "not approved (a deny policy selects it and the verdict refuses it), yet the "
+                "NetworkPolicies in force let it reach"
             )
+        else:
+            why = "not approved, yet the NetworkPolicies in force let it reach"
+        self.report.findings.append(
+            Finding("egress-bypass", "high", ns, kind, name, f"{why} {where}", policy)
+        )
 
     def _reachable(
-        self, ns: str, labels: Mapping[str, str]
+        self, ns: str, labels: Mapping[str, str], own: Collection[str]
     ) -> tuple[str | None, str | None, int, str] | None:
-        """The first provider address (a policy endpoint's, else one the baseline cuts) that the
-        NetworkPolicies of `ns` let a pod with `labels` reach, or None."""
+        """The first provider address (a policy endpoint's, else one the baseline cuts), other than
+        the workload's own approved ones (`own`), that the NetworkPolicies of `ns` let a pod with
+        `labels` reach, or None."""
         nps = self._netpols_by_ns.get(ns, ())
         for target in self._egress_targets.get(ns, ()):
-            if netpol.egress_allowed(nps, ns, labels, target[3], target[2]):
+            if target[3] not in own and netpol.egress_allowed(nps, ns, labels, target[3], target[2]):
                 return target
         return None
 
