@@ -8,6 +8,9 @@ from pathlib import Path
 GOVERNED_LABEL = "aidp.io/governed"
 # set by the operator alone on pods it judged compliant (egress follows the verdict, contract section 4)
 APPROVAL_LABEL = "aidp.io/approved"
+# set by the operator alone on pods that user NetworkPolicies isolate for egress: aidp's baseline
+# leaves them out, so it never loosens a namespace's own egress isolation (contract section 4)
+ISOLATED_LABEL = "aidp.io/egress-isolated"
 # set by the operator on namespaces a ClusterAIDataPolicy selects: AIDataPolicy writes there are
 # checked against the guardrails' bounds at admission
 GUARDRAILED_LABEL = "aidp.io/guardrailed"

@@ -67,13 +67,13 @@ from_operator if workload.username in operator_users
 # The approval label (contract section 4) written by anyone but the operator: on a Pod or on a
 # workload's template, at CREATE or as a change.
 approval_tampered if {
-	workload.approval != workload.old_approval
+	count(workload.changed_operator_labels) > 0
 	not from_operator
 }
 
 approval_tampered_message := sprintf(
 	"aidp: %s denied: the label %s is set and removed by the aidp operator only, after it judged the running pod; remove it from the %s",
-	[object_ref, workload.approval_label, labels_place],
+	[object_ref, concat(" and ", workload.changed_operator_labels), labels_place],
 )
 
 labels_place := "pod's labels" if workload.kind == "Pod"

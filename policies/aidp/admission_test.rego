@@ -739,3 +739,11 @@ test_guardrailed_label_is_the_operators_alone if {
 	contains(d.message, "the label aidp.io/guardrailed is managed by the aidp operator")
 	decide_as(namespace_update({"aidp.io/governed": "true"}, labelled), operator, [policy]).allowed
 }
+
+test_isolation_label_is_the_operators_alone if {
+	isolated := json.patch(pod_with(compliant), [{"op": "add", "path": "/metadata/labels/aidp.io~1egress-isolated", "value": "true"}])
+	d := decide_as(create(isolated), "alice", [policy])
+	not d.allowed
+	contains(d.message, "the label aidp.io/egress-isolated is set and removed by the aidp operator only")
+	decide_as(object.union(create(isolated), {"operation": "UPDATE", "oldObject": pod_with(compliant)}), operator, [policy]).allowed
+}

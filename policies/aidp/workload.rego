@@ -82,10 +82,17 @@ annotations := template_metadata.annotations if {
 # removed by the aidp operator alone, after it judged the running pod.
 approval_label := "aidp.io/approved"
 
-# What the verdict reads of a pod template: labels (but the approval label, which the verdict does
-# not read), annotations and spec.
+# The label that marks a pod that user NetworkPolicies isolate for egress: aidp's baseline leaves
+# such pods out, so that it never loosens a namespace's own egress isolation. Set and removed by
+# the operator alone.
+isolation_label := "aidp.io/egress-isolated"
+
+operator_labels := [approval_label, isolation_label]
+
+# What the verdict reads of a pod template: labels (but the operator's labels, which the verdict
+# does not read), annotations and spec.
 verdict_view(t) := {
-	"labels": object.remove(object_or_empty(object.get(t, "metadata", {}), "labels"), [approval_label]),
+	"labels": object.remove(object_or_empty(object.get(t, "metadata", {}), "labels"), operator_labels),
 	"annotations": object_or_empty(object.get(t, "metadata", {}), "annotations"),
 	"spec": object_or_empty(t, "spec"),
 }
@@ -103,10 +110,11 @@ template_unchanged if {
 	verdict_view(template) == verdict_view(old_template)
 }
 
-# The approval label on the template, before and after ("" when absent).
-approval := object.get(labels, approval_label, "")
-
-old_approval := object.get(old_labels, approval_label, "")
+# The operator's labels on the template that differ before and after (absent counts as "").
+changed_operator_labels := [key |
+	some key in operator_labels
+	object.get(labels, key, "") != object.get(old_labels, key, "")
+]
 
 host_network if template_spec.hostNetwork == true
 

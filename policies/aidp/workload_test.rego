@@ -94,7 +94,7 @@ test_name_fallbacks if {
 }
 
 test_verdict_view_ignores_the_approval_label_and_status if {
-	a := {"metadata": {"labels": {"app": "bot", "aidp.io/approved": "true"}, "annotations": {"x": "1"}}, "spec": {"c": 1}, "status": {"phase": "Running"}}
+	a := {"metadata": {"labels": {"app": "bot", "aidp.io/approved": "true", "aidp.io/egress-isolated": "true"}, "annotations": {"x": "1"}}, "spec": {"c": 1}, "status": {"phase": "Running"}}
 	b := {"metadata": {"labels": {"app": "bot"}, "annotations": {"x": "1"}, "finalizers": ["f"]}, "spec": {"c": 1}}
 	workload.verdict_view(a) == workload.verdict_view(b)
 	workload.verdict_view({}) == {"labels": {}, "annotations": {}, "spec": {}}

@@ -437,7 +437,9 @@ def test_a_policy_in_an_excluded_namespace_still_gets_egress_rules(
             what=f"egress rules in {ns}",
         )
         baseline = nps[BASELINE]["spec"]
-        assert baseline["podSelector"] == {} and baseline["policyTypes"] == ["Egress"]
+        assert baseline["podSelector"] == {
+            "matchExpressions": [{"key": "aidp.io/egress-isolated", "operator": "DoesNotExist"}]
+        } and baseline["policyTypes"] == ["Egress"]
         blocks = {p["ipBlock"]["cidr"]: p["ipBlock"] for p in baseline["egress"][0]["to"] if "ipBlock" in p}
         assert sorted(blocks) == ["0.0.0.0/0", "::/0"], baseline
         assert sorted(blocks["0.0.0.0/0"]["except"]) == sorted(v4), baseline

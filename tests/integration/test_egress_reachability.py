@@ -20,6 +20,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
 
+from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL
 from aidp.devcluster.stack import AidpStack
 from tests.integration import helpers, nca
 from tests.integration.conftest import Env, drop_env, make_env
@@ -42,6 +43,7 @@ class World:
     two: str  # policies `alpha` (api.openai.com) and `beta` (residency us); pods alpha, beta
     exp: str  # policy `old`, review expired yesterday; pod bot
     free: str  # no policy: ungoverned; pod bot
+    iso: str  # user deny egress (DNS allowed) for approved, other; policy `bots`; pod loose not isolated
     # the user's NetworkPolicy in `gov` as it was before the namespace was governed
     user_np: dict[str, Any] = field(repr=False)
     generated: dict[str, set[str]] = field(default_factory=dict)
@@ -99,7 +101,32 @@ def world(
 
     try:
         dns_pod(client)
-        gov, res, two, exp, free = env(), env(), env(), env(), env()
+        gov, res, two, exp, free, iso = env(), env(), env(), env(), env(), env()
+        # a common hardening baseline: default-deny egress but DNS, there before aidp
+        client.create(
+            NetworkPolicy.from_dict(
+                {
+                    "metadata": {"name": "user-default-deny-egress", "namespace": iso.ns},
+                    "spec": {
+                        "podSelector": {
+                            "matchExpressions": [{"key": "app", "operator": "In", "values": ["bot", "other"]}]
+                        },
+                        "policyTypes": ["Egress"],
+                        "egress": [
+                            {
+                                "to": [
+                                    {
+                                        "namespaceSelector": {},
+                                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                                    }
+                                ],
+                                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                            }
+                        ],
+                    },
+                }
+            )
+        )
         # the user's own NetworkPolicy, there before the namespace is governed
         client.create(
             NetworkPolicy.from_dict(
@@ -127,6 +154,27 @@ def world(
         pod(client, two.ns, "alpha", {"app": "alpha"})
         pod(client, two.ns, "beta", {"app": "beta"})
         pod(client, free.ns, "bot", {"app": "bot"})
+        iso.policy("bots")
+        pod(client, iso.ns, "approved", {"app": "bot"})
+        pod(client, iso.ns, "other", {"app": "other"})
+        pod(client, iso.ns, "loose", {"app": "loose"})  # nothing of the user's isolates it
+        # the operator's labels first: approval of the compliant pods, isolation in `iso`
+        for ns, name, label in [
+            (gov.ns, "approved", APPROVAL_LABEL),
+            (res.ns, "approved", APPROVAL_LABEL),
+            (two.ns, "alpha", APPROVAL_LABEL),
+            (two.ns, "beta", APPROVAL_LABEL),
+            (iso.ns, "approved", APPROVAL_LABEL),
+            (iso.ns, "approved", ISOLATED_LABEL),
+            (iso.ns, "other", ISOLATED_LABEL),
+        ]:
+            wait_for(
+                lambda ns=ns, name=name, label=label: (
+                    (client.get(Pod, name, namespace=ns).metadata.labels or {}).get(label) == "true"  # type: ignore[union-attr]
+                ),
+                timeout=30,
+                what=f"{label} on {ns}/{name}",
+            )
 
         want = {
             gov.ns: {BASELINE, "aidp-egress-chat"},
@@ -134,10 +182,11 @@ def world(
             two.ns: {BASELINE, "aidp-egress-alpha", "aidp-egress-beta"},
             exp.ns: {BASELINE},  # an expired policy keeps the provider cut out but allows nothing
             free.ns: set(),
+            iso.ns: {BASELINE, "aidp-egress-bots"},
         }
         for ns, names in want.items():
             wait_for(lambda ns=ns, names=names: managed(client, ns) == names, timeout=30, what=f"NPs in {ns}")
-        w = World(gov.ns, res.ns, two.ns, exp.ns, free.ns, user_np, generated=want)
+        w = World(gov.ns, res.ns, two.ns, exp.ns, free.ns, iso.ns, user_np, generated=want)
         w.conn = nca.analyse(client, tmp_path_factory.mktemp("nca"), [*want, "kube-system"])
         yield w
     finally:
@@ -224,6 +273,25 @@ def test_a_users_networkpolicy_is_left_intact_and_in_effect(world: World, kube_c
     assert world.answer.reaches(f"{world.free}/bot", f"{world.res}/approved", "TCP", 8080)
 
 
+def test_aidp_never_loosens_a_namespaces_own_egress_isolation(world: World) -> None:
+    """Pods a user default-deny egress policy isolates reach nothing they could not reach before
+    aidp (the provider included); approved ones reach their endpoints in addition; DNS as before."""
+    approved, other = f"{world.iso}/approved", f"{world.iso}/other"
+    for pod in (approved, other):
+        no_connection(world, pod, ELSEWHERE)  # as before aidp: the user denies it
+        assert world.answer.reaches(pod, DNS, "UDP", 53), pod  # as before
+        assert not world.answer.reaches(pod, DNS, "TCP", 8080), pod  # nothing more in the cluster either
+    for address in API:
+        no_connection(world, other, address)
+        assert world.answer.reaches(approved, address, "TCP", 443), address  # its endpoint, in addition
+        assert not world.answer.reaches(approved, address, "TCP", 80), address
+    # a pod of the same namespace that nothing of the user's isolates: the baseline, as before
+    loose = f"{world.iso}/loose"
+    assert world.answer.reaches(loose, ELSEWHERE, "TCP", 443)
+    for address in API:
+        no_connection(world, loose, address)
+
+
 def test_the_oracle_saw_the_generated_policies(world: World, kube_client: Client) -> None:
     for ns, names in world.generated.items():
         assert managed(kube_client, ns) == names
@@ -258,7 +326,7 @@ def test_the_audits_network_policy_analysis_agrees_with_nca(world: World, kube_c
     policies = [np.to_dict() for np in kube_client.list(NetworkPolicy, namespace="*")]
     targets = [(a, 443) for a in (*API, *EU, *US, ELSEWHERE)] + [(JP, 8443), (JP, 443), (API[0], 80)]
     compared = 0
-    for ns in (world.gov, world.res, world.two, world.exp, world.free):
+    for ns in (world.gov, world.res, world.two, world.exp, world.free, world.iso):
         for p in kube_client.list(Pod, namespace=ns):
             name = f"{ns}/{p.metadata.name}"
             labels = dict(p.metadata.labels or {})

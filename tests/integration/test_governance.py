@@ -96,7 +96,9 @@ def test_a_guardrail_governs_a_namespace_without_policies(env: Env, guardrail: C
     wait_for(lambda: _labels(env.client, env.ns).get(GOVERNED_LABEL) == "true", timeout=30, what="governed")
     wait_for(lambda: _has(env.client, env.ns, BASELINE), timeout=30, what="the baseline")
     base = env.client.get(NetworkPolicy, BASELINE, namespace=env.ns)
-    assert base.spec is not None and base.spec.podSelector.to_dict() in ({}, {"matchLabels": None})
+    assert (
+        base.spec is not None and base.spec.podSelector.matchExpressions[0].key == "aidp.io/egress-isolated"
+    )
     blocks = [p.ipBlock for rule in base.spec.egress or [] for p in rule.to or [] if p.ipBlock]
     cut = {c for b in blocks for c in (b.except_ or [])}
     assert "203.0.113.10/32" in cut  # api.openai.com (the test bed's address): no pod reaches it

@@ -29,7 +29,7 @@ from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
 from aidp import kube
-from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL
+from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL, ISOLATED_LABEL
 from aidp.devcluster.stack import AidpStack
 from tests.integration import helpers
 from tests.integration.conftest import Env
@@ -321,3 +321,37 @@ def test_webhook_calls_skip_unchanged_updates(env: Env) -> None:
             patch_type=PatchType.MERGE,
         )
     assert "[retention-days]" in str(err.value.status.message)
+
+
+def test_pods_a_user_policy_isolates_are_left_out_of_the_baseline(env: Env) -> None:
+    """aidp never loosens a namespace's own egress isolation: the operator labels the pods a user
+    NetworkPolicy isolates for egress, and the baseline selects only the others."""
+    env.client.create(
+        NetworkPolicy.from_dict(
+            {
+                "metadata": {"name": "deny-egress", "namespace": env.ns},
+                "spec": {"podSelector": {"matchLabels": {"locked": "yes"}}, "policyTypes": ["Egress"]},
+            }
+        )
+    )
+    env.policy("bots")
+    locked, free = _name("locked"), _name("free")
+    started = time.monotonic()
+    assert create(env.client, workload("Pod", locked, env.ns, labels={"app": "bot", "locked": "yes"})) is None
+    wait_for(
+        lambda: _labelled(env.client, env.ns, locked, ISOLATED_LABEL), timeout=30, what="isolation label"
+    )
+    print(f"isolation window (create -> label): {time.monotonic() - started:.2f}s")
+    assert create(env.client, workload("Pod", free, env.ns)) is None
+    wait_for(lambda: _approved(env.client, env.ns, free), timeout=30, what="approved")
+    assert not _labelled(env.client, env.ns, free, ISOLATED_LABEL)
+    # the user's policy stops isolating it: the label goes (re-judged on the NetworkPolicy event)
+    env.client.delete(NetworkPolicy, "deny-egress", namespace=env.ns)
+    wait_for(
+        lambda: not _labelled(env.client, env.ns, locked, ISOLATED_LABEL), timeout=30, what="label removed"
+    )
+
+
+def _labelled(client: Client, ns: str, name: str, label: str) -> bool:
+    labels = client.get(Pod, name, namespace=ns).metadata.labels or {}  # type: ignore[union-attr]
+    return labels.get(label) == "true"

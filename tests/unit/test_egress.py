@@ -54,7 +54,9 @@ def render(
 def test_networkpolicy_baseline_cuts_out_every_provider_address_of_the_namespace() -> None:
     objs = render("networkpolicy", policy("a"), policy("b", dataResidency="eu"))
     base = objs["aidp-egress-baseline"]
-    assert base["spec"]["podSelector"] == {}
+    assert base["spec"]["podSelector"] == {
+        "matchExpressions": [{"key": "aidp.io/egress-isolated", "operator": "DoesNotExist"}]
+    }  # but user-isolated pods
     to = base["spec"]["egress"][0]["to"]
     assert {"namespaceSelector": {}} in to  # the cluster, cluster DNS included
     assert {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.10/32", "203.0.113.30/32"]}} in to
@@ -112,7 +114,9 @@ def test_objects_are_labelled_and_owned() -> None:
 def test_cilium_strict_allows_dns_cluster_and_the_provider_by_name() -> None:
     objs = render("cilium", policy("bot"))
     base = objs["aidp-egress-baseline"]["spec"]
-    assert base["endpointSelector"] == {}
+    assert base["endpointSelector"] == {
+        "matchExpressions": [{"key": "aidp.io/egress-isolated", "operator": "DoesNotExist"}]
+    }
     assert base["egress"][0]["toPorts"][0]["rules"]["dns"] == [{"matchPattern": "*"}]
     assert {"toEntities": ["cluster"]} in base["egress"]
     assert not any("toCIDRSet" in r for r in base["egress"])

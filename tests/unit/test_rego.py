@@ -76,3 +76,4 @@ def test_python_and_rego_share_the_contract_constants(opa: Path) -> None:
     assert rego_value(opa, "data.aidp.admission.governed_label") == config.GOVERNED_LABEL
     assert rego_value(opa, "data.aidp.workload.approval_label") == config.APPROVAL_LABEL
     assert rego_value(opa, "data.aidp.admission.guardrailed_label") == config.GUARDRAILED_LABEL
+    assert rego_value(opa, "data.aidp.workload.isolation_label") == config.ISOLATED_LABEL

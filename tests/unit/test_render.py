@@ -133,6 +133,7 @@ def test_policy_modules_from_the_checkout() -> None:
     assert list(modules) == [
         "aidp/selector.rego",
         "aidp/workload.rego",
+        "aidp/guardrails.rego",
         "aidp/admission.rego",
         "aidp/audit.rego",
         "system/main.rego",

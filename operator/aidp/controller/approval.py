@@ -1,5 +1,7 @@
 """Egress follows the verdict (contract section 4): the operator judges running pods with the
-admission Rego and keeps the approval label on the compliant ones.
+admission Rego and keeps the approval label on the compliant ones. It also keeps the isolation
+label on the pods that user NetworkPolicies isolate for egress, which aidp's baseline leaves out
+(aidp never loosens a namespace's own egress isolation).
 
 The egress object of an `enforcement: deny` policy selects its workloads *and* the label
 `aidp.io/approved=true` (aidp.egress.model.selector). Only the operator may set or remove that label:
@@ -26,12 +28,14 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from aidp.check import admission_review
-from aidp.config import APPROVAL_LABEL
+from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL, MANAGED_BY
 from aidp.controller.resources import list_all, to_dict
 from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, Policy
+from aidp.selector import selects
 
 log = logging.getLogger("aidp.approval")
 
@@ -79,8 +83,30 @@ def wanted(pod: Mapping[str, Any], decision: Mapping[str, Any] | None, policies:
     return bool(decision and decision.get("allowed") is True) and selected_by_deny(pod, policies)
 
 
-def has_label(pod: Mapping[str, Any]) -> bool:
-    return labels_of(pod).get(APPROVAL_LABEL) == "true"
+def has_label(pod: Mapping[str, Any], label: str = APPROVAL_LABEL) -> bool:
+    return labels_of(pod).get(label) == "true"
+
+
+def isolates_egress(netpol: Mapping[str, Any]) -> bool:
+    """A user's NetworkPolicy (not aidp's) that isolates its pods for egress: policyTypes names
+    Egress, or (policyTypes absent) it has egress rules, as the API server defaults it."""
+    meta = netpol.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if all(labels.get(k) == v for k, v in MANAGED_BY.items()):
+        return False
+    spec = netpol.get("spec") or {}
+    types = spec.get("policyTypes")
+    if isinstance(types, list):
+        return "Egress" in types
+    return bool(spec.get("egress"))
+
+
+def isolated(pod: Mapping[str, Any], netpols: Sequence[Mapping[str, Any]]) -> bool:
+    """True when a user NetworkPolicy of the pod's namespace isolates it for egress."""
+    labels = {k: v for k, v in labels_of(pod).items() if k not in (APPROVAL_LABEL, ISOLATED_LABEL)}
+    return any(
+        isolates_egress(n) and selects((n.get("spec") or {}).get("podSelector"), labels) for n in netpols
+    )
 
 
 @dataclass
@@ -90,6 +116,7 @@ class Outcome:
     judged: int = 0
     approved: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    isolation: list[str] = field(default_factory=list)  # pods whose isolation label changed
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -103,17 +130,34 @@ class Approver:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self.netpols: dict[str, list[dict[str, Any]]] = {}  # namespace -> its isolating user NetworkPolicies
         self._wake = asyncio.Event()
 
     async def judge_namespace(
-        self, namespace: str, policies: Sequence[Policy], evaluate: Evaluate
+        self, namespace: str, policies: Sequence[Policy], evaluate: Evaluate, *, governed: bool = True
     ) -> Outcome:
-        """Every pod of the namespace: with deny policies, judged; without, labels removed."""
+        """Every pod of the namespace: with deny policies, judged; without, labels removed. In a
+        governed namespace the isolation label follows the user NetworkPolicies."""
         pods = [to_dict(p) async for p in list_all(self.client, Pod, namespace=namespace)]
-        return await self.judge(pods, policies, evaluate)
+        netpols = await self.user_netpols(namespace) if governed else []
+        return await self.judge(pods, policies, evaluate, netpols)
+
+    async def user_netpols(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's NetworkPolicies that isolate pods for egress (aidp's own left out)."""
+        out = []
+        async for item in list_all(self.client, NetworkPolicy, namespace=namespace):
+            netpol = to_dict(item)
+            if isolates_egress(netpol):
+                out.append(netpol)
+        self.netpols[namespace] = out
+        return out
 
     async def judge(
-        self, pods: Sequence[Mapping[str, Any]], policies: Sequence[Policy], evaluate: Evaluate
+        self,
+        pods: Sequence[Mapping[str, Any]],
+        policies: Sequence[Policy],
+        evaluate: Evaluate,
+        netpols: Sequence[Mapping[str, Any]] = (),
     ) -> Outcome:
         out = Outcome()
         pods = [p for p in pods if judged(p)]
@@ -123,16 +167,20 @@ class Approver:
             decisions = await evaluate([review_for(p, i) for i, p in enumerate(candidates)])
         verdict = {id(p): d for p, d in zip(candidates, decisions, strict=True)}
         for pod in pods:
-            want = wanted(pod, verdict.get(id(pod)), policies)
-            if want != has_label(pod):
-                await self._set(pod, want, out)
+            want = {
+                APPROVAL_LABEL: wanted(pod, verdict.get(id(pod)), policies),
+                ISOLATED_LABEL: isolated(pod, netpols),
+            }
+            changes = {k: v for k, v in want.items() if v != has_label(pod, k)}
+            if changes:
+                await self._set(pod, changes, out)
         out.judged = len(candidates)
         return out
 
-    async def _set(self, pod: Mapping[str, Any], approve: bool, out: Outcome) -> None:
+    async def _set(self, pod: Mapping[str, Any], changes: Mapping[str, bool], out: Outcome) -> None:
         meta = pod.get("metadata") or {}
         ref = f"{meta.get('namespace')}/{meta.get('name')}"
-        patch = {"metadata": {"labels": {APPROVAL_LABEL: "true" if approve else None}}}
+        patch = {"metadata": {"labels": {k: "true" if v else None for k, v in changes.items()}}}
         try:
             await self.client.patch(
                 Pod,
@@ -145,12 +193,14 @@ class Approver:
             if err.status.code == 404:
                 return  # gone meanwhile
             out.errors[ref] = str(err.status.message or err)
-            log.warning(
-                "approval label on %s not %s: %s", ref, "set" if approve else "removed", out.errors[ref]
-            )
+            log.warning("labels %s on %s not written: %s", dict(changes), ref, out.errors[ref])
             return
-        (out.approved if approve else out.revoked).append(ref)
-        log.info("pod %s %s for egress", ref, "approved" if approve else "no longer approved")
+        if APPROVAL_LABEL in changes:
+            approve = changes[APPROVAL_LABEL]
+            (out.approved if approve else out.revoked).append(ref)
+            log.info("pod %s %s for egress", ref, "approved" if approve else "no longer approved")
+        if ISOLATED_LABEL in changes:
+            out.isolation.append(ref)
 
     # ---- pod events -------------------------------------------------------------------------------
     def enqueue(self, pod: Mapping[str, Any]) -> None:
@@ -162,6 +212,7 @@ class Approver:
         self,
         policies_of: Callable[[str], Sequence[Policy]],
         evaluator: Callable[[], Evaluate | None],
+        governed: Callable[[str], bool],
         retry_seconds: float = 1.0,
     ) -> None:
         """Judge queued pods in batches, per namespace, as soon as an evaluator is available."""
@@ -179,7 +230,8 @@ class Approver:
                 by_ns.setdefault(ns, []).append(pod)
             for ns, pods in by_ns.items():
                 try:
-                    await self.judge(pods, policies_of(ns), evaluate)
+                    netpols = await self.user_netpols(ns) if governed(ns) else []
+                    await self.judge(pods, policies_of(ns), evaluate, netpols)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

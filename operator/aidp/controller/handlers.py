@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 from lightkube import AsyncClient, KubeConfig
 
-from aidp.config import GOVERNED_LABEL, OperatorConfig
+from aidp.config import GOVERNED_LABEL, ISOLATED_LABEL, OperatorConfig
 from aidp.controller import approval, discovery, governance
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
@@ -103,7 +103,8 @@ async def start_work(rt: Runtime) -> None:
         asyncio.create_task(certs.run(), name="aidp-certs"),
         asyncio.create_task(once_certs_ready(rec.run()), name="aidp-reconciler"),
         asyncio.create_task(
-            once_certs_ready(rec.approver.run(rec.policies_of, rec.evaluator)), name="aidp-approval"
+            once_certs_ready(rec.approver.run(rec.policies_of, rec.evaluator, rec.has_egress)),
+            name="aidp-approval",
         ),
     ]
     if rt.audit is not None:
@@ -195,11 +196,25 @@ def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     if rec is None or event.get("type") == "DELETED":
         return
     namespace = body.get("metadata", {}).get("namespace")
-    policies = rec.policies_of(namespace)
-    if not policies or not approval.judged(body):
+    if namespace not in rec.egress_namespaces or not approval.judged(body):
         return
-    if approval.selected_by_deny(body, policies) != approval.has_label(body):
+    policies = rec.policies_of(namespace)
+    isolated = approval.isolated(body, rec.approver.netpols.get(namespace, []))
+    if approval.selected_by_deny(body, policies) != approval.has_label(
+        body
+    ) or isolated != approval.has_label(body, ISOLATED_LABEL):
         rec.approver.enqueue(body)
+
+
+@kopf.on.event(
+    "networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}
+)
+def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
+    """A user's NetworkPolicy changed: which pods it isolates for egress may have changed."""
+    rec = _runtime(memo).reconciler
+    namespace = body.get("metadata", {}).get("namespace")
+    if rec is not None and namespace in rec.egress_namespaces:
+        rec.rejudge(namespace)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})

@@ -87,6 +87,7 @@ class Reconciler:
         self.guardrails = governance.Guardrails()
         self.approver = Approver(client)
         self.policies_by_ns: dict[str, list[Policy]] = {}
+        self.egress_namespaces: set[str] = set()  # namespaces with aidp egress objects (or soon)
         self.judged: dict[str, str] = {}  # namespace -> digest of the policies its pods were judged under
         self.live_replicas: list[Replica] = []
         self.syncs = 0
@@ -201,7 +202,7 @@ class Reconciler:
         for ns in governed - {p.namespace for p in policies} - guardrails.namespaces:
             extra_cut[ns] = tuple(catalog_hosts())  # only invalid policies: every provider is cut
         await self._label_namespaces(governed, guardrails.namespaces)
-        await self._judge_pods(policies, data, full=full)
+        await self._judge_pods(policies, data, set(extra_cut), full=full)
         egress = await self._egress(policies, extra_cut, full=full)
         bounds = await self._bounds(objs, guardrails)
         await self._update_statuses(objs, parsed, result, egress, bounds)
@@ -327,24 +328,36 @@ class Reconciler:
 
         return run
 
+    def has_egress(self, namespace: str) -> bool:
+        """The namespace has (or is about to have) aidp egress objects."""
+        return namespace in self.egress_namespaces
+
     def policies_of(self, namespace: str) -> list[Policy]:
         return self.policies_by_ns.get(namespace, [])
 
-    async def _judge_pods(self, policies: list[Policy], data: Mapping[str, Any], *, full: bool) -> None:
+    def rejudge(self, namespace: str) -> None:
+        """Judge every pod of the namespace again at the next sync (its user NetworkPolicies changed)."""
+        self.judged.pop(namespace, None)
+        self.trigger()
+
+    async def _judge_pods(
+        self, policies: list[Policy], data: Mapping[str, Any], more: set[str], *, full: bool
+    ) -> None:
         """Re-judge the pods of every namespace whose policies changed (all of them on a full
         resync, and after each UTC midnight, when reviews expire): before the egress objects are
-        applied, so a tightened policy's pods lose their approval first."""
+        applied, so a tightened policy's pods lose their approval first. `more`: namespaces with a
+        baseline but no valid policy (guardrails, invalid policies), for the isolation label."""
         by_ns: dict[str, list[Policy]] = {}
         for p in policies:
-            if p.namespace not in self.config.all_excluded_namespaces:
-                by_ns.setdefault(p.namespace, []).append(p)
+            by_ns.setdefault(p.namespace, []).append(p)
         self.policies_by_ns = by_ns
+        self.egress_namespaces = set(by_ns) | more
         evaluate = self.evaluator()
         if evaluate is None:
             return  # no replica holds the bundle: judged once one does (nothing is approved meanwhile)
         today = dt.datetime.now(dt.UTC).date().isoformat()
         rendered = data.get("policies") or {}
-        for ns in sorted(set(by_ns) | set(self.judged)):
+        for ns in sorted(set(by_ns) | more | set(self.judged)):
             digest = hashlib.sha256(
                 json.dumps([today, rendered.get(ns)], sort_keys=True, default=str).encode()
             ).hexdigest()
@@ -355,7 +368,7 @@ class Reconciler:
             metrics.APPROVAL_CHANGES.labels("revoked").inc(len(outcome.revoked))
             if outcome.errors:
                 continue  # judged again next sync
-            if ns in by_ns:
+            if ns in by_ns or ns in more:
                 self.judged[ns] = digest
             else:
                 self.judged.pop(ns, None)

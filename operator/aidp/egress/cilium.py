@@ -15,11 +15,13 @@ egress of the governed namespace's pods an allow-list:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 from aidp.egress.model import (
     BASELINE_NAME,
+    BASELINE_SELECTOR,
     EgressContext,
     active,
     metadata,
@@ -71,7 +73,7 @@ class CiliumBackend:
                 "apiVersion": API_VERSION,
                 "kind": "CiliumNetworkPolicy",
                 "metadata": metadata(BASELINE_NAME, namespace, policies, "baseline"),
-                "spec": {"endpointSelector": {}, "egress": rules},
+                "spec": {"endpointSelector": copy.deepcopy(BASELINE_SELECTOR), "egress": rules},
             }
         ]
         for policy in sorted(active(policies, ctx.today), key=lambda p: p.name):

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aidp.config import APPROVAL_LABEL, MANAGED_BY
+from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL, MANAGED_BY
 from aidp.model import ENFORCEMENT_DENY, PROVIDERS, Policy
 
 BASELINE_NAME = "aidp-egress-baseline"
@@ -141,6 +141,13 @@ def catalog_hosts() -> list[str]:
 def namespace_cut_hosts(namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[str]:
     """The hosts a namespace's baseline cuts: those of its valid policies and `ctx.extra_cut`'s."""
     return list(dict.fromkeys([*cut_hosts(policies), *ctx.extra_cut.get(namespace, ())]))
+
+
+# the baseline's pods: all but those user NetworkPolicies isolate for egress (the operator labels
+# them), so aidp never loosens a namespace's own egress isolation (contract section 4)
+BASELINE_SELECTOR: dict[str, Any] = {
+    "matchExpressions": [{"key": ISOLATED_LABEL, "operator": "DoesNotExist"}]
+}
 
 
 def selector(policy: Policy) -> dict[str, Any]:

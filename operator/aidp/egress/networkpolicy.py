@@ -2,7 +2,9 @@
 
 NetworkPolicy has no DNS names and no deny rules; allow rules add up. So, per governed namespace:
 
-- `aidp-egress-baseline` selects every pod and allows all egress except the provider addresses:
+- `aidp-egress-baseline` selects every pod (but those the user's own NetworkPolicies isolate for
+  egress, which the operator labels `aidp.io/egress-isolated`: aidp never loosens them) and allows
+  all egress except the provider addresses:
   every pod in the cluster (`namespaceSelector: {}`, so cluster DNS keeps working), and
   `0.0.0.0/0` / `::/0` with the provider addresses cut out (`except`): those of every endpoint and
   of every host of the providers (global and regional), so residency holds (`cut_hosts`).
@@ -20,11 +22,13 @@ allowing them lets approved pods reach those sites on the endpoint's port.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 from aidp.egress.model import (
     BASELINE_NAME,
+    BASELINE_SELECTOR,
     EgressContext,
     active,
     metadata,
@@ -58,7 +62,11 @@ class NetworkPolicyBackend:
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": metadata(BASELINE_NAME, namespace, policies, "baseline"),
-            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": peers}]},
+            "spec": {
+                "podSelector": copy.deepcopy(BASELINE_SELECTOR),
+                "policyTypes": ["Egress"],
+                "egress": [{"to": peers}],
+            },
         }
         objects = [baseline]
         for policy in sorted(active(policies, ctx.today), key=lambda p: p.name):
