@@ -1,14 +1,15 @@
 """The provider parts of the AIDataPolicy CRD, generated from the provider catalog.
 
-The CRD stays a static file (crds/ and its copy in charts/aidp/crds/); the blocks between
+The CRDs stay static files (crds/ and their copies in charts/aidp/crds/); the blocks between
 `# BEGIN provider-catalog <part>` and `# END provider-catalog <part>` are this module's output:
 the `spec.provider` enum, the `spec.dataResidency` enum (every region of every provider) and the
 `spec` CEL rules that tie a region to its provider and require endpoints of a provider without a
-fixed one (the parser, aidp.policy_parser, makes the same checks with the same messages).
+fixed one (the parser, aidp.policy_parser, makes the same checks); in the ClusterAIDataPolicy
+CRD, the enums of spec.providers and spec.dataResidency.
 
     python -m aidp.catalog.crd [--provider-catalog FILE] [--check]   (hack/gen-providers)
 
-rewrites both CRD files and docs/providers.md (aidp.catalog.docs) from the catalog; `--check`
+rewrites the CRD files and docs/providers.md (aidp.catalog.docs) from the catalog; `--check`
 only says whether they are up to date. A
 catalog override that adds a provider needs CRDs regenerated this way (the API server refuses
 names its enum does not list).
@@ -27,6 +28,7 @@ from aidp import catalog as catalog_mod
 from aidp.catalog import Catalog, docs
 
 CRD_NAME: Final = "aidp.io_aidatapolicies.yaml"
+CLUSTER_CRD_NAME: Final = "aidp.io_clusteraidatapolicies.yaml"
 # a generated block: its BEGIN line (which carries a suffix) to its END line, at one indentation
 _BLOCK_RE: Final = re.compile(
     r"^(?P<indent>[ ]*)# BEGIN provider-catalog (?P<part>[a-z-]+)[^\n]*\n.*?"
@@ -99,8 +101,16 @@ def block(part: str, cat: Catalog, indent: int) -> str:
     return _indent(text.rstrip("\n"), indent)
 
 
-def regenerate(text: str, cat: Catalog) -> str:
-    """The CRD text with every generated block rewritten from `cat`."""
+# the generated blocks each CRD must have
+REQUIRED_PARTS: Final = {
+    CRD_NAME: ("provider-enum", "residency-enum", "spec-rules"),
+    CLUSTER_CRD_NAME: ("provider-enum", "residency-enum"),
+}
+
+
+def regenerate(text: str, cat: Catalog, required: Sequence[str] = REQUIRED_PARTS[CRD_NAME]) -> str:
+    """The CRD text with every generated block rewritten from `cat`; ValueError when a block of
+    `required` is missing."""
     parts: list[str] = []
 
     def replace(m: re.Match[str]) -> str:
@@ -108,7 +118,7 @@ def regenerate(text: str, cat: Catalog) -> str:
         return block(m.group("part"), cat, len(m.group("indent")))
 
     result = _BLOCK_RE.sub(replace, text)
-    missing = {"provider-enum", "residency-enum", "spec-rules"} - set(parts)
+    missing = set(required) - set(parts)
     if missing:
         raise ValueError(f"the CRD has no generated block for: {', '.join(sorted(missing))}")
     return result
@@ -120,11 +130,16 @@ def for_current_catalog(text: str) -> str:
     catalog, since the packaged CRD lists the built-in providers only."""
     if "# BEGIN provider-catalog " not in text:
         return text
-    return regenerate(text, catalog_mod.current())
+    return regenerate(text, catalog_mod.current(), required=())
 
 
 def crd_files(root: Path) -> list[Path]:
-    return [root / "crds" / CRD_NAME, root / "charts" / "aidp" / "crds" / CRD_NAME]
+    """Every CRD file with generated blocks: crds/ and the chart's copies."""
+    return [
+        root / base / name
+        for name in (CRD_NAME, CLUSTER_CRD_NAME)
+        for base in (Path("crds"), Path("charts") / "aidp" / "crds")
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     stale: list[Path] = []
-    outputs = [(path, regenerate(path.read_text(encoding="utf-8"), cat)) for path in crd_files(args.root)]
+    outputs = [
+        (path, regenerate(path.read_text(encoding="utf-8"), cat, REQUIRED_PARTS[path.name]))
+        for path in crd_files(args.root)
+    ]
     outputs.append((args.root / "docs" / "providers.md", docs.markdown(cat)))
     for path, new in outputs:
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
