@@ -141,7 +141,7 @@ class OwnerResolver:
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
             return resource_registry.load(api_version, kind)
-        except LoadResourceError:
+        except (LoadResourceError, ValueError, ImportError, AttributeError):  # also a malformed apiVersion
             pass
         group, _, version = api_version.rpartition("/")
         crd = self._crd_index().get((group, kind))
