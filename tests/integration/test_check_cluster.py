@@ -18,9 +18,8 @@ from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 
-from aidp import bundle, lint
+from aidp import bundle, lint, paths
 from aidp.devcluster import ControlPlane
-from aidp.paths import testbin_dir
 from tests.integration import helpers
 
 
@@ -99,7 +98,7 @@ def _variants(namespace: str) -> dict[str, str]:
 def test_the_lint_refuses_exactly_what_the_api_server_refuses(
     control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
-    kubectl = testbin_dir() / "kubectl"
+    kubectl = paths.testbin_dir() / "kubectl"
     disagreements = []
     for case, text in _variants(namespace).items():
         path = tmp_path / f"{case}.yaml"
