@@ -141,8 +141,9 @@ def check(
         Path | None,
         typer.Option(
             "--kubeconfig",
-            help="Also evaluate against the AIDataPolicies live in this cluster (read-only: only lists "
-            "them); a policy in the files replaces the cluster's policy of the same name.",
+            help="Also evaluate against the AIDataPolicies live in this cluster (read-only: lists them "
+            "and gets the operator's bundle ConfigMap); a policy in the files replaces the cluster's "
+            "policy of the same name.",
         ),
     ] = None,
     aidp_namespace: Annotated[
