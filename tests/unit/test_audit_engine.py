@@ -570,3 +570,29 @@ def test_egress_follows_the_verdict_in_the_bypass_analysis(evaluate: Any) -> Non
         "approved only for eu.api.openai.com:443, yet the NetworkPolicies in force let it reach "
         "api.openai.com (203.0.113.10:443)"
     )
+
+
+def test_an_observed_namespace_reports_what_the_egress_rules_would_cut() -> None:
+    """CONTRACT 4: a namespace whose policies are all dryrun has no egress rules yet; the audit
+    reports the AI-using workloads the rules would cut once a policy there enforces."""
+    watch = _policy("watch", enforcement="dryrun")
+    watch["metadata"]["namespace"] = "observed"
+    too_long = {**helpers.COMPLIANT, "aidp.io/retention-days": "90"}
+    shadow = helpers.workload("Deployment", "shadow", "observed", labels={"app": "shadow"}, annotations={})
+    shadow["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
+    objs = [
+        shadow,
+        helpers.workload("Deployment", "late", "observed", annotations=too_long),  # selected, violating
+        helpers.workload("Deployment", "fine", "observed"),  # selected, compliant
+        helpers.workload("Deployment", "web", "observed", labels={"app": "web"}, annotations={}),  # no AI
+    ]
+    with local_opa([watch], check.find_opa()) as ev:
+        auditor = Auditor(ev, [Policy.from_object(watch)], TODAY, network_policies=[])
+        auditor.add(objs)
+        report = auditor.finish()
+    blocked = {f.name: (f.severity, f.message) for f in report.findings if f.type == "egress-would-block"}
+    assert set(blocked) == {"shadow", "late"}
+    assert blocked["shadow"][0] == "info" and blocked["shadow"][1].endswith("no active policy selects it")
+    assert "under deny it fails the verdict" in blocked["late"][1]
+    assert report.to_dict()["summary"]["findings"]["egress-would-block"] == 2
+    assert not [f for f in report.findings if f.type == "egress-bypass"]

@@ -85,6 +85,14 @@ def sample_report() -> AuditReport:
             "ServiceAccount payments/ci can read it",
             "fraud-openai",
         ),
+        Finding(
+            "egress-would-block",
+            "low",
+            "marketing",
+            "Deployment",
+            "copywriter",
+            "observed namespace: once a policy here enforces, the egress rules would cut it",
+        ),
     ]
     records = [
         ProcessingRecord(
@@ -236,17 +244,17 @@ def test_markdown_has_every_finding_grouped_by_severity_with_fixes() -> None:
     assert "Scope: cluster" in text
     # severity groups, most severe first; info has no findings so no group
     headings = re.findall(r"^### (\w+) \((\d+)\)$", text, flags=re.MULTILINE)
-    assert headings == [("Critical", "2"), ("High", "2"), ("Medium", "1"), ("Low", "1")]
+    assert headings == [("Critical", "2"), ("High", "2"), ("Medium", "1"), ("Low", "2")]
     for t in FINDING_TYPES:
         assert f"- **{t}**: {FIXES[t]}" in text
     summary = md_rows(text, "Workloads")
-    assert summary == [["23", "7", "6", "6"]]
+    assert summary == [["23", "7", "6", "7"]]
     assert md_rows(text, "Finding type") == [[t, "1"] for t in FINDING_TYPES]
     assert md_rows(text, "Severity") == [
         ["critical", "2"],
         ["high", "2"],
         ["medium", "1"],
-        ["low", "1"],
+        ["low", "2"],
         ["info", "0"],
     ]
     records = md_rows(text, "Namespace")
@@ -301,7 +309,7 @@ def test_csv_has_one_row_per_finding_with_rfc4180_quoting() -> None:
     assert '"env OPENAI_API_KEY, but no AIDataPolicy selects it"' in text
     assert '"NetworkPolicy ""allow-all"" lets it reach the provider"' in text
     assert '"retention 90 days > 30 | consent basis missing\nsecond line"' in text
-    assert [r["severity"] for r in body] == ["critical", "critical", "high", "high", "medium", "low"]
+    assert [r["severity"] for r in body] == ["critical", "critical", "high", "high", "medium", "low", "low"]
 
 
 # --- html ------------------------------------------------------------------------------------------
@@ -371,7 +379,7 @@ def test_html_has_every_finding_with_its_fix_and_the_records() -> None:
     assert len(rows) == len(report.findings)
     assert {(t, ns, name, p, r) for t, _s, ns, name, p, r, _m in rows} == keys(report)
     assert {m for *_, m in rows} == {f.message for f in report.findings}
-    assert [s for _t, s, *_ in rows] == ["critical", "critical", "high", "high", "medium", "low"]
+    assert [s for _t, s, *_ in rows] == ["critical", "critical", "high", "high", "medium", "low", "low"]
     visible = " ".join(" ".join(parsed.text).split())
     for t in FINDING_TYPES:
         assert " ".join(FIXES[t].split()) in visible

@@ -220,6 +220,12 @@ class Auditor:
         self._governed = (
             set(self.governed) if self.governed is not None else governed_namespaces(self.policies, [])
         )
+        # observed (CONTRACT 4): valid policies, all dryrun, and nothing else governs the namespace
+        self._observed = {
+            ns
+            for ns, pols in self._by_ns.items()
+            if ns not in self._governed and all(p.spec.enforcement == ENFORCEMENT_DRYRUN for p in pols)
+        }
         self._netpols_by_ns: dict[str, list[Mapping[str, Any]]] = {}
         for np in self.network_policies or ():
             self._netpols_by_ns.setdefault(str((np.get("metadata") or {}).get("namespace")), []).append(np)
@@ -369,6 +375,8 @@ class Auditor:
             # every workload an active policy selects holds the provider key: compliant ones, those
             # admitted with violations under warn or dryrun, and those created before the policy
             self._credentials(ns, kind, name, tpl, active)
+        if ns in self._observed and (refs or active):
+            self._would_block(ns, kind, name, active, violations)
         if ns in self._governed:
             # CONTRACT 4: a workload is approved for a policy's endpoints when the policy selects it,
             # is not Expired, and (under deny) the verdict admits it; warn and dryrun: selection
@@ -420,6 +428,31 @@ class Auditor:
                     f"{', '.join(f'Secret {ns}/{s}' for s in sorted(secrets))}",
                 )
             )
+
+    def _would_block(
+        self, ns: str, kind: str, name: str, active: Sequence[Policy], violations: Sequence[Any]
+    ) -> None:
+        """In an observed namespace (its policies are all dryrun: no egress rules yet), an AI-using
+        workload that the rules would cut from the provider once a policy enforces."""
+        if active and not violations:
+            return  # approved under any enforcement
+        if active:
+            why = (
+                "under deny it fails the verdict (see its policy violations); under warn it keeps its egress"
+            )
+        else:
+            why = "no active policy selects it"
+        self.report.findings.append(
+            Finding(
+                "egress-would-block",
+                "info",
+                ns,
+                kind,
+                name,
+                "observed namespace (its policies are all dryrun, no egress rules yet): once a policy "
+                f"here enforces, aidp's egress rules would cut this workload from the provider: {why}",
+            )
+        )
 
     def _egress_bypass(
         self,

@@ -15,6 +15,7 @@ FINDING_TYPES = (
     "review-expiring",
     "egress-bypass",
     "credential-exposure",
+    "egress-would-block",
 )
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -30,6 +31,9 @@ FIXES = {
     "review-expiring": "Schedule the periodic review before spec.review.expires.",
     "egress-bypass": "Remove or narrow the NetworkPolicy that lets this pod reach the provider, or make "
     "the pod an approved workload of an AIDataPolicy.",
+    "egress-would-block": "Before a policy of this observed namespace enforces (warn or deny), select the "
+    "workload with a policy and make it compliant, or accept that aidp's egress rules cut it from the "
+    "provider.",
     "credential-exposure": "Narrow the Role/ClusterRole bindings so that only the approved service "
     "accounts can read the Secret holding the AI credentials, and that no one else can create pods or "
     "workloads (they can mount any Secret of the namespace) or exec into the approved pods.",
