@@ -220,7 +220,7 @@ def test_renders_for_each_egress_backend(backend: str) -> None:
 
 
 BAD_VALUES = {
-    "egress.backend=calico": "/egress/backend': value must be one of 'networkpolicy', 'cilium', 'none'",
+    "egress.backend=calico": "/egress/backend': value must be one of 'networkpolicy', 'cilium', 'clusternetworkpolicy', 'adminnetworkpolicy', 'none'",
     "webhook.timeoutSeconds=5": "/webhook/timeoutSeconds': maximum: got 5, want 3",
     "webhook.timeoutSeconds=0": "/webhook/timeoutSeconds': minimum: got 0, want 1",
     "webhook.failurePolicy=Maybe": "/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",

@@ -240,3 +240,55 @@ def test_a_dryrun_only_namespace_is_observed_not_cut(backend: str) -> None:
     guarded = EgressContext(BOOK, TODAY, EgressSettings(), extra_cut={"team": ("api.openai.com",)})
     objs = backends.render_all(backends.get(backend), [policy("a", enforcement="dryrun")], guarded)
     assert objs, "a namespace a guardrail governs is cut even with dryrun policies only"
+
+
+@pytest.mark.parametrize(
+    ("backend", "accept", "kind"),
+    [
+        ("clusternetworkpolicy", "Accept", "ClusterNetworkPolicy"),
+        ("adminnetworkpolicy", "Allow", "AdminNetworkPolicy"),
+    ],
+)
+def test_admin_tier_backends_deny_the_provider_and_accept_the_approved_endpoints_only(
+    backend: str, accept: str, kind: str
+) -> None:
+    objs = render(backend, policy("bot", endpoints=[{"host": "myres.openai.azure.com", "port": 8443}]))
+    assert set(objs) == {"aidp-team-deny", "aidp-team-bot"}
+    deny, approved = objs["aidp-team-deny"], objs["aidp-team-bot"]
+    assert deny["kind"] == approved["kind"] == kind
+    assert "namespace" not in deny["metadata"]  # cluster-scoped, named after the namespace
+    assert deny["metadata"]["labels"]["aidp.io/namespace"] == "team"
+    assert deny["spec"]["subject"] == {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "team"}}}
+    # Deny only: every other destination is left to the namespace's own NetworkPolicies
+    assert [r["action"] for r in deny["spec"]["egress"]] == ["Deny"]
+    assert sorted(deny["spec"]["egress"][0]["to"][0]["networks"]) == sorted(
+        ["203.0.113.10/32", "203.0.113.30/32", "198.51.100.7/32", "2001:db8::10/128"]
+    )
+    # the approved pods (approval label under deny) first: a lower priority number
+    assert approved["spec"]["priority"] < deny["spec"]["priority"]
+    assert approved["spec"]["subject"]["pods"]["podSelector"] == {
+        "matchLabels": {"app": "bot", "aidp.io/approved": "true"}
+    }
+    rules = approved["spec"]["egress"]
+    assert {r["action"] for r in rules} == {accept}
+    assert [r["to"][0]["networks"] for r in rules] == [
+        ["203.0.113.10/32", "2001:db8::10/128"],
+        ["198.51.100.7/32"],
+    ]
+    if backend == "clusternetworkpolicy":
+        assert deny["spec"]["tier"] == "Admin"
+        assert rules[1]["protocols"] == [{"tcp": {"destinationPort": {"number": 8443}}}]
+    else:
+        assert rules[1]["ports"] == [{"portNumber": {"protocol": "TCP", "port": 8443}}]
+
+
+def test_admin_tier_chunks_long_address_lists_within_the_crd_limits() -> None:
+    many = AddressBook({"api.openai.com": tuple(f"203.0.113.{i}/32" for i in range(1, 60))})
+    ctx = EgressContext(many, TODAY, EgressSettings())
+    objs = backends.render_all(backends.get("clusternetworkpolicy"), [policy("a")], ctx)
+    for obj in objs:
+        assert len(obj["spec"]["egress"]) <= 25
+        for rule in obj["spec"]["egress"]:
+            assert all(len(peer["networks"]) <= 25 for peer in rule["to"])
+    deny = next(o for o in objs if o["metadata"]["name"].endswith("-deny"))
+    assert sum(len(r["to"][0]["networks"]) for r in deny["spec"]["egress"]) == 59

@@ -25,6 +25,7 @@ UPSTREAM_CRDS = {
     "wgpolicyk8s-policyreports.yaml",
     "cilium-ciliumnetworkpolicies.yaml",
     "policy-api-clusternetworkpolicies.yaml",
+    "policy-api-adminnetworkpolicies.yaml",
 }
 
 # where a path escaping the checkout would be read: code, scripts, make, CI, chart, docs

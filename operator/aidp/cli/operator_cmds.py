@@ -160,8 +160,12 @@ def run(
 
     if failure_policy not in ("Fail", "Ignore"):
         raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
-    if egress_backend not in ("networkpolicy", "cilium", "none"):
-        raise typer.BadParameter("must be networkpolicy, cilium or none", param_hint="--egress-backend")
+    from aidp.egress.backends import BACKENDS
+
+    if egress_backend not in (*BACKENDS, "none"):
+        raise typer.BadParameter(
+            f"must be one of {', '.join([*BACKENDS, 'none'])}", param_hint="--egress-backend"
+        )
     if report_kind not in ("openreports", "policyreport"):
         raise typer.BadParameter("must be openreports or policyreport", param_hint="--report-kind")
     if cilium_mode not in ("strict", "preserve"):
@@ -216,6 +220,8 @@ def run(
 
     if config.egress_backend == "cilium":
         handlers.watch_cilium_policies()
+    elif config.egress_backend in ("clusternetworkpolicy", "adminnetworkpolicy"):
+        handlers.watch_admin_tier_policies(config.egress_backend)
     if metrics_port:
         import prometheus_client
 

@@ -15,20 +15,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
 from aidp import kube
 from aidp.config import MANAGED_BY
 from aidp.controller.resources import list_all, to_dict
 from aidp.egress import backends
+from aidp.egress.clusternetworkpolicy import NAMESPACE_LABEL
 from aidp.egress.model import POLICY_LABEL, ROLE_LABEL, Backend, EgressContext
 from aidp.model import Policy
 
 log = logging.getLogger("aidp.egress")
 
 
-def resource_for(group: str, version: str, plural: str, kind: str) -> Any:
+def resource_for(group: str, version: str, plural: str, kind: str, cluster_scoped: bool = False) -> Any:
+    if cluster_scoped:
+        return create_global_resource(group, version, kind, plural)
     return create_namespaced_resource(group, version, kind, plural)
+
+
+KINDS = {
+    "networkpolicies": "NetworkPolicy",
+    "ciliumnetworkpolicies": "CiliumNetworkPolicy",
+    "clusternetworkpolicies": "ClusterNetworkPolicy",
+    "adminnetworkpolicies": "AdminNetworkPolicy",
+}
+
+
+def namespace_of(obj: Mapping[str, Any]) -> str:
+    """The namespace an egress object is for: its own, or (cluster-scoped objects) its label's."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or (meta.get("labels") or {}).get(NAMESPACE_LABEL, ""))
 
 
 def covers(want: Any, have: Any) -> bool:
@@ -73,9 +90,11 @@ class EgressApplier:
     def __init__(self, client: AsyncClient, backend: Backend) -> None:
         self.client = client
         self.backend = backend
-        kinds = {"networkpolicies": "NetworkPolicy", "ciliumnetworkpolicies": "CiliumNetworkPolicy"}
         self._applied: dict[tuple[str, str, str], str] | None = None  # what the last apply wrote
-        self.resources = {kinds[p]: resource_for(g, v, p, kinds[p]) for g, v, p in backend.kinds}
+        self.cluster_scoped = backend.cluster_scoped
+        self.resources = {
+            KINDS[p]: resource_for(g, v, p, KINDS[p], backend.cluster_scoped) for g, v, p in backend.kinds
+        }
 
     async def reconcile(
         self, policies: Sequence[Policy], ctx: EgressContext, *, verify_live: bool = True
@@ -88,13 +107,11 @@ class EgressApplier:
         """
         desired = backends.render_all(self.backend, policies, ctx)
         result = EgressResult()
-        want = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in desired}
+        want = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in desired}
         for obj in desired:
             pol = obj["metadata"]["labels"].get(POLICY_LABEL)
             if pol:
-                result.by_policy.setdefault((obj["metadata"]["namespace"], pol), []).append(
-                    obj["metadata"]["name"]
-                )
+                result.by_policy.setdefault((namespace_of(obj), pol), []).append(obj["metadata"]["name"])
         fingerprints = {k: json.dumps(o, sort_keys=True) for k, o in want.items()}
         if not verify_live and self._applied is not None:
             return await self._apply_changes(want, fingerprints, result)
@@ -102,9 +119,10 @@ class EgressApplier:
         for kind, res in self.resources.items():
             selector = {**MANAGED_BY, ROLE_LABEL: None}
             try:
-                async for item in list_all(self.client, res, labels=selector):
+                scope = None if self.cluster_scoped else "*"
+                async for item in list_all(self.client, res, namespace=scope, labels=selector):
                     d = to_dict(item)
-                    live[(kind, d["metadata"]["namespace"], d["metadata"]["name"])] = d
+                    live[(kind, d["metadata"].get("namespace", ""), d["metadata"]["name"])] = d
             except kube.KUBE_ERRORS as err:
                 result.errors[kind] = f"cannot list {kind}: {kube.error_text(err)}"
                 return result
@@ -146,7 +164,7 @@ class EgressApplier:
                 result.errors[f"{key[1]}/{key[2]}"] = kube.error_text(err)
         for key in sorted(to_delete):
             try:
-                await self.client.delete(self.resources[key[0]], key[2], namespace=key[1])
+                await self.client.delete(self.resources[key[0]], key[2], namespace=key[1] or None)
                 result.deleted += 1
             except kube.KUBE_ERRORS as err:
                 if kube.error_code(err) != 404:

@@ -239,6 +239,21 @@ def watch_cilium_policies() -> None:
     )(egress_object_changed)
 
 
+def watch_admin_tier_policies(backend: str) -> None:
+    """With an admin-tier backend, its generated cluster-scoped objects are watched the same way."""
+    version, plural = {
+        "clusternetworkpolicy": ("v1alpha2", "clusternetworkpolicies"),
+        "adminnetworkpolicy": ("v1alpha1", "adminnetworkpolicies"),
+    }[backend]
+    kopf.on.event(
+        "policy.networking.k8s.io",
+        version,
+        plural,
+        labels={"app.kubernetes.io/managed-by": "aidp"},
+        id=f"{backend}_egress_object_changed",
+    )(egress_object_changed)
+
+
 @kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
 def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
     rt = _runtime(memo)

@@ -32,6 +32,7 @@ from aidp.controller.approval import Approver, Evaluate
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
 from aidp.egress import backends
+from aidp.egress import clusternetworkpolicy as cnp
 from aidp.egress.model import (
     BASELINE_NAME,
     Backend,
@@ -591,7 +592,10 @@ class EgressView:
             return ("False", "Expired", "the review expired: its workloads get no egress to the AI endpoints")
         names = self.applied.by_policy.get((p.namespace, policy_label_value(p.name)), [])
         # the policy's own objects and its namespace's baseline (not another policy's objects)
-        own = {f"{p.namespace}/{name}" for name in (BASELINE_NAME, policy_object_name(p))}
+        if self.backend.cluster_scoped:
+            own = {f"/{cnp.deny_name(p.namespace)}", f"/{cnp.policy_name(p.namespace, p)}"}
+        else:
+            own = {f"{p.namespace}/{name}" for name in (BASELINE_NAME, policy_object_name(p))}
         failed = [f"{k}: {v}" for k, v in self.applied.errors.items() if k in own or k in self._kinds]
         if failed:
             return ("False", "ApplyFailed", "; ".join(failed)[:1000])
@@ -607,7 +611,7 @@ class EgressView:
 
     @property
     def _kinds(self) -> tuple[str, ...]:
-        return ("NetworkPolicy", "CiliumNetworkPolicy")
+        return ("NetworkPolicy", "CiliumNetworkPolicy", "ClusterNetworkPolicy", "AdminNetworkPolicy")
 
 
 async def _noop() -> None:

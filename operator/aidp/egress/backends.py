@@ -7,11 +7,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aidp.egress.cilium import CiliumBackend
+from aidp.egress.clusternetworkpolicy import AdminNetworkPolicyBackend, ClusterNetworkPolicyBackend
 from aidp.egress.model import Backend, EgressContext
 from aidp.egress.networkpolicy import NetworkPolicyBackend
 from aidp.model import ENFORCEMENT_DRYRUN, Policy
 
-BACKENDS: dict[str, Backend] = {"networkpolicy": NetworkPolicyBackend(), "cilium": CiliumBackend()}
+BACKENDS: dict[str, Backend] = {
+    "networkpolicy": NetworkPolicyBackend(),
+    "cilium": CiliumBackend(),
+    "clusternetworkpolicy": ClusterNetworkPolicyBackend(),
+    "adminnetworkpolicy": AdminNetworkPolicyBackend(),
+}
 DEFAULT = "networkpolicy"
 
 

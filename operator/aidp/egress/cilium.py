@@ -59,6 +59,7 @@ class CiliumBackend:
     name: str = "cilium"
     ip_based: bool = False
     kinds: tuple[tuple[str, str, str], ...] = (("cilium.io", "v2", "ciliumnetworkpolicies"),)
+    cluster_scoped: bool = False
 
     def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
         s = ctx.settings

@@ -108,7 +108,12 @@ class EgressContext:
 class Backend(Protocol):
     name: str
     ip_based: bool  # True when the rules hold addresses (then status.endpoints lists them)
-    kinds: tuple[tuple[str, str, str], ...]  # (group, version, plural) of the objects it manages
+    cluster_scoped: bool  # True when its objects are cluster-scoped (named after the namespace)
+
+    @property
+    def kinds(self) -> tuple[tuple[str, str, str], ...]:
+        """(group, version, plural) of the objects it manages."""
+        ...
 
     def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
         """Every object this backend wants in `namespace` for its (non-empty) list of policies."""

@@ -50,6 +50,7 @@ class NetworkPolicyBackend:
     name: str = "networkpolicy"
     ip_based: bool = True
     kinds: tuple[tuple[str, str, str], ...] = (("networking.k8s.io", "v1", "networkpolicies"),)
+    cluster_scoped: bool = False
 
     def render(self, namespace: str, policies: Sequence[Policy], ctx: EgressContext) -> list[dict[str, Any]]:
         if ctx.settings.egress_mode == "strict":
