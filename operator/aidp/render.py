@@ -101,6 +101,8 @@ def render_data(
     operator_users: Iterable[str] = (),
     guardrails: Mapping[str, Mapping[str, Any]] | None = None,
     guardrails_of: Mapping[str, Sequence[str]] | None = None,
+    *,
+    with_detector: bool = False,
 ) -> dict[str, Any]:
     """The data.aidp document: {"revision", "config", "policies": {namespace: {name: policy}}}.
 
@@ -108,7 +110,9 @@ def render_data(
     `operator_users` (config.operatorUsers, sorted; left out when empty) are the user names that may
     set the approval label on pods and the governed label on namespaces. With ClusterAIDataPolicies,
     `guardrails` (name -> ClusterPolicy.to_document()) and `guardrails_of` (namespace -> the names
-    selecting it) become data.aidp.cluster and data.aidp.guardrailsOf, with the catalog's detector.
+    selecting it) become data.aidp.cluster and data.aidp.guardrailsOf, with the catalog's detector
+    (data.aidp.detector, also with `with_detector`: the operator and the audit always want it, for
+    the one shadow-AI detector in Rego).
     Two policies with the same namespace and name are a ValueError.
     """
     by_namespace: dict[str, dict[str, Any]] = {}
@@ -122,13 +126,15 @@ def render_data(
     users = sorted(set(operator_users))
     if users:
         config["operatorUsers"] = users
-    if not guardrails:
+    if not guardrails and not with_detector:
         return {"revision": revision_of(rendered, config), "config": config, "policies": rendered}
-    cluster = {
-        "cluster": {name: dict(guardrails[name]) for name in sorted(guardrails)},
-        "guardrailsOf": {ns: sorted(names) for ns, names in sorted((guardrails_of or {}).items()) if names},
-        "detector": detector_document(),
-    }
+    cluster: dict[str, Any] = {}
+    if guardrails:
+        cluster["cluster"] = {name: dict(guardrails[name]) for name in sorted(guardrails)}
+        cluster["guardrailsOf"] = {
+            ns: sorted(names) for ns, names in sorted((guardrails_of or {}).items()) if names
+        }
+    cluster["detector"] = detector_document()
     revision = revision_of({"namespaced": rendered, **cluster}, config)
     return {"revision": revision, "config": config, "policies": rendered, **cluster}
 

@@ -42,3 +42,21 @@ test_one_decision_per_review_in_order if {
 test_no_reviews_no_decisions if {
 	audit.decisions == [] with input as {"reviews": []}
 }
+
+test_decisions_carry_the_detectors_references if {
+	review := {"request": {
+		"uid": "u",
+		"kind": {"group": "", "version": "v1", "kind": "Pod"},
+		"namespace": "x",
+		"name": "p",
+		"operation": "CREATE",
+		"object": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "env": [{"name": "OPENAI_API_KEY", "value": "k"}, {"name": "U", "value": "https://eu.api.openai.com"}]}]}},
+	}}
+	[d] := audit.decisions with input as {"reviews": [review]}
+		with data.aidp.revision as "r"
+		with data.aidp.config as {"excludedNamespaces": []}
+		with data.aidp.policies as {}
+		with data.aidp.detector as {"env": ["OPENAI_*"], "hosts": ["*.api.openai.com"]}
+	d.allowed
+	d.aiReferences == ["env OPENAI_API_KEY", "host eu.api.openai.com"]
+}

@@ -101,7 +101,7 @@ def local_opa(policy_objects: Sequence[Mapping[str, Any]], opa_binary: Path) -> 
     for it.
     """
     policies, _errors = parse_policies(policy_objects)  # bad ones: the operator reports them
-    bundle = Bundle(render.policy_modules(), render.render_data(policies))
+    bundle = Bundle(render.policy_modules(), render.render_data(policies, with_detector=True))
     with tempfile.TemporaryDirectory(prefix="aidp-audit-") as tmp:
         files = write_bundle(bundle, Path(tmp) / "bundle")
         server = OpaServer(Path(tmp) / "opa", new_token(), bin_dir=opa_binary.parent, preload=(files,))

@@ -165,7 +165,12 @@ class Reconciler:
             guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
         self.guardrails = guardrails
         data = render.render_data(
-            policies, self.config.all_excluded_namespaces, users, guardrails.documents(), guardrails.of
+            policies,
+            self.config.all_excluded_namespaces,
+            users,
+            guardrails.documents(),
+            guardrails.of,
+            with_detector=True,
         )
         new = make_bundle(self.modules, data)
         changed = self.bundle is None or new.revision != self.bundle.revision
