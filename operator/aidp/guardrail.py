@@ -285,17 +285,17 @@ def _parse_namespace_selector(selector: _Fields) -> LabelSelector:
     matchExpressions is refused (the CRD's CEL rules), since it reads like a selector but is not."""
     match_labels: list[tuple[str, str]] = []
     if selector.has("matchLabels"):
-        labels = selector.obj("matchLabels")
+        raw = selector.obj("matchLabels")
+        # the API server drops null values of a map before validating it: {a: null} is {}
+        labels = _Fields(raw.ref, raw.path, {k: v for k, v in raw.value.items() if v is not None})
         if not labels.value:
             raise selector.error("matchLabels", EMPTY_LIST_MESSAGES["namespaceSelector.matchLabels"])
         if len(labels.value) > MAX_SELECTOR_LABELS:
             raise selector.error("matchLabels", f"must have at most {MAX_SELECTOR_LABELS} labels")
-        for key, value in labels.value.items():
+        for key in labels.value:
             if not isinstance(key, str):
                 raise labels.error(str(key), "label keys must be strings")
-            if value is None:
-                raise labels.error(key, "must be a string, got null")
-            labels.string(key, max_length=MAX_LABEL_VALUE_LENGTH)  # raises unless a short string
+            value = labels.string(key, max_length=MAX_LABEL_VALUE_LENGTH) or ""  # a short string
             match_labels.append((key, value))
 
     expressions: list[LabelSelectorRequirement] = []

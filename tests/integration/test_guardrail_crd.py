@@ -263,6 +263,24 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "key",
     ),
     ("expression-no-operator", {"namespaceSelector": {"matchExpressions": [{"key": "a"}]}}, "operator"),
+    # nulls
+    ("selector-null", {"namespaceSelector": None}, "namespaceSelector"),
+    ("provider-item-null", {"providers": [None]}, "spec.providers[0]"),
+    # the API server drops a null map value: {a: null} is an empty matchLabels
+    ("label-value-null", {"namespaceSelector": {"matchLabels": {"a": None}}}, "list at least one label"),
+    ("label-value-null-and-another", {"namespaceSelector": {"matchLabels": {"a": None, "b": "x"}}}, None),
+    (
+        "expression-values-null",
+        {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": None}]}},
+        None,
+    ),
+    ("expression-null-item", {"namespaceSelector": {"matchExpressions": [None]}}, "matchExpressions[0]"),
+    ("review-null", {"review": None, "retention": None, "dataCategories": None}, None),
+    ("forbidden-null", {"dataCategories": {"forbidden": None}}, None),
+    ("providers-null", {"providers": None}, None),
+    ("consent-null", {"consent": None}, None),
+    ("maxdays-null", {"retention": {"maxDays": None}}, None),
+    ("unapproved-null", {"unapprovedAI": None}, None),
     # valid, at the edges
     ("selector-empty", {"namespaceSelector": {}}, None),
     ("selector-32-labels", {"namespaceSelector": {"matchLabels": ALL_LABELS}}, None),

@@ -586,3 +586,13 @@ def test_a_bad_guardrail_is_linted_with_its_line(tmp_path: Path) -> None:
         "provider, "
         "or leave the field out for any"
     ]
+
+
+def test_null_label_values_are_dropped_as_the_api_server_does() -> None:
+    """The API server drops a map's null values before validation: {a: null, b: x} is {b: x}, and
+    {a: null} is an empty matchLabels (refused). tests/integration/test_guardrail_crd.py shows it."""
+    policy = ClusterPolicy.from_object(guardrail(namespaceSelector={"matchLabels": {"a": None, "b": "x"}}))
+    assert policy.namespace_selector == LabelSelector((("b", "x"),))
+    err = error(guardrail("g", namespaceSelector={"matchLabels": {"a": None}}))
+    assert err.path == "spec.namespaceSelector.matchLabels"
+    assert err.problem.startswith("list at least one label")
