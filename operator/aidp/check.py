@@ -1,5 +1,6 @@
 """Offline admission (`aidp check`): workloads from files against the AIDataPolicies from files
-(and, with a kubeconfig, those live in a cluster), after linting every object.
+(and, with a kubeconfig, those live in a cluster), after linting every object; with the
+ClusterAIDataPolicies of the files, as admission would with them.
 
 1. Lint (`aidp.lint`): every AIDataPolicy is validated as the API server would (the CRD's schema
    with strict field validation, then its CEL rules), every workload for what admission needs;
@@ -8,6 +9,14 @@
    uses, in one `opa eval` run: one AdmissionReview (CREATE) per workload, every decision computed by
    `data.aidp.admission.decision` with that review as input, together with the policies that select
    the workload and whether its namespace is governed at all, so that each verdict says why.
+   With ClusterAIDataPolicies in the files, the data document also holds them
+   (`data.aidp.cluster`) and the namespaces each governs (`data.aidp.guardrailsOf`, computed from
+   the labels of the Namespace objects in the files; a namespace without one has only the label
+   `kubernetes.io/metadata.name`; excluded namespaces never). Every AIDataPolicy of the files is
+   then first admitted as a CREATE of the policy object would be: one looser than a guardrail is
+   refused (a DENIED result naming the guardrail and each field) and is left out of the workloads'
+   evaluation, as it would never exist in the cluster. Workloads get the guardrails' rules and
+   `unapproved-ai` as at admission.
 3. Hints: what is most likely wrong when a workload fails for a reason the Rego cannot see
    (aidp.io/* annotations on a Deployment's own metadata, categories separated by `;`).
 """
@@ -39,6 +48,7 @@ from aidp.model import (
     PolicyError,
     checked_kind,
 )
+from aidp.model import GROUP as AIDP_GROUP
 from aidp.render import ADMISSION_QUERY, policy_modules, render_data
 
 OPA_ENV: Final = "AIDP_OPA_BIN"
@@ -46,14 +56,23 @@ DEFAULT_NAMESPACE: Final = "default"
 OPA_TIMEOUT_SECONDS: Final = 120
 # Evaluates every review of input.reviews in one query.
 BATCH_QUERY: Final = f"[d | some review in input.reviews; d := {ADMISSION_QUERY} with input as review]"
-# The same, with why: the policies that select the workload and whether its namespace is excluded.
+# The same, with why: the policies that select the workload, whether its namespace is excluded,
+# the guardrails selecting its namespace and (for an AIDataPolicy object) the fields out of bounds
+# of each.
 EXPLAINED_QUERY: Final = (
     "[r | some review in input.reviews; "
     f"d := {ADMISSION_QUERY} with input as review; "
     "s := [n | data.aidp.admission.selected[n]] with input as review; "
     "e := [x | x := data.aidp.admission.excluded] with input as review; "
-    'r := {"decision": d, "selected": s, "excluded": count(e) > 0}]'
+    "g := [n | data.aidp.guardrails.selecting[n]] with input as review; "
+    "o := data.aidp.guardrails.out_of_bounds with input as review; "
+    'r := {"decision": d, "selected": s, "excluded": count(e) > 0, "guardrails": g, "outOfBounds": o}]'
 )
+# The label the API server gives every namespace (its name); the only label of a namespace that
+# has no Namespace object in the files.
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+# The rule id of a policy refused for being looser than a guardrail (also the audit's finding type).
+RULE_OUT_OF_BOUNDS: Final = "out-of-bounds"
 # What separates categories by mistake in aidp.io/data-categories (the list is comma-separated).
 _SEPARATOR_RE: Final = re.compile(r"[;|\s]")
 
@@ -121,10 +140,12 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class CheckedPolicy:
-    """An AIDataPolicy of the files that passed the lint."""
+    """An AIDataPolicy of the files that passed the lint; `obj` is the object as the API server
+    would store it (the CRD's defaults applied), which admission sees."""
 
     policy: Policy
     source: str
+    obj: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ref(self) -> str:
@@ -133,7 +154,8 @@ class CheckedPolicy:
 
 @dataclass(frozen=True)
 class Report:
-    """What `aidp check` found: the valid policies of the files and one result per workload."""
+    """What `aidp check` found: the valid policies of the files (those admitted) and one result per
+    policy refused at admission (out of bounds of a guardrail) and per workload."""
 
     policies: tuple[CheckedPolicy, ...]
     results: tuple[CheckResult, ...]
@@ -172,6 +194,8 @@ class _Linted:
     workloads: list[tuple[CheckedKind, lint.Manifest]] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
     first_at: dict[str, str] = field(default_factory=dict)
+    guardrails: list[ClusterPolicy] = field(default_factory=list)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # Namespace objects' labels
 
 
 def _lint(manifests: Sequence[lint.Manifest]) -> _Linted:
@@ -197,14 +221,13 @@ def _lint_object(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
         if found:
             return found
         if crd.kind == KIND:
-            return _keep_policy(m, linted)
+            return _keep_policy(m, linted, crd)
         if crd.kind == CLUSTER_KIND:
-            try:
-                ClusterPolicy.from_object(m.obj)
-            except PolicyError as err:
-                return [lint.policy_error_finding(m, err)]
+            return _keep_guardrail(m, linted)
         linted.others.append(m.subject)
         return []
+    if api_version == "v1" and kind_name == "Namespace":
+        return _keep_namespace(m, linted)
     kind = checked_kind(api_version, kind_name)
     if kind is None:
         return []
@@ -214,20 +237,101 @@ def _lint_object(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
     return found
 
 
-def _keep_policy(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
+def _keep_policy(m: lint.Manifest, linted: _Linted, crd: lint.CrdKind) -> list[lint.Finding]:
     try:
         policy = Policy.from_object(m.obj, default_namespace=DEFAULT_NAMESPACE)
     except PolicyError as err:
         return [lint.policy_error_finding(m, err)]
-    if policy.ref in linted.first_at:
-        return [
-            lint.Finding(
-                m.at(), m.subject, f"defined more than once (first at {linted.first_at[policy.ref]})"
-            )
-        ]
-    linted.first_at[policy.ref] = m.at()
-    linted.policies.append(CheckedPolicy(policy, m.at()))
+    found = _once(m, linted, policy.ref)
+    if found:
+        return found
+    schema = crd.schemas[str(m.obj["apiVersion"]).rpartition("/")[2]]
+    stored = lint.apply_defaults(m.obj, schema)
+    linted.policies.append(CheckedPolicy(policy, m.at(), stored if isinstance(stored, dict) else m.obj))
     return []
+
+
+def _once(m: lint.Manifest, linted: _Linted, ref: str) -> list[lint.Finding]:
+    """A finding when an object of the same kind and name came before."""
+    if ref in linted.first_at:
+        return [lint.Finding(m.at(), m.subject, f"defined more than once (first at {linted.first_at[ref]})")]
+    linted.first_at[ref] = m.at()
+    return []
+
+
+def _keep_guardrail(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
+    try:
+        guardrail = ClusterPolicy.from_object(m.obj)
+    except PolicyError as err:
+        return [lint.policy_error_finding(m, err)]
+    found = _once(m, linted, guardrail.ref)
+    if not found:
+        linted.guardrails.append(guardrail)
+        linted.others.append(m.subject)
+    return found
+
+
+def _keep_namespace(m: lint.Manifest, linted: _Linted) -> list[lint.Finding]:
+    """A Namespace: its labels decide which guardrails select it."""
+    validator = lint.Validator(m)
+    lint.check_metadata(validator, m.obj.get("metadata"), custom=False)
+    meta = m.obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    if not isinstance(name, str) or not name:
+        validator.error(("metadata", "name"), "is required")
+    found = validator.findings or _once(m, linted, f"Namespace/{name}")
+    if not found and isinstance(meta, Mapping) and isinstance(name, str):
+        linted.namespaces[name] = dict(meta.get("labels") or {})
+    return found
+
+
+def namespace_labels(namespace: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A namespace's labels as the API server keeps them: its own, and its name under
+    kubernetes.io/metadata.name (which the API server sets on every namespace)."""
+    return {**(labels or {}), NAMESPACE_NAME_LABEL: namespace}
+
+
+def guardrails_of(
+    guardrails: Iterable[ClusterPolicy],
+    namespaces: Iterable[str],
+    labels: Mapping[str, Mapping[str, str]],
+    excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
+) -> dict[str, list[str]]:
+    """namespace -> the names of the guardrails governing it (data.aidp.guardrailsOf): a namespace's
+    labels are those of its Namespace object in `labels` (only kubernetes.io/metadata.name without
+    one); excluded namespaces are never governed; namespaces no guardrail governs are left out."""
+    excluded = set(excluded_namespaces)
+    rails = list(guardrails)
+    out: dict[str, list[str]] = {}
+    for namespace in sorted(set(namespaces) | set(labels)):
+        of_ns = namespace_labels(namespace, labels.get(namespace))
+        names = sorted(g.name for g in rails if g.governs(namespace, of_ns, excluded))
+        if names:
+            out[namespace] = names
+    return out
+
+
+def guardrail_data(
+    policies: Iterable[Policy],
+    guardrails: Sequence[ClusterPolicy],
+    namespaces: Mapping[str, Mapping[str, str]],
+    excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
+    also: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The data.aidp document for the policies and the guardrails (render_data's guardrails and
+    guardrails_of), the guardrails' namespaces computed for every namespace of the policies, of
+    `namespaces` (name -> labels of the Namespace objects) and of `also`."""
+    policies = list(policies)
+    excluded = list(excluded_namespaces)
+    if not guardrails:
+        return render_data(policies, excluded)
+    names = {p.namespace for p in policies} | set(also)
+    return render_data(
+        policies,
+        excluded,
+        guardrails={g.name: g.to_document() for g in guardrails},
+        guardrails_of=guardrails_of(guardrails, names, namespaces, excluded),
+    )
 
 
 def split_manifests(manifests: Sequence[Mapping[str, Any]]) -> list[tuple[CheckedKind, Mapping[str, Any]]]:
@@ -245,6 +349,37 @@ def admission_review(obj: Mapping[str, Any], kind: CheckedKind, uid: str) -> dic
     version = obj["apiVersion"].rpartition("/")[2]
     gvk = {"group": kind.group, "version": version, "kind": kind.kind}
     gvr = {"group": kind.group, "version": version, "resource": kind.resource}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": meta.get("name") or "",
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "aidp-check"},
+            "object": body,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+
+
+def policy_review(obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
+    """The AdmissionReview the API server would send for creating the AIDataPolicy obj (as stored:
+    the CRD's defaults applied; namespace defaults to "default")."""
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+    body = copy.deepcopy(dict(obj))
+    body["metadata"] = {**meta, "namespace": namespace}
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    gvk = {"group": AIDP_GROUP, "version": version, "kind": KIND}
+    gvr = {"group": AIDP_GROUP, "version": version, "resource": "aidatapolicies"}
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -369,22 +504,31 @@ def _hints(
     return hints
 
 
+def _display(namespace: str, policy: str) -> str:
+    """How a verdict names a failing policy: `ns/name`, or `ClusterAIDataPolicy/name` as is."""
+    return policy if policy.startswith(f"{CLUSTER_KIND}/") else f"{namespace}/{policy}"
+
+
 def _reason(namespace: str, explained: Mapping[str, Any], violations: Sequence[Violation]) -> str:
-    """Why the verdict: governed or not, selected or not, complies with or fails which policies."""
+    """Why the verdict: governed or not, selected or not, complies with or fails which policies (and
+    which guardrails selecting the namespace, whose rules apply to the workloads a policy selects)."""
     if explained["excluded"]:
         return "namespace not governed"
     selected = sorted(explained["selected"])
-    if not selected:
-        return "no policy selects it"
     by_mode: dict[str, list[str]] = {}
     for v in violations:
         mode = v.enforcement if v.enforcement in ("warn", "dryrun") else "deny"
         refs = by_mode.setdefault(mode, [])
-        if f"{namespace}/{v.policy}" not in refs:
-            refs.append(f"{namespace}/{v.policy}")
+        if _display(namespace, v.policy) not in refs:
+            refs.append(_display(namespace, v.policy))
     failing = {ref for refs in by_mode.values() for ref in refs}
-    complying = [f"{namespace}/{name}" for name in selected if f"{namespace}/{name}" not in failing]
     parts = []
+    complying: list[str] = []
+    if selected:
+        rails = [f"{CLUSTER_KIND}/{name}" for name in sorted(explained.get("guardrails") or ())]
+        complying = [ref for ref in [f"{namespace}/{n}" for n in selected] + rails if ref not in failing]
+    else:
+        parts.append("no policy selects it")
     if by_mode.get("deny"):
         parts.append(f"fails {', '.join(by_mode['deny'])}")
     if complying:
@@ -394,6 +538,37 @@ def _reason(namespace: str, explained: Mapping[str, Any], violations: Sequence[V
     if by_mode.get("dryrun"):
         parts.append(f"fails {', '.join(by_mode['dryrun'])} in dryrun mode")
     return "; ".join(parts)
+
+
+def _bounds_result(
+    checked: CheckedPolicy, review: Mapping[str, Any], explained: Mapping[str, Any]
+) -> CheckResult:
+    """The verdict on admitting an AIDataPolicy of the files: refused when out of bounds of a
+    guardrail selecting its namespace, one violation per field out of bounds."""
+    decision = explained["decision"]
+    out = explained.get("outOfBounds") or {}
+    violations = tuple(
+        Violation(f"{CLUSTER_KIND}/{name}", RULE_OUT_OF_BOUNDS, problem, "deny")
+        for name in sorted(out)
+        for problem in out[name]
+    )
+    allowed = bool(decision["allowed"])
+    refs = ", ".join(f"{CLUSTER_KIND}/{name}" for name in sorted(out))
+    rails = ", ".join(f"{CLUSTER_KIND}/{n}" for n in sorted(explained.get("guardrails") or ()))
+    if not allowed:
+        reason = f"looser than {refs}" if refs else "refused"
+    else:
+        reason = f"within {rails}" if rails else ""
+    return CheckResult(
+        kind=KIND,
+        namespace=review["request"]["namespace"],
+        name=checked.policy.name,
+        allowed=allowed,
+        violations=violations,
+        message=decision["message"],
+        reason=reason,
+        source=checked.source,
+    )
 
 
 def _result(
@@ -427,22 +602,64 @@ def run_check(
     cluster_policies: Sequence[Policy] | None = None,
 ) -> Report:
     """Lint the manifests, then evaluate their workloads against their AIDataPolicies (and, when
-    given, the cluster's: a policy of the files replaces the cluster's policy of the same name)."""
+    given, the cluster's: a policy of the files replaces the cluster's policy of the same name).
+
+    With ClusterAIDataPolicies in the files, their AIDataPolicies are first admitted as objects
+    (bounds): a refused one is a DENIED result and takes no part in the workloads' evaluation."""
+    excluded = list(excluded_namespaces)
     linted = _lint(lint.from_objects(manifests))
     checked, workloads = linted.policies, linted.workloads
     if not workloads and not checked and not linted.others:
         kinds = ", ".join(k.kind for k in CHECKED_KINDS)
         raise CheckError(f"nothing to check: the manifests contain no AIDataPolicy and no workload ({kinds})")
-    mine = {c.ref for c in checked}
-    policies = [p for p in cluster_policies or () if p.ref not in mine] + [c.policy for c in checked]
     reviews = [admission_review(m.obj, kind, f"aidp-check-{i}") for i, (kind, m) in enumerate(workloads)]
-    explained = evaluate(reviews, render_data(policies, excluded_namespaces), opa=opa, query=EXPLAINED_QUERY)
+    workload_namespaces = [r["request"]["namespace"] for r in reviews]
+    rails, labels = linted.guardrails, linted.namespaces
+
+    def data(policies: Sequence[Policy]) -> dict[str, Any]:
+        return guardrail_data(policies, rails, labels, excluded, also=workload_namespaces)
+
+    bounds: list[CheckResult] = []
+    refused: dict[str, CheckResult] = {}
+    if rails and checked:
+        policy_reviews = [policy_review(c.obj, f"aidp-check-policy-{i}") for i, c in enumerate(checked)]
+        verdicts = evaluate(policy_reviews, data([c.policy for c in checked]), opa=opa, query=EXPLAINED_QUERY)
+        for c, review, why in zip(checked, policy_reviews, verdicts, strict=True):
+            result = _bounds_result(c, review, why)
+            if not result.allowed:
+                bounds.append(result)
+                refused[c.ref] = result
+    admitted = [c for c in checked if c.ref not in refused]
+    mine = {c.ref for c in admitted}
+    policies = [p for p in cluster_policies or () if p.ref not in mine] + [c.policy for c in admitted]
+    explained = evaluate(reviews, data(policies), opa=opa, query=EXPLAINED_QUERY)
     results = []
     for (kind, m), review, why in zip(workloads, reviews, explained, strict=True):
         namespace = review["request"]["namespace"]
         hints = _hints(kind, m, namespace, policies, bool(why["selected"]))
+        hints += _refused_hints(kind, m, namespace, [c.policy for c in checked if c.ref in refused], refused)
         results.append(_result(review, why, hints, m.at()))
-    return Report(tuple(checked), tuple(results), len(cluster_policies or ()), tuple(linted.others))
+    return Report(tuple(admitted), (*bounds, *results), len(cluster_policies or ()), tuple(linted.others))
+
+
+def _refused_hints(
+    kind: CheckedKind,
+    m: lint.Manifest,
+    namespace: str,
+    refused: Sequence[Policy],
+    why: Mapping[str, CheckResult],
+) -> list[str]:
+    """For a workload that a policy refused at admission would select: that it would not exist."""
+    template: Any = m.obj
+    for key in kind.template_path:
+        template = template.get(key) or {}
+    pod_labels = (template.get("metadata") or {}).get("labels") or {}
+    return [
+        f"{m.at()}: {KIND} {p.ref} selects it but is refused ({why[p.ref].reason}), so it does not "
+        "take part: bring the policy within bounds"
+        for p in refused
+        if p.namespace == namespace and p.spec.workload_selector.matches(pod_labels)
+    ]
 
 
 def check_manifests(
@@ -513,10 +730,15 @@ def cluster_excluded_namespaces(
     return excluded, ""
 
 
+def _shown(policy: str) -> str:
+    """How admission's messages name a policy: `AIDataPolicy name`, `ClusterAIDataPolicy/name`."""
+    return policy if policy.startswith(f"{CLUSTER_KIND}/") else f"AIDataPolicy {policy}"
+
+
 def _text_violations(result: CheckResult) -> list[str]:
     lines = [f"  - {v.policy} [{v.rule}] ({v.enforcement}) {v.message}" for v in result.violations]
     # warnings repeat the warn-mode violations: print only those that say something else
-    said = [f"AIDataPolicy {v.policy} [{v.rule}] {v.message}" for v in result.violations]
+    said = [f"{_shown(v.policy)} [{v.rule}] {v.message}" for v in result.violations]
     lines += [f"  warning: {w}" for w in result.warnings if not any(w.endswith(s) for s in said)]
     return lines
 

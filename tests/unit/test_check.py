@@ -448,3 +448,156 @@ def test_check_command_bad_input(tmp_path: Path) -> None:
     assert "invalid YAML" in invalid.stderr
     missing = runner.invoke(app(), ["check"])
     assert missing.exit_code == 2
+
+
+# --- ClusterAIDataPolicies in the files ------------------------------------------------------------
+
+GUARDRAIL = """\
+apiVersion: aidp.io/v1alpha1
+kind: ClusterAIDataPolicy
+metadata: {name: org}
+spec:
+  namespaceSelector: {matchLabels: {tier: regulated}}
+  providers: [openai]
+  consent: {allowedBases: [consent, contract]}
+  retention: {maxDays: 7}
+  dataCategories: {forbidden: [health]}
+  unapprovedAI: deny
+"""
+
+REGULATED = "apiVersion: v1\nkind: Namespace\nmetadata: {name: support, labels: {tier: regulated}}\n"
+
+
+def ai_deployment(name: str, namespace: str) -> str:
+    return deployment(
+        name,
+        {},
+        namespace=namespace,
+        containers=[{"name": "c", "image": "x", "env": [{"name": "OPENAI_API_KEY"}]}],
+    ).replace("app: support-bot", "app: notebook")
+
+
+def test_a_policy_looser_than_a_guardrail_is_refused_and_takes_no_part() -> None:
+    loose = POLICY.replace("maxDays: 30", "maxDays: 90").replace("provider: openai", "provider: anthropic")
+    report = check.run_check(manifests(GUARDRAIL, REGULATED, loose, deployment("bot", COMPLIANT)))
+    refused, bot = report.results
+    assert (refused.kind, refused.namespace, refused.name, refused.allowed) == (
+        "AIDataPolicy",
+        "support",
+        "support-summaries",
+        False,
+    )
+    assert refused.reason == "looser than ClusterAIDataPolicy/org"
+    assert refused.message.startswith(
+        "aidp: AIDataPolicy support/support-summaries denied: looser than ClusterAIDataPolicy/org ("
+    )
+    assert [(v.policy, v.rule, v.message.split(":")[0]) for v in refused.violations] == [
+        ("ClusterAIDataPolicy/org", "out-of-bounds", "spec.provider"),
+        ("ClusterAIDataPolicy/org", "out-of-bounds", "spec.retention.maxDays"),
+    ]
+    assert not report.allowed
+    assert report.policies == ()  # not VALID: the API server would refuse it
+    # the workload is judged without the refused policy: nothing selects it (and it is no AI client)
+    assert (bot.allowed, bot.reason) == (True, "no policy selects it")
+    assert any("AIDataPolicy support/support-summaries selects it but is refused" in h for h in bot.hints)
+
+
+def test_a_policy_within_bounds_is_valid_and_workloads_get_the_guardrail_rules() -> None:
+    within = POLICY.replace("maxDays: 30", "maxDays: 7").replace(
+        "{allowed: [public, internal], forbidden: [health]}", "{forbidden: [biometric]}"
+    )
+    seven = {**COMPLIANT, "aidp.io/retention-days": "7"}
+    report = check.run_check(
+        manifests(
+            GUARDRAIL,
+            REGULATED,
+            within,
+            deployment("good", seven),
+            deployment("health", {**seven, "aidp.io/data-categories": "internal,health"}),
+        )
+    )
+    assert [p.ref for p in report.policies] == ["support/support-summaries"]
+    good, health = report.results
+    assert (good.allowed, good.reason) == (
+        True,
+        "complies with support/support-summaries, ClusterAIDataPolicy/org",
+    )
+    assert not health.allowed
+    assert health.reason == "fails ClusterAIDataPolicy/org; complies with support/support-summaries"
+    assert [(v.policy, v.rule) for v in health.violations] == [("ClusterAIDataPolicy/org", "data-categories")]
+    assert "ClusterAIDataPolicy/org: [data-categories]" in health.message
+
+
+def test_guardrails_govern_namespaces_by_the_labels_of_the_files_namespace_objects() -> None:
+    by_name = GUARDRAIL.replace("name: org}", "name: by-name}").replace(
+        "{tier: regulated}", "{kubernetes.io/metadata.name: research}"
+    )
+    everywhere = GUARDRAIL.replace("name: org}", "name: all}").replace(
+        "namespaceSelector: {matchLabels: {tier: regulated}}", "namespaceSelector: {}"
+    )
+    unlabelled = "apiVersion: v1\nkind: Namespace\nmetadata: {name: sandbox}\n"
+    docs = [GUARDRAIL, by_name, REGULATED, unlabelled]
+    results = check.check_manifests(
+        manifests(*docs, *(ai_deployment(f"nb-{ns}", ns) for ns in ("support", "sandbox", "research")))
+    )
+    support, sandbox, research = results
+    assert (support.allowed, support.reason) == (False, "no policy selects it; fails ClusterAIDataPolicy/org")
+    assert [(v.policy, v.rule) for v in support.violations] == [("ClusterAIDataPolicy/org", "unapproved-ai")]
+    assert "env OPENAI_API_KEY" in support.violations[0].message
+    # sandbox's Namespace object has no tier label; research has no Namespace object in the files,
+    # so only its kubernetes.io/metadata.name label
+    assert (sandbox.allowed, sandbox.reason) == (True, "no policy selects it")
+    assert [v.policy for v in research.violations] == ["ClusterAIDataPolicy/by-name"]
+    # {} selects every namespace but the excluded ones
+    system = check.check_manifests(
+        manifests(everywhere, ai_deployment("nb", "kube-system"), ai_deployment("x", "a"))
+    )
+    assert [(r.allowed, r.reason) for r in system] == [
+        (True, "namespace not governed"),
+        (False, "no policy selects it; fails ClusterAIDataPolicy/all"),
+    ]
+
+
+def test_unapproved_ai_warn_is_printed_once(tmp_path: Path) -> None:
+    warn = GUARDRAIL.replace("unapprovedAI: deny", "unapprovedAI: warn")
+    path = write(tmp_path, "all.yaml", warn, REGULATED, ai_deployment("nb", "support"))
+    result = CliRunner().invoke(app(), ["check", "-f", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "VALID ClusterAIDataPolicy org",
+        "ALLOWED Deployment support/nb (no policy selects it; warned by ClusterAIDataPolicy/org)",
+    ]
+    assert lines[2].startswith(
+        "  - ClusterAIDataPolicy/org [unapproved-ai] (warn) the pod references an AI provider"
+    )
+    assert len(lines) == 3
+
+
+def test_check_command_refuses_a_policy_out_of_bounds(tmp_path: Path) -> None:
+    loose = POLICY.replace("maxDays: 30", "maxDays: 90")
+    path = write(tmp_path, "all.yaml", GUARDRAIL, REGULATED, loose)
+    result = CliRunner().invoke(app(), ["check", "-f", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == (
+        "VALID ClusterAIDataPolicy org\n"
+        "DENIED AIDataPolicy support/support-summaries (looser than ClusterAIDataPolicy/org)\n"
+        "  - ClusterAIDataPolicy/org [out-of-bounds] (deny) spec.retention.maxDays: 90, more than its "
+        "ceiling of 7 days\n"
+    )
+    duplicate = write(tmp_path, "dup.yaml", GUARDRAIL, GUARDRAIL)
+    twice = CliRunner().invoke(app(), ["check", "-f", str(duplicate)])
+    assert twice.exit_code == 2
+    assert "ClusterAIDataPolicy org: defined more than once (first at" in twice.stderr
+
+
+def test_render_puts_the_files_guardrails_into_the_opa_data(tmp_path: Path) -> None:
+    path = write(tmp_path, "all.yaml", GUARDRAIL, REGULATED, POLICY)
+    result = CliRunner().invoke(app(), ["render", "-f", str(path), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    (opa_data,) = [o for o in json.loads(result.stdout) if o["kind"] == "OPAData"]
+    data = opa_data["data"]
+    assert data["cluster"]["org"]["retention"] == {"maxDays": 7, "requireZeroDataRetention": False}
+    assert data["guardrailsOf"] == {"support": ["org"]}
+    assert data["policies"]["support"]["support-summaries"]["retention"]["maxDays"] == 30
+    assert data["detector"]["env"]

@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 from aidp.cli import policy as policy_cli
 
 LIBRARY = Path(__file__).resolve().parents[2] / "examples" / "library"
-REQUIRED = {"warn", "dryrun", "match-expressions", "residency", "zero-data-retention", "azure-endpoint"}
+REQUIRED = {
+    "warn",
+    "dryrun",
+    "match-expressions",
+    "residency",
+    "zero-data-retention",
+    "azure-endpoint",
+    "guardrail",
+}
 EXAMPLES = sorted(p.name for p in LIBRARY.iterdir() if p.is_dir())
 
 
@@ -65,3 +73,29 @@ def test_example_gives_its_expected_verdicts(name: str) -> None:
         by_file.setdefault(Path(str(e["source"]).rsplit(":", 1)[0]).name, []).append(e)
     assert all(str(e["reason"]).startswith("complies with") for e in by_file["compliant.yaml"])
     assert any(e["violations"] for e in by_file["noncompliant.yaml"])
+
+
+def test_the_guardrail_example_names_the_guardrail_and_every_field() -> None:
+    """The policy out of bounds is refused as admission refuses it: one message naming the
+    ClusterAIDataPolicy and every field out of bounds; the text output prints a line per field."""
+    example = LIBRARY / "guardrail"
+    result = CliRunner().invoke(app(), ["check", "-f", str(example)])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert "VALID ClusterAIDataPolicy library-guardrail" in lines
+    assert "VALID AIDataPolicy library-guardrail/assistant-eu" in lines
+    assert not any("VALID AIDataPolicy library-guardrail/archiver" in line for line in lines)
+    denied = lines.index(
+        "DENIED AIDataPolicy library-guardrail/archiver (looser than ClusterAIDataPolicy/library-guardrail)"
+    )
+    fields = [line.split(") ", 1)[1].split(":")[0] for line in lines[denied + 1 : denied + 6]]
+    assert fields == [
+        "spec.dataResidency",
+        "spec.consent.allowedBases",
+        "spec.retention.maxDays",
+        "spec.dataCategories.allowed",
+        "spec.review.approvedBy",
+    ]
+    entries = json.loads(CliRunner().invoke(app(), ["check", "-f", str(example), "-o", "json"]).stdout)
+    (policy,) = [e for e in entries if e["kind"] == "AIDataPolicy"]
+    assert {v["policy"] for v in policy["violations"]} == {"ClusterAIDataPolicy/library-guardrail"}

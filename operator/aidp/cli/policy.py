@@ -16,8 +16,10 @@ from aidp import lint
 from aidp import render as rendering
 from aidp.cli.catalog_option import ProviderCatalog
 from aidp.config import DEFAULT_NAMESPACE as DEFAULT_AIDP_NAMESPACE
+from aidp.egress import backends as egress_backends
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
 from aidp.egress.resolver import load_overrides
+from aidp.guardrail import ClusterPolicy, is_cluster_policy_object
 from aidp.model import DEFAULT_EXCLUDED_NAMESPACES, Policy, PolicyError
 
 EXIT_DENIED = 1
@@ -96,13 +98,18 @@ def render(
 ) -> None:
     """Print every object generated for the AIDataPolicies in the files.
 
-    OPA modules, the OPA data document and egress objects. No cluster and no DNS needed:
+    OPA modules, the OPA data document (with the files' ClusterAIDataPolicies and the namespaces
+    each governs, from the files' Namespace objects) and egress objects. No cluster and no DNS needed:
     IP-based backends take the provider addresses from --addresses-file. Deterministic.
     """
     for flag, value in (("--cilium-mode", cilium_mode), ("--egress-mode", egress_mode)):
         if value not in ("strict", "preserve"):
             typer.echo(f"aidp render: {flag} {value!r}: must be strict or preserve", err=True)
             raise typer.Exit(2)
+    if backend != rendering.NO_BACKEND and backend not in egress_backends.BACKENDS:
+        choices = ", ".join([*egress_backends.BACKENDS, rendering.NO_BACKEND])
+        typer.echo(f"aidp render: --backend {backend!r}: must be one of {choices}", err=True)
+        raise typer.Exit(2)
     if backend == "networkpolicy" and egress_mode == "preserve":
         typer.echo(
             "aidp render: egress mode preserve: a deliberate workload can still reach the provider "
@@ -125,12 +132,48 @@ def render(
             EgressSettings(cilium_mode=cilium_mode, cilium_sni=cilium_sni, egress_mode=egress_mode),
         )
         objects = rendering.render_objects(policies, backend=backend, egress=ctx)
+        if backend != rendering.NO_BACKEND and egress_backends.get(backend).ip_based:
+            missing = rendering.unknown_address_hosts(policies, ctx)
+            if missing:
+                typer.echo(
+                    f"aidp render: no addresses for {', '.join(missing)}: the {backend} rules block "
+                    "nothing for these hosts (give --addresses-file, as the operator resolves them by DNS)",
+                    err=True,
+                )
+        _with_guardrails(objects, policies, manifests)
     except (rendering.ManifestError, PolicyError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
     if output is RenderFormat.json:
         typer.echo(json.dumps(objects, indent=2, ensure_ascii=False))
     else:
         typer.echo(dump_yaml(objects), nl=False)
+
+
+def _with_guardrails(
+    objects: list[dict[str, Any]], policies: list[Policy], manifests: list[dict[str, Any]]
+) -> None:
+    """With ClusterAIDataPolicies in the files, the OPA data document holds them (data.aidp.cluster)
+    and the namespaces each governs (data.aidp.guardrailsOf, from the Namespace objects' labels of
+    the files; excluded namespaces never); raises PolicyError on an invalid one."""
+    rails = [ClusterPolicy.from_object(m) for m in manifests if is_cluster_policy_object(m)]
+    if not rails:
+        return
+    seen: set[str] = set()
+    for rail in rails:
+        if rail.name in seen:
+            raise PolicyError(rail.ref, "", "defined more than once")
+        seen.add(rail.name)
+    labels: dict[str, dict[str, str]] = {}
+    for m in manifests:
+        meta = m.get("metadata")
+        if m.get("apiVersion") == "v1" and m.get("kind") == "Namespace" and isinstance(meta, dict):
+            name, own = meta.get("name"), meta.get("labels") or {}
+            if isinstance(name, str) and name and isinstance(own, dict):
+                labels[name] = {str(k): str(v) for k, v in own.items()}
+    data = checking.guardrail_data(policies, rails, labels, DEFAULT_EXCLUDED_NAMESPACES)
+    for obj in objects:
+        if obj.get("kind") == "OPAData" and obj.get("path") == rendering.DATA_PATH:
+            obj["data"] = data
 
 
 def check(
@@ -157,8 +200,12 @@ def check(
 ) -> None:
     """Lint the files, then evaluate their workloads against the AIDataPolicies in the files.
 
-    Every AIDataPolicy is validated as the API server would (the CRD's schema with strict field
-    validation, then its CEL rules); every error of every file is reported at once, with file:line.
+    With ClusterAIDataPolicies in the files, each AIDataPolicy is admitted as its CREATE would be
+    (a policy looser than a guardrail selecting its namespace is DENIED, naming the guardrail and
+    the fields), and workloads get the guardrails' rules; a namespace's labels come from its
+    Namespace object in the files. Every AIDataPolicy is validated as the API server would (the
+    CRD's schema with strict field validation, then its CEL rules); every error of every file is
+    reported at once, with file:line.
     Workloads are evaluated with the same Rego as the admission webhook; each verdict says why.
     Exit 0 when all are admitted, 1 when any is denied, 2 on bad input.
     """
