@@ -1,0 +1,459 @@
+"""ValidatingAdmissionPolicy objects for contract section 3 (pure rendering, no cluster).
+
+The Rego in policies/aidp/ is the reference; these CEL expressions give the same verdict, the same
+failing policies and the same rule ids (tests/integration/test_vap_differential.py checks it
+against kube-apiserver). docs/admission-engines.md explains the design; in short:
+
+- the AIDataPolicy objects themselves are the params (`paramKind`), looked up by each binding in the
+  request's namespace (`paramRef.selector: {}`), so the objects do not grow with the policies; a
+  namespace without AIDataPolicies has no params and passes (`parameterNotFoundAction: Allow`);
+- validationActions belong to a binding, so there is one policy and one binding per enforcement mode
+  (`deny` -> Deny, `warn` -> Warn, `dryrun` -> Audit); each evaluates only the params of its mode
+  (`spec.enforcement`, read from the param itself: no label to keep in step, nothing a policy
+  author could set apart from the spec);
+- one validation per policy for `deny` (one message naming every failing rule of the policy), one
+  per rule for `warn` and `dryrun` (one warning, or one audit annotation, per failing rule);
+- CEL has no clock: today's date (UTC) is rendered into the expressions and the operator re-renders
+  them right after midnight; a policy whose status says `Expired` for its current generation is
+  expired too;
+- `aidp-approval-labels` (only the operator may change aidp.io/approved and
+  aidp.io/egress-isolated) and `aidp-governed-label` (only the operator may change the namespace
+  labels that scope admission) need no params.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, MANAGED_BY
+from aidp.webhook import CHECKED_RULES
+
+API_VERSION: Final = "admissionregistration.k8s.io/v1"
+MODES: Final = ("deny", "warn", "dryrun")
+ACTIONS: Final = {"deny": "Deny", "warn": "Warn", "dryrun": "Audit"}
+WORKLOAD_POLICY: Final = "aidp-workloads-{mode}"
+APPROVAL_POLICY: Final = "aidp-approval-labels"
+NAMESPACE_POLICY: Final = "aidp-governed-label"
+POLICY_NAMES: Final = (
+    APPROVAL_POLICY,
+    NAMESPACE_POLICY,
+    *(WORKLOAD_POLICY.format(mode=m) for m in MODES),
+)
+OPERATOR_LABELS: Final = (APPROVAL_LABEL, ISOLATED_LABEL)
+# the label that tells which engine rendered an object (the operator prunes the others)
+ENGINE_LABEL: Final = "aidp.io/admission-engine"
+
+CONSENT = "aidp.io/consent-basis"
+RETENTION = "aidp.io/retention-days"
+ZDR = "aidp.io/zero-data-retention"
+CATEGORIES = "aidp.io/data-categories"
+
+
+def lit(value: str) -> str:
+    """A CEL string literal (JSON's escapes are CEL's)."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def lit_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(lit(v) for v in values) + "]"
+
+
+def lower(expr: str) -> str:
+    """Rego's lower() (Go's strings.ToLower) wherever the result is compared with ASCII names: the
+    two non-ASCII letters whose lower case is ASCII (U+0130 -> i, U+212A KELVIN SIGN -> k), then
+    ASCII lower case. Any other non-ASCII letter stays non-ASCII either way, so it can never equal
+    an allowed or forbidden name (which are ASCII) in either engine."""
+    return f"{expr}.replace('\\u0130', 'i').replace('\\u212a', 'k').lowerAscii()"
+
+
+def template_of(obj: str) -> str:
+    """The pod template of `obj` (a Pod is its own)."""
+    return (
+        f"(request.kind.kind == 'Pod' ? {obj} : request.kind.kind == 'CronJob' ? "
+        f"{obj}.?spec.?jobTemplate.?spec.?template.orValue({{}}) : {obj}.?spec.?template.orValue({{}}))"
+    )
+
+
+# An UPDATE that leaves what the verdict reads of the pod template unchanged is admitted whatever
+# the verdict (policies/aidp/workload.rego `template_unchanged`): labels but the operator's,
+# annotations and spec. (matchConditions have no variables and VAP's CEL has no cel.bind: a value
+# is bound by a one-element list's macro.)
+TEMPLATE_CHANGED: Final = (
+    f"request.operation != 'UPDATE' || [{template_of('object')}].exists(n, "
+    f"[{template_of('oldObject')}].exists(o, "
+    "n.?metadata.?annotations.orValue({}) != o.?metadata.?annotations.orValue({}) || "
+    "n.?spec.orValue({}) != o.?spec.orValue({}) || "
+    "[n.?metadata.?labels.orValue({})].exists(nl, [o.?metadata.?labels.orValue({})].exists(ol, "
+    f"nl.exists(k, !(k in {lit_list(OPERATOR_LABELS)}) && !(k in ol && ol[k] == nl[k])) || "
+    f"ol.exists(k, !(k in {lit_list(OPERATOR_LABELS)}) && !(k in nl))))))"
+)
+
+OBJECT_NAME: Final = (
+    "(request.name != '' ? request.name : object.metadata.?name.orValue('') != '' ? object.metadata.name : "
+    "object.metadata.?generateName.orValue(''))"
+)
+OBJECT_REF: Final = f"request.kind.kind + ' ' + request.namespace + '/' + {OBJECT_NAME}"
+
+SERVICE_ACCOUNT: Final = (
+    "variables.pod.?serviceAccountName.orValue('') != '' ? variables.pod.serviceAccountName : "
+    "variables.pod.?serviceAccount.orValue('') != '' ? variables.pod.serviceAccount : 'default'"
+)
+
+
+def _raw(key: str) -> str:
+    return f"variables.ann[?{lit(key)}].orValue('').trim()"
+
+
+def _missing(key: str) -> str:
+    return f"!({lit(key)} in variables.ann)"
+
+
+def _expired(today: dt.date) -> str:
+    return (
+        "(params.spec.?review.?expires.orValue('') != '' && "
+        f"params.spec.review.expires < {lit(today.isoformat())}) || "
+        "(params.?status.?phase.orValue('') == 'Expired' && "
+        "params.?status.?observedGeneration.orValue(-1) == params.metadata.?generation.orValue(0)) ? "
+        "'[review-expired] the policy review expired on ' + params.spec.?review.?expires.orValue('') + "
+        "' (UTC); renew spec.review.expires after a new review' : ''"
+    )
+
+
+def _variables(today: dt.date) -> list[tuple[str, str]]:
+    """(name, expression) of the workload policies' variables, in the order they may refer to each
+    other; the p_* are '' when the rule passes, else "[rule] explanation"."""
+    return [
+        ("tpl", template_of("object")),
+        ("labels", "variables.tpl.?metadata.?labels.orValue({})"),
+        ("ann", "variables.tpl.?metadata.?annotations.orValue({})"),
+        ("pod", "variables.tpl.?spec.orValue({})"),
+        ("ref", OBJECT_REF),
+        # metav1.LabelSelector matching, as policies/aidp/selector.rego: an empty selector selects
+        # nothing, an unknown operator never matches
+        ("ml", "params.spec.workloadSelector.?matchLabels.orValue({})"),
+        ("me", "params.spec.workloadSelector.?matchExpressions.orValue([])"),
+        (
+            "selected",
+            "(variables.ml.size() > 0 || variables.me.size() > 0) && "
+            "variables.ml.all(k, k in variables.labels && variables.labels[k] == variables.ml[k]) && "
+            "variables.me.all(e, e.operator == 'In' ? "
+            "(e.key in variables.labels && variables.labels[e.key] in e.?values.orValue([])) : "
+            "e.operator == 'NotIn' ? "
+            "!(e.key in variables.labels && variables.labels[e.key] in e.?values.orValue([])) : "
+            "e.operator == 'Exists' ? e.key in variables.labels : "
+            "e.operator == 'DoesNotExist' ? !(e.key in variables.labels) : false)",
+        ),
+        ("sa", SERVICE_ACCOUNT),
+        ("p_expired", _expired(today)),
+        (
+            "p_service_account",
+            "params.spec.?serviceAccountNames.orValue([]).size() > 0 && "
+            "!(variables.sa in params.spec.serviceAccountNames) ? "
+            "'[service-account] service account \"' + variables.sa + "
+            "'\" is not one of the allowed service accounts: ' + "
+            "params.spec.serviceAccountNames.join(', ') : ''",
+        ),
+        ("bases", "params.spec.?consent.?allowedBases.orValue([])"),
+        ("consent_raw", _raw(CONSENT)),
+        (
+            "consent_problem",
+            f"{_missing(CONSENT)} ? 'annotation {CONSENT} is missing' : "
+            f"variables.consent_raw == '' ? 'annotation {CONSENT} is empty' : "
+            f"!({lower('variables.consent_raw')} in variables.bases) ? "
+            f"'annotation {CONSENT} \"' + variables.consent_raw + '\" is not an allowed basis' : ''",
+        ),
+        (
+            "p_consent",
+            "params.spec.?consent.?required.orValue(true) == true && variables.consent_problem != '' ? "
+            "'[consent-basis] ' + variables.consent_problem + '; allowed bases: ' + "
+            "(variables.bases.size() > 0 ? variables.bases.join(', ') : '(none)') : ''",
+        ),
+        ("max_days", "params.spec.retention.maxDays"),
+        ("retention_raw", _raw(RETENTION)),
+        (
+            "p_retention",
+            f"{_missing(RETENTION)} ? '[retention-days] annotation {RETENTION} is missing; the policy allows "
+            "at most ' + string(variables.max_days) + ' days' : "
+            f"variables.retention_raw == '' ? '[retention-days] annotation {RETENTION} is empty; the policy "
+            "allows at most ' + string(variables.max_days) + ' days' : "
+            f"!variables.retention_raw.matches('^[0-9]+$') ? '[retention-days] annotation {RETENTION} \"' + "
+            "variables.retention_raw + '\" is not a non-negative integer' : "
+            # more than 15 significant digits is more than any maxDays (<= 3650), as in the Rego
+            "(!variables.retention_raw.matches('^0*[0-9]{1,15}$') || int(variables.retention_raw) > "
+            f"variables.max_days) ? '[retention-days] annotation {RETENTION} declares ' + "
+            "variables.retention_raw + ' days, more than the ' + string(variables.max_days) + "
+            "' days the policy allows' : ''",
+        ),
+        ("zdr_raw", _raw(ZDR)),
+        (
+            "zdr_problem",
+            f"{_missing(ZDR)} ? 'annotation {ZDR} is missing' : "
+            f"variables.zdr_raw == '' ? 'annotation {ZDR} is empty' : "
+            f"{lower('variables.zdr_raw')} != 'true' ? "
+            f"'annotation {ZDR} is \"' + variables.zdr_raw + '\", not \"true\"' : ''",
+        ),
+        (
+            "p_zdr",
+            "params.spec.retention.?requireZeroDataRetention.orValue(false) == true && "
+            "variables.zdr_problem != '' ? '[zero-data-retention] the policy requires provider-side zero "
+            "data retention, but ' + variables.zdr_problem : ''",
+        ),
+        ("categories_raw", _raw(CATEGORIES)),
+        (
+            "declared",
+            f"variables.categories_raw.split(',').map(i, {lower('i.trim()')}).filter(c, c != '')",
+        ),
+        ("allowed", "params.spec.?dataCategories.?allowed.orValue([])"),
+        ("forbidden", "params.spec.?dataCategories.?forbidden.orValue([])"),
+        (
+            "outside",
+            "variables.allowed.size() > 0 ? variables.declared.filter(c, !(c in variables.allowed)) : []",
+        ),
+        ("bad", "variables.declared.filter(c, c in variables.forbidden)"),
+        (
+            "p_categories",
+            f"{_missing(CATEGORIES)} ? '[data-categories] annotation {CATEGORIES} is missing' : "
+            f"variables.categories_raw == '' ? '[data-categories] annotation {CATEGORIES} is empty' : "
+            "variables.declared.size() == 0 ? "
+            f"'[data-categories] annotation {CATEGORIES} names no category' : "
+            "variables.outside.size() == 0 && variables.bad.size() == 0 ? '' : '[data-categories] ' + "
+            "(variables.outside.size() > 0 ? 'categories not in the allowed list: ' + "
+            "variables.outside.join(', ') + ' (allowed: ' + variables.allowed.join(', ') + ')' : '') + "
+            "(variables.outside.size() > 0 && variables.bad.size() > 0 ? '; ' : '') + "
+            "(variables.bad.size() > 0 ? 'forbidden categories declared: ' + variables.bad.join(', ') : '')",
+        ),
+        (
+            "p_host_network",
+            "variables.pod.?hostNetwork.orValue(false) == true ? '[host-network] the pod runs with "
+            "hostNetwork: true, which escapes every egress rule; AI workloads must use the pod network' : ''",
+        ),
+    ]
+
+
+# rule id -> variable name, in the Rego's rule order (policies/aidp/admission.rego rule_ids)
+RULE_VARIABLES: Final = (
+    ("review-expired", "p_expired"),
+    ("service-account", "p_service_account"),
+    ("consent-basis", "p_consent"),
+    ("retention-days", "p_retention"),
+    ("zero-data-retention", "p_zdr"),
+    ("data-categories", "p_categories"),
+    ("host-network", "p_host_network"),
+)
+
+MODE_FILTER: Final = {
+    "deny": "!(params.spec.?enforcement.orValue('deny') in ['warn', 'dryrun'])",
+    "warn": "params.spec.?enforcement.orValue('deny') == 'warn'",
+    "dryrun": "params.spec.?enforcement.orValue('deny') == 'dryrun'",
+}
+
+
+def _meta(name: str) -> dict[str, Any]:
+    return {"name": name, "labels": {**MANAGED_BY, ENGINE_LABEL: "vap"}}
+
+
+def _excluded(excluded_namespaces: Sequence[str]) -> dict[str, Any]:
+    return {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": sorted(set(excluded_namespaces)),
+    }
+
+
+def _workload_rules() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiGroups": [group],
+            "apiVersions": [version],
+            "resources": list(resources),
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+        for group, version, resources in CHECKED_RULES
+    ]
+
+
+def _not_operator(operator_users: Sequence[str]) -> dict[str, str]:
+    return {
+        "name": "not-the-operator",
+        "expression": f"!(request.userInfo.username in {lit_list(operator_users)})",
+    }
+
+
+def workload_policy(mode: str, excluded_namespaces: Sequence[str], today: dt.date) -> dict[str, Any]:
+    """The policy that evaluates the AIDataPolicies of one enforcement mode (the params)."""
+    variables = [{"name": name, "expression": expr} for name, expr in _variables(today)]
+    variables += [
+        {"name": "applies", "expression": f"{MODE_FILTER[mode]} && variables.selected"},
+        {
+            "name": "failures",
+            "expression": "["
+            + ", ".join(f"string(variables.{var})" for _, var in RULE_VARIABLES)
+            + "].filter(s, s != '')",
+        },
+    ]
+    if mode == "deny":
+        validations = [
+            {
+                "expression": "!variables.applies || variables.failures.size() == 0",
+                "messageExpression": "'aidp: ' + variables.ref + ' denied by AIDataPolicy ' + "
+                "params.metadata.name + ': ' + variables.failures.join('; ')",
+                "message": "aidp: denied by an AIDataPolicy of the namespace",
+                "reason": "Forbidden",
+            }
+        ]
+    else:
+        validations = [
+            {
+                "expression": f"!variables.applies || variables.{var} == ''",
+                "messageExpression": "'aidp: ' + variables.ref + ': AIDataPolicy ' + "
+                f"params.metadata.name + ' ' + variables.{var}",
+                "message": f"aidp: [{rule}] an AIDataPolicy of the namespace ({mode})",
+            }
+            for rule, var in RULE_VARIABLES
+        ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(WORKLOAD_POLICY.format(mode=mode)),
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"},
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
+                "resourceRules": _workload_rules(),
+            },
+            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "variables": variables,
+            "validations": validations,
+        },
+    }
+
+
+def approval_policy(excluded_namespaces: Sequence[str], operator_users: Sequence[str]) -> dict[str, Any]:
+    """Only the operator may set, change or remove its labels on a pod or a pod template."""
+    variables = [
+        {"name": "new", "expression": f"{template_of('object')}.?metadata.?labels.orValue({{}})"},
+        {
+            "name": "old",
+            "expression": f"request.operation == 'UPDATE' ? "
+            f"{template_of('oldObject')}.?metadata.?labels.orValue({{}}) : {{}}",
+        },
+        {
+            "name": "changed",
+            "expression": f"{lit_list(OPERATOR_LABELS)}.filter(k, "
+            "variables.new[?k].orValue('') != variables.old[?k].orValue(''))",
+        },
+    ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(APPROVAL_POLICY),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {
+                    "matchLabels": {GOVERNED_LABEL: "true"},
+                    "matchExpressions": [_excluded(excluded_namespaces)],
+                },
+                "resourceRules": _workload_rules(),
+            },
+            "matchConditions": [_not_operator(operator_users)],
+            "variables": variables,
+            "validations": [
+                {
+                    "expression": "variables.changed.size() == 0",
+                    "messageExpression": f"'aidp: ' + {OBJECT_REF} + ' denied: the label ' + "
+                    "variables.changed.join(' and ') + ' is set and removed by the aidp operator only, "
+                    "after it judged the running pod; remove it from the ' + "
+                    "(request.kind.kind == 'Pod' ? \"pod's labels\" : \"pod template's labels\")",
+                    "message": "aidp: the approval labels are set and removed by the aidp operator only",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+
+
+def namespace_policy(excluded_namespaces: Sequence[str], operator_users: Sequence[str]) -> dict[str, Any]:
+    """Only the operator may change the namespace labels that scope admission (the governed label)
+    and the guardrails' bounds (the guardrailed label)."""
+    labels = (GOVERNED_LABEL, GUARDRAILED_LABEL)
+    changed = (
+        f"{lit_list(labels)}.filter(k, object.metadata.?labels.orValue({{}})[?k].orValue('') != "
+        "oldObject.metadata.?labels.orValue({})[?k].orValue(''))"
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(NAMESPACE_POLICY),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
+                        "operations": ["UPDATE"],
+                        "scope": "Cluster",
+                    }
+                ],
+            },
+            "matchConditions": [_not_operator(operator_users)],
+            "variables": [{"name": "changed", "expression": changed}],
+            "validations": [
+                {
+                    "expression": "variables.changed.size() == 0",
+                    "messageExpression": "'aidp: Namespace ' + object.metadata.name + "
+                    "' denied: the label ' + variables.changed.join(' and ') + ' is managed by the aidp "
+                    "operator (it marks the namespaces aidp governs: those with an AIDataPolicy or selected "
+                    "by a ClusterAIDataPolicy)'",
+                    "message": "aidp: the namespace labels aidp.io/governed and aidp.io/guardrailed are "
+                    "managed by the aidp operator",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+
+
+def binding(policy: dict[str, Any], action: str, *, params: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"policyName": policy["metadata"]["name"], "validationActions": [action]}
+    if params:
+        # every AIDataPolicy of the request's namespace; none: nothing to check
+        spec["paramRef"] = {"selector": {}, "parameterNotFoundAction": "Allow"}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(policy["metadata"]["name"]),
+        "spec": spec,
+    }
+
+
+def render(
+    excluded_namespaces: Sequence[str],
+    operator_users: Sequence[str],
+    today: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Every object of the `vap` engine: each policy followed by its binding."""
+    if not operator_users:
+        raise ValueError("the operator's user name is needed (only it may change its labels)")
+    day = today or dt.datetime.now(dt.UTC).date()
+    objects: list[dict[str, Any]] = []
+    for pol in (
+        approval_policy(excluded_namespaces, operator_users),
+        namespace_policy(excluded_namespaces, operator_users),
+    ):
+        objects += [pol, binding(pol, "Deny", params=False)]
+    for mode in MODES:
+        pol = workload_policy(mode, excluded_namespaces, day)
+        objects += [pol, binding(pol, ACTIONS[mode], params=True)]
+    return objects
