@@ -202,8 +202,11 @@ def render_objects(
 
     `egress` carries the provider addresses (IP-based backends), today's date (expired policies
     get no egress) and backend settings; without it: no addresses, today (UTC), defaults.
+    `backend="none"` renders no egress objects (as `aidp run --egress-backend none`). With an
+    IP-based backend, egress objects whose hosts have no known address carry the annotation
+    ADDRESSES_UNKNOWN naming them: those hosts are blocked for nobody and allowed for nobody.
     """
-    egress_backend = egress_backends.get(backend)
+    egress_backend = None if backend == NO_BACKEND else egress_backends.get(backend)
     excluded = list(excluded_namespaces)
     ctx = egress or EgressContext(AddressBook(), dt.datetime.now(dt.UTC).date())
     objects: list[dict[str, Any]] = [
@@ -211,8 +214,28 @@ def render_objects(
         for policy_id, source in policy_modules(policies_dir).items()
     ]
     objects.append({"kind": "OPAData", "path": DATA_PATH, "data": render_data(policies, excluded)})
-    objects.extend(egress_backends.render_all(egress_backend, policies, ctx))
+    if egress_backend is None:
+        return objects
+    egress_objects = egress_backends.render_all(egress_backend, policies, ctx)
+    missing = unknown_address_hosts(policies, ctx) if egress_backend.ip_based else []
+    if missing:
+        note = f"{', '.join(missing)}: no address known, so the rules block nothing for them"
+        for obj in egress_objects:
+            obj["metadata"].setdefault("annotations", {})[ADDRESSES_UNKNOWN] = note
+    objects.extend(egress_objects)
     return objects
+
+
+NO_BACKEND: Final = "none"
+ADDRESSES_UNKNOWN: Final = "aidp.io/addresses-unknown"
+
+
+def unknown_address_hosts(policies: Sequence[Policy], ctx: EgressContext) -> list[str]:
+    """The hosts the egress rules should cut or allow but for which no address is known (an IP-based
+    backend without an addresses file or DNS): sorted."""
+    from aidp.egress.model import cut_hosts
+
+    return sorted({h for h in cut_hosts(policies) if not ctx.addresses.cidrs(h)})
 
 
 # --- manifests -----------------------------------------------------------------------------------
