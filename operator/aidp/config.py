@@ -68,6 +68,9 @@ class OperatorConfig:
     webhook_ca_secret: str = "aidp-webhook-ca-key"  # noqa: S105 - a Secret's name, not a secret
     # `--allow-insecure-opa`: accept http:// OPA URLs (the management token then travels in clear)
     allow_insecure_opa: bool = False
+    # `--admission-engine`: opa (the webhook), vap (ValidatingAdmissionPolicy objects, no webhook) or
+    # both (contract section 7, docs/admission-engines.md)
+    admission_engine: str = "opa"
 
     @property
     def all_excluded_namespaces(self) -> tuple[str, ...]:

@@ -32,8 +32,21 @@ def up(
             "NetworkPolicy enforcer and the provider stand-in; pods run and packets are filtered.",
         ),
     ] = False,
+    admission_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--admission-engine",
+            help="opa (default), vap or both: the operator's --admission-engine (docs/admission-engines.md).",
+        ),
+    ] = None,
 ) -> None:
     """Start the local control plane with the CRDs installed (idempotent); print the kubeconfig path."""
+    if admission_engine is not None:
+        if admission_engine not in ("opa", "vap", "both"):
+            raise typer.BadParameter("must be opa, vap or both", param_hint="--admission-engine")
+        import os
+
+        os.environ["AIDP_ADMISSION_ENGINE"] = admission_engine  # the operator's `aidp run` reads it
     from lightkube.core.exceptions import ApiError
 
     from aidp.devcluster import ControlPlaneError

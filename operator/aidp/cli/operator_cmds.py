@@ -84,6 +84,14 @@ def run(
             "and --egress-extra-cidr). See docs/egress.md."
         ),
     ] = "preserve",
+    admission_engine: Annotated[
+        str,
+        typer.Option(
+            envvar="AIDP_ADMISSION_ENGINE",
+            help="opa (OPA as the validating webhook), vap (ValidatingAdmissionPolicy objects evaluated "
+            "inside kube-apiserver, no webhook) or both. See docs/admission-engines.md.",
+        ),
+    ] = "opa",
     cilium_mode: Annotated[str, typer.Option(help="strict or preserve (see docs/egress.md).")] = "strict",
     cilium_sni: Annotated[bool, typer.Option(help="Match TLS SNI (serverNames) on provider ports.")] = True,
     cilium_extra_cidr: Annotated[
@@ -172,6 +180,8 @@ def run(
         raise typer.BadParameter("must be strict or preserve", param_hint="--cilium-mode")
     if egress_mode not in ("strict", "preserve"):
         raise typer.BadParameter("must be preserve or strict", param_hint="--egress-mode")
+    if admission_engine not in ("opa", "vap", "both"):
+        raise typer.BadParameter("must be opa, vap or both", param_hint="--admission-engine")
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     config = OperatorConfig(
@@ -206,6 +216,7 @@ def run(
         opa_service=opa_service,
         opa_port=opa_port,
         allow_insecure_opa=allow_insecure_opa,
+        admission_engine=admission_engine,
     )
     debug = log_level.upper() == "DEBUG"
     kopf.configure(

@@ -13,6 +13,7 @@ from lightkube import AsyncClient, KubeConfig
 
 from aidp.config import GOVERNED_LABEL, ISOLATED_LABEL, OperatorConfig
 from aidp.controller import approval, discovery, governance
+from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
@@ -83,7 +84,7 @@ async def start_work(rt: Runtime) -> None:
     client = rt.client
     if client is None:
         raise RuntimeError("start_work before startup created the API client")
-    certs = WebhookCerts(rt.config, client)
+    certs = vap_engine.webhook_certs(rt.config, client)  # no webhook with --admission-engine vap
 
     async def replicas() -> list[Replica]:
         return await discovery.replicas(rt.config, client, certs.ca_file)
@@ -259,3 +260,25 @@ def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
     rt = _runtime(memo)
     if rt.certs is not None and body.get("metadata", {}).get("name") == rt.config.webhook_name:
         rt.certs.trigger()
+
+
+@kopf.on.event(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    labels={"app.kubernetes.io/managed-by": "aidp"},
+    id="vap_object_changed",
+)
+@kopf.on.event(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    labels={"app.kubernetes.io/managed-by": "aidp"},
+    id="vap_binding_changed",
+)
+def vap_object_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+    """A ValidatingAdmissionPolicy (or binding) of the vap engine was edited or deleted: put it
+    back now (aidp.controller.vap)."""
+    rec = _runtime(memo).reconciler
+    if rec is not None and vap_engine.observed(body, event.get("type")):
+        rec.trigger(drift=True)

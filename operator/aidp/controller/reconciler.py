@@ -28,6 +28,7 @@ from aidp import metrics, render, status
 from aidp.audit.evaluate import replica_evaluator
 from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, OperatorConfig
 from aidp.controller import events, governance
+from aidp.controller import vap as vap_engine
 from aidp.controller.approval import Approver, Evaluate
 from aidp.controller.egress import EgressApplier, EgressResult
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
@@ -158,6 +159,7 @@ class Reconciler:
                 parsed[key] = err
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
         users = await self._operator_users()
+        await vap_engine.sync(self.client, self.config, users)  # hook: the vap admission engine
         excluded = set(self.config.all_excluded_namespaces)
         guardrails = await governance.read_guardrails(self.client)
         if guardrails.valid:

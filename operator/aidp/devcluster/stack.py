@@ -8,6 +8,7 @@ cluster) and loads the durable policy bundle; OPA serves the webhook on a loopba
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,11 +237,25 @@ class AidpStack:
     def opa_revision(self) -> str | None:
         return revision_of(self.replica())
 
+    @property
+    def admission_engine(self) -> str:
+        """The operator's --admission-engine (its flag, else AIDP_ADMISSION_ENGINE, else opa)."""
+        args = list(self.operator_args)
+        if "--admission-engine" in args[:-1]:
+            return args[args.index("--admission-engine") + 1]
+        return os.environ.get("AIDP_ADMISSION_ENGINE") or "opa"
+
     def enforcing(self) -> bool:
-        """OPA holds the durable bundle and the webhook points at it."""
+        """OPA holds the durable bundle and the webhook (or, with the vap engine, the
+        ValidatingAdmissionPolicy objects) is in place."""
         client = kube.client(self.cp.kubeconfig)
         try:
-            client.get(ValidatingWebhookConfiguration, self.config.webhook_name)
+            if self.admission_engine == "vap":
+                from lightkube.resources.admissionregistration_v1 import ValidatingAdmissionPolicyBinding
+
+                client.get(ValidatingAdmissionPolicyBinding, "aidp-workloads-deny")
+            else:
+                client.get(ValidatingWebhookConfiguration, self.config.webhook_name)
         except ApiError:
             return False
         durable = self.durable_revision()

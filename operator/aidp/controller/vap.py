@@ -1,0 +1,173 @@
+"""The `vap` admission engine in the operator: applies the ValidatingAdmissionPolicy objects of
+`aidp.vap` (server-side apply, field manager aidp, labelled managed-by aidp), repairs drift, prunes
+them when the engine is `opa`, and keeps the webhook configuration away when the engine is `vap`.
+
+The reconciler calls `sync` on every sync (its one hook); Kopf's handler for the policy objects
+calls `observed` (handlers.py); the webhook's certificates are managed by `webhook_certs`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from lightkube import AsyncClient, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
+)
+
+from aidp import vap
+from aidp.config import OperatorConfig
+from aidp.controller.certs import WebhookCerts
+
+log = logging.getLogger("aidp.operator.vap")
+
+FIELD_MANAGER = "aidp"
+KINDS: dict[str, type[ValidatingAdmissionPolicy] | type[ValidatingAdmissionPolicyBinding]] = {
+    "ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
+    "ValidatingAdmissionPolicyBinding": ValidatingAdmissionPolicyBinding,
+}
+
+
+class State:
+    """What this operator applied: (kind, name) -> the rendered object and its digest."""
+
+    def __init__(self) -> None:
+        self.desired: dict[tuple[str, str], dict[str, Any]] = {}
+        self.applied: dict[tuple[str, str], str] = {}
+        self.pruned = False
+
+    def forget(self, kind: str, name: str) -> None:
+        self.applied.pop((kind, name), None)
+        self.pruned = False
+
+
+STATE = State()
+
+
+def uses_vap(config: OperatorConfig) -> bool:
+    return config.admission_engine in ("vap", "both")
+
+
+def uses_webhook(config: OperatorConfig) -> bool:
+    return config.admission_engine in ("opa", "both")
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+async def sync(
+    client: AsyncClient,
+    config: OperatorConfig,
+    operator_users: Sequence[str],
+    *,
+    today: dt.date | None = None,
+    state: State = STATE,
+) -> None:
+    """Apply what changed (today's date, the excluded namespaces, the operator's user name, or an
+    object found edited or deleted); with the `opa` engine, delete what aidp applied before. Errors
+    are logged, not raised: the next sync retries, and the OPA side of the sync goes on."""
+    try:
+        if uses_vap(config):
+            await _apply(client, config, operator_users, today, state)
+        elif not state.pruned:
+            await _prune(client)
+            state.pruned = True
+    except ApiError as err:
+        state.applied.clear()
+        log.error("ValidatingAdmissionPolicy objects not applied: %s", err.status.message)
+
+
+async def _apply(
+    client: AsyncClient,
+    config: OperatorConfig,
+    operator_users: Sequence[str],
+    today: dt.date | None,
+    state: State,
+) -> None:
+    objects = vap.render(config.all_excluded_namespaces, operator_users, today)
+    for obj in objects:
+        key = (obj["kind"], obj["metadata"]["name"])
+        digest = _digest(obj)
+        state.desired[key] = obj
+        if state.applied.get(key) == digest:
+            continue
+        await client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        state.applied[key] = digest
+        log.info("applied %s %s", *key)
+
+
+async def _prune(client: AsyncClient) -> None:
+    for res in (ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicy):
+        async for obj in client.list(res, labels={vap.ENGINE_LABEL: "vap"}):
+            meta = getattr(obj, "metadata", None)
+            name = getattr(meta, "name", None)
+            if isinstance(name, str) and name in vap.POLICY_NAMES:
+                try:
+                    await client.delete(res, name)
+                    log.info("deleted %s %s (admission engine opa)", res.__name__, name)
+                except ApiError as err:
+                    if err.status.code != 404:
+                        raise
+
+
+def covers(desired: Any, live: Any) -> bool:
+    """Every field aidp sets has its value in the live object (the API server adds defaults)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(k in live and covers(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(map(covers, desired, live))
+    return bool(desired == live)
+
+
+def observed(body: Mapping[str, Any], event_type: str | None, state: State = STATE) -> bool:
+    """A watch event of a ValidatingAdmissionPolicy or binding labelled managed-by aidp: True when
+    it is one of ours and no longer what aidp applied (edited or deleted), so a sync must repair it."""
+    kind = str(body.get("kind") or "")
+    name = str((body.get("metadata") or {}).get("name") or "")
+    desired = state.desired.get((kind, name))
+    if desired is None:
+        return False
+    if event_type == "DELETED" or not covers(desired.get("spec"), body.get("spec")):
+        state.forget(kind, name)
+        return True
+    return False
+
+
+class _NoWebhookClient:
+    """The API client WebhookCerts gets with the `vap` engine: applying the webhook configuration
+    deletes it instead (no webhook on the request path); everything else goes through."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def apply(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(obj, ValidatingWebhookConfiguration):
+            name = obj.metadata.name if obj.metadata else None
+            try:
+                await self._client.delete(ValidatingWebhookConfiguration, str(name))
+                log.info("deleted ValidatingWebhookConfiguration %s (admission engine vap)", name)
+            except ApiError as err:
+                if err.status.code != 404:
+                    raise
+            return obj
+        return await self._client.apply(obj, *args, **kwargs)
+
+
+def webhook_certs(config: OperatorConfig, client: AsyncClient) -> WebhookCerts:
+    """OPA's serving certificate (the audit and the operator still talk to OPA over TLS), with the
+    webhook configuration applied only when the engine uses the webhook."""
+    if uses_webhook(config):
+        return WebhookCerts(config, client)
+    return WebhookCerts(config, cast(AsyncClient, _NoWebhookClient(client)))
