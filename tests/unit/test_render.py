@@ -286,4 +286,4 @@ def test_render_command_bad_input(tmp_path: Path) -> None:
     (good / "p.yaml").write_text(POLICY_YAML)
     backend = runner.invoke(app(), ["render", "-f", str(good), "--backend", "nope"])
     assert backend.exit_code == 2
-    assert "unknown egress backend 'nope'" in backend.stderr
+    assert "--backend 'nope': must be one of" in backend.stderr

@@ -15,36 +15,32 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.authentication_v1 import SelfSubjectReview
-from lightkube.resources.core_v1 import ConfigMap, Namespace
+from lightkube.resources.core_v1 import ConfigMap
 
 from aidp import bundle as bundle_mod
-from aidp import metrics, render, status
+from aidp import metrics, render
 from aidp.audit.evaluate import replica_evaluator
-from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, OperatorConfig
-from aidp.controller import events, governance
+from aidp.config import OperatorConfig
+from aidp.controller import governance
+from aidp.controller import namespaces as namespace_labels
 from aidp.controller import vap as vap_engine
 from aidp.controller.approval import Approver, Evaluate
-from aidp.controller.egress import EgressApplier, EgressResult
+from aidp.controller.egress import EgressApplier
+from aidp.controller.egressview import EgressView
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
+from aidp.controller.statuses import StatusWriter, SyncResult
 from aidp.egress import backends
-from aidp.egress import clusternetworkpolicy as cnp
 from aidp.egress.model import (
-    BASELINE_NAME,
-    Backend,
     EgressContext,
     EgressSettings,
     catalog_hosts,
     cut_hosts,
-    policy_label_value,
-    policy_object_name,
 )
-from aidp.egress.resolver import Resolver, Snapshot
+from aidp.egress.resolver import Resolver
 from aidp.model import Policy, PolicyError
 from aidp.opa_loader import Replica, load_all, revisions
 
@@ -60,13 +56,6 @@ def make_bundle(modules: dict[str, str], data: dict[str, Any]) -> bundle_mod.Bun
         digest.update(module_id.encode() + b"\0" + source.encode() + b"\0")
     digest.update(str(data.get("revision", "")).encode())
     return bundle_mod.Bundle(modules=modules, data={**data, "revision": digest.hexdigest()[:16]})
-
-
-@dataclass
-class SyncResult:
-    revision: str
-    replicas: int
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -87,6 +76,7 @@ class Reconciler:
         self.governed: set[str] = set()
         self.operator_users: tuple[str, ...] | None = None
         self.guardrails = governance.Guardrails()
+        self.statuses = StatusWriter(config, client)
         self.approver = Approver(client)
         self.policies_by_ns: dict[str, list[Policy]] = {}
         self.egress_namespaces: set[str] = set()  # namespaces with aidp egress objects (or soon)
@@ -209,12 +199,13 @@ class Reconciler:
         }
         for ns in governed - {p.namespace for p in policies} - guardrails.namespaces:
             extra_cut[ns] = tuple(catalog_hosts())  # only invalid policies: every provider is cut
-        await self._label_namespaces(governed, guardrails.namespaces)
+        await namespace_labels.label(self.client, governed, guardrails.namespaces)
+        self.governed = governed
         await self._judge_pods(policies, data, set(extra_cut), full=full)
         egress = await self._egress(policies, extra_cut, full=full)
         bounds = await self._bounds(objs, guardrails)
-        await self._update_statuses(objs, parsed, result, egress, bounds)
-        await self._guardrail_statuses(guardrails, objs, bounds)
+        await self.statuses.policies(objs, parsed, result, egress, bounds, guardrails.namespaces)
+        await self.statuses.guardrails(guardrails, objs, bounds)
         log.info(
             "synced %d policies, revision %s, %d/%d OPA replicas",
             len(policies),
@@ -261,64 +252,6 @@ class Reconciler:
             if problem:
                 out[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = problem
         return out
-
-    async def _guardrail_statuses(
-        self,
-        guardrails: governance.Guardrails,
-        objs: list[dict[str, Any]],
-        bounds: Mapping[tuple[str, str], str],
-    ) -> None:
-        now = dt.datetime.now(dt.UTC)
-        for g in guardrails.valid:
-            namespaces = {ns for ns, names in guardrails.of.items() if g.name in names}
-            in_scope = sorted(
-                f"{o['metadata']['namespace']}/{o['metadata']['name']}"
-                for o in objs
-                if o["metadata"]["namespace"] in namespaces
-            )
-            out_of_bounds = sorted(
-                f"{ns}/{name}"
-                for (ns, name), msg in bounds.items()
-                if ns in namespaces and f"/{g.name} (" in msg
-            )
-            want = governance.status_of(g, len(namespaces), len(in_scope), out_of_bounds)
-            status_ready = want.pop("ready")
-            current = (guardrails.objects.get(g.name) or {}).get("status") or {}
-            new = status.patch(
-                current,
-                {
-                    **want,
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": status_ready[0],
-                            "reason": status_ready[1],
-                            "message": status_ready[2],
-                            "observedGeneration": g.generation,
-                        }
-                    ],
-                },
-                now,
-            )
-            if new is None:
-                continue
-            try:
-                await self.client.patch(
-                    governance.ClusterAIDataPolicy.Status, g.name, {"status": new}, patch_type=_MERGE
-                )
-            except ApiError as err:
-                if err.status.code != 404:
-                    raise
-            if set(out_of_bounds) - set(current.get("outOfBounds") or []):
-                obj = guardrails.objects.get(g.name) or {}
-                newly = sorted(set(out_of_bounds) - set(current.get("outOfBounds") or []))
-                await events.post(
-                    self.client,
-                    obj,
-                    "Warning",
-                    "OutOfBounds",
-                    f"AIDataPolicies out of bounds: {', '.join(newly)}",
-                )
 
     # ---- egress follows the verdict ----------------------------------------------------------------
     def evaluator(self) -> Evaluate | None:
@@ -422,209 +355,7 @@ class Reconciler:
         self.durable_revision = b.revision
 
     # ---- namespaces ------------------------------------------------------------------------
-    async def _label_namespaces(self, governed: set[str], guardrailed: set[str]) -> None:
-        """`aidp.io/governed` on every governed namespace (the webhook's scope) and
-        `aidp.io/guardrailed` on those a ClusterAIDataPolicy selects (where AIDataPolicy writes are
-        checked against its bounds); removed elsewhere."""
-        for label, want in ((GOVERNED_LABEL, governed), (GUARDRAILED_LABEL, guardrailed)):
-            labelled = {
-                ns.metadata.name
-                async for ns in list_all(self.client, Namespace, namespace=None, labels={label: "true"})
-                if ns.metadata and ns.metadata.name
-            }
-            for name in sorted(want - labelled):
-                await self._patch_ns(name, label, "true")
-            for name in sorted(labelled - want):
-                await self._patch_ns(name, label, None)
-        self.governed = governed
-
-    async def _patch_ns(self, name: str, label: str, value: str | None) -> None:
-        try:
-            await self.client.patch(
-                Namespace, name, {"metadata": {"labels": {label: value}}}, patch_type=_MERGE
-            )
-        except ApiError as err:
-            if err.status.code != 404:
-                raise
-
-    # ---- status ---------------------------------------------------------------------------
-    async def _update_statuses(
-        self,
-        objs: list[dict[str, Any]],
-        parsed: Mapping[tuple[str, str], Policy | PolicyError],
-        result: SyncResult,
-        egress: EgressView | None = None,
-        bounds: Mapping[tuple[str, str], str] | None = None,
-    ) -> None:
-        now = dt.datetime.now(dt.UTC)
-        guardrailed = self.guardrails.namespaces
-        bounds = bounds or {}
-        patches = []
-        phases: dict[str, int] = {}
-        for obj in objs:
-            meta = obj["metadata"]
-            key = (meta["namespace"], meta["name"])
-            p = parsed[key]
-            review_date = p.spec.review.expires if isinstance(p, Policy) else None
-            expires = review_date.isoformat() if review_date else None
-            current = obj.get("status") or {}
-            generation = int(meta.get("generation") or 0)
-            obs = status.Observation(
-                generation=generation,
-                revision=_revision_for(current, generation, result),
-                invalid=str(p) if isinstance(p, PolicyError) else None,
-                excluded=meta["namespace"] in self.config.all_excluded_namespaces,
-                replicas=result.replicas,
-                load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
-                expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
-                expires=expires,
-                endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else _plain_endpoints(p),
-                egress=_egress_condition(p, egress),
-                bounds=bounds.get(key, "") if meta["namespace"] in guardrailed else None,
-            )
-            want = status.desired(obs)
-            phases[want["phase"]] = phases.get(want["phase"], 0) + 1
-            new = status.patch(current, want, now)
-            if new is not None:
-                patches.append((obj, current, new))
-        for phase in ("Active", "Expired", "Degraded"):
-            metrics.POLICIES.labels(phase).set(phases.get(phase, 0))
-        limit = asyncio.Semaphore(16)
-
-        async def apply(obj: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]) -> None:
-            meta = obj["metadata"]
-            async with limit:
-                try:
-                    await self.client.patch(
-                        AIDataPolicy.Status,
-                        meta["name"],
-                        {"status": new},
-                        namespace=meta["namespace"],
-                        patch_type=_MERGE,
-                    )
-                except ApiError as err:
-                    if err.status.code == 404:
-                        return
-                    raise
-                await self._event_on_transition(obj, current, new)
-
-        await asyncio.gather(*(apply(*args) for args in patches))
-
-    async def _event_on_transition(
-        self, obj: dict[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> None:
-        """An Event when Ready changes, and when the policy falls out of (or back within) bounds."""
-
-        def cond(s: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-            return next((c for c in s.get("conditions") or [] if c.get("type") == type_), None)
-
-        for type_ in ("Ready", "WithinBounds"):
-            before, after = cond(old, type_), cond(new, type_)
-            if after is None:
-                continue
-            if before is not None and (before.get("status"), before.get("reason")) == (
-                after.get("status"),
-                after.get("reason"),
-            ):
-                continue
-            if type_ == "WithinBounds" and before is None and after.get("status") == "True":
-                continue  # newly in a guardrail's scope and within bounds: nothing to say
-            kind = "Normal" if after.get("status") == "True" else "Warning"
-            await events.post(self.client, obj, kind, str(after.get("reason")), str(after.get("message")))
-
-
-def _revision_for(current: Mapping[str, Any], generation: int, result: SyncResult) -> str:
-    """The bundle revision that first enforced this generation of the policy.
-
-    A change to one policy makes a new bundle revision, but the other policies' statuses stay as
-    they are: 1,000 policies do not mean 1,000 status writes for every change.
-    """
-    previous = current.get("revision")
-    enforced = any(
-        c.get("type") == "AdmissionEnforced" and c.get("status") == "True"
-        for c in current.get("conditions") or []
-    )
-    if previous and enforced and current.get("observedGeneration") == generation and not result.errors:
-        return str(previous)
-    return result.revision
-
-
-_NO_EGRESS = ("Unknown", "NoEgressBackend", "egress rules are disabled (--egress-backend none)")
-_INVALID_EGRESS = (
-    "False",
-    "InvalidSpec",
-    "the spec cannot be used: it approves no workload, and its namespace stays governed "
-    "(the baseline cuts every catalog provider while no valid policy says otherwise)",
-)
-
-
-def _egress_condition(p: Policy | PolicyError, egress: EgressView | None) -> tuple[str, str, str]:
-    if isinstance(p, PolicyError):
-        return _INVALID_EGRESS if egress else _NO_EGRESS
-    return egress.condition(p) if egress else _NO_EGRESS
-
-
-def _plain_endpoints(p: Policy | PolicyError) -> tuple[dict[str, Any], ...]:
-    return tuple(e.to_dict() for e in p.endpoints) if isinstance(p, Policy) else ()
-
-
-@dataclass(frozen=True)
-class EgressView:
-    """What one sync did about egress, as each policy's status shows it."""
-
-    backend: Backend
-    snapshot: Snapshot
-    applied: EgressResult
-    today: dt.date
-    observed: frozenset[str] = frozenset()  # namespaces with dryrun policies only: no egress objects
-
-    def endpoints(self, p: Policy) -> tuple[dict[str, Any], ...]:
-        out = []
-        for e in p.endpoints:
-            entry = e.to_dict()
-            if self.backend.ip_based:
-                entry["addresses"] = list(self.snapshot.book.cidrs(e.host))
-            out.append(entry)
-        return tuple(out)
-
-    def condition(self, p: Policy) -> tuple[str, str, str]:
-        if p.namespace in self.observed:
-            return (
-                "Unknown",
-                "Observed",
-                "every policy of the namespace is dryrun: no egress rules yet; the audit reports what "
-                "they would cut (egress-would-block)",
-            )
-        if p.expired(self.today):
-            return ("False", "Expired", "the review expired: its workloads get no egress to the AI endpoints")
-        names = self.applied.by_policy.get((p.namespace, policy_label_value(p.name)), [])
-        # the policy's own objects and its namespace's baseline (not another policy's objects)
-        if self.backend.cluster_scoped:
-            own = {f"/{cnp.deny_name(p.namespace)}", f"/{cnp.policy_name(p.namespace, p)}"}
-        else:
-            own = {f"{p.namespace}/{name}" for name in (BASELINE_NAME, policy_object_name(p))}
-        failed = [f"{k}: {v}" for k, v in self.applied.errors.items() if k in own or k in self._kinds]
-        if failed:
-            return ("False", "ApplyFailed", "; ".join(failed)[:1000])
-        where = f"{self.backend.name} {', '.join(names)}"
-        if self.backend.ip_based:
-            problems = self.snapshot.problems([e.host for e in p.endpoints])
-            if any(m.startswith("no addresses") for m in problems):
-                return ("False", "AddressesUnknown", "; ".join(problems))
-            if problems:
-                return ("True", "LastKnownAddresses", f"{where}; " + "; ".join(problems))
-        targets = ", ".join(f"{e.host}:{e.port}" for e in p.endpoints)
-        return ("True", "Applied", f"{where} allows egress to {targets}")
-
-    @property
-    def _kinds(self) -> tuple[str, ...]:
-        return ("NetworkPolicy", "CiliumNetworkPolicy", "ClusterNetworkPolicy", "AdminNetworkPolicy")
 
 
 async def _noop() -> None:
     return None
-
-
-from lightkube.types import PatchType  # noqa: E402
-
-_MERGE = PatchType.MERGE
