@@ -1,10 +1,13 @@
-"""Admission through the live webhook (kube-apiserver -> OPA), per docs/policy-contract.md section 3."""
+"""Admission through the live engines, per docs/policy-contract.md section 3: every test runs with
+the `opa` engine (kube-apiserver -> the OPA webhook, the session's stack) and the `vap` engine
+(ValidatingAdmissionPolicy objects inside kube-apiserver, a private stack: tests/integration/vapstack.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +32,44 @@ def _rules_in(message: str) -> set[str]:
     return {r for r in RULES if f"[{r}]" in message}
 
 
+@pytest.fixture(scope="module", params=["opa", "vap"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def engine_client(
+    engine: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Client, Path]:
+    """The API client and kubeconfig of the control plane where `engine` admits."""
+    if engine == "opa":
+        stack = request.getfixturevalue("aidp_stack")
+        return request.getfixturevalue("kube_client"), stack.cp.kubeconfig
+    from aidp import kube
+    from tests.integration.vapstack import vap_stack
+
+    cp, _ = vap_stack(tmp_path_factory, request)
+    return kube.client(cp.kubeconfig), cp.kubeconfig
+
+
+@pytest.fixture(scope="module")
+def module_env(engine_client: tuple[Client, Path]) -> Iterator[Env]:
+    from tests.integration.conftest import drop_env, make_env
+
+    e = make_env(*engine_client)
+    yield e
+    drop_env(engine_client[0], e)
+
+
+@pytest.fixture
+def env(engine_client: tuple[Client, Path]) -> Iterator[Env]:
+    from tests.integration.conftest import drop_env, make_env
+
+    e = make_env(*engine_client)
+    yield e
+    drop_env(engine_client[0], e)
+
+
 @pytest.fixture(scope="module")
 def governed(module_env: Env) -> Env:
     module_env.policy("bots")
@@ -36,14 +77,14 @@ def governed(module_env: Env) -> Env:
 
 
 @pytest.fixture(scope="module")
-def expired_env(aidp_stack: Any, kube_client: Client) -> Iterator[Env]:
+def expired_env(engine_client: tuple[Client, Path]) -> Iterator[Env]:
     from tests.integration.conftest import drop_env, make_env
 
-    e = make_env(kube_client, aidp_stack.cp.kubeconfig)
+    e = make_env(*engine_client)
     yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     e.policy("stale", review={"approvedBy": "dpo@example.com", "expires": yesterday})
     yield e
-    drop_env(kube_client, e)
+    drop_env(engine_client[0], e)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -146,7 +187,15 @@ def test_two_policies_selecting_one_pod_must_both_pass(env: Env) -> None:
     assert create(env.client, ok) is None
 
 
-def test_warn_admits_with_one_warning_per_failing_rule(env: Env) -> None:
+# how each engine's warnings start (kube-apiserver prefixes a ValidatingAdmissionPolicy's message)
+WARNING_PREFIX = {
+    "opa": "Warning: aidp:",
+    "vap": "Warning: Validation failed for ValidatingAdmissionPolicy 'aidp-workloads-warn' with binding "
+    "'aidp-workloads-warn': aidp:",
+}
+
+
+def test_warn_admits_with_one_warning_per_failing_rule(env: Env, engine: str) -> None:
     env.policy("advisory", enforcement="warn")
     bad = violating("Deployment", "warned", env.ns, "retention-days")
     bad["spec"]["template"]["metadata"]["annotations"]["aidp.io/data-categories"] = "health"
@@ -154,7 +203,7 @@ def test_warn_admits_with_one_warning_per_failing_rule(env: Env) -> None:
 
     out = env.kubectl("create", "-f", "-", stdin=yaml.safe_dump(bad))
     assert out.returncode == 0, out.stderr
-    warnings = [line for line in out.stderr.splitlines() if line.startswith("Warning: aidp:")]
+    warnings = [line for line in out.stderr.splitlines() if line.startswith(WARNING_PREFIX[engine])]
     assert len(warnings) == 2, out.stderr
     assert any("[retention-days]" in w for w in warnings) and any("[data-categories]" in w for w in warnings)
 
@@ -193,8 +242,10 @@ def test_tightening_then_deleting_a_policy(env: Env) -> None:
     )
 
 
-def test_governed_label_is_restored(env: Env, kube_client: Client) -> None:
+def test_governed_label_is_restored(env: Env) -> None:
     from lightkube.resources.core_v1 import Namespace
+
+    kube_client = env.client
 
     env.policy("labelled")
     kube_client.patch(
