@@ -199,13 +199,6 @@ class Agent:
         log.info("restored OPA %s from the durable bundle, revision %s", self.opa_url, bundle.revision)
         return bundle.revision
 
-    def restore_if_empty(self) -> str | None:
-        """Load the durable bundle into OPA when OPA holds none; return the revision loaded."""
-        replica = Replica(self.opa_url, self.token_file.read_text().strip(), self.ca_file())
-        if revision_of(replica) is not None:
-            return None
-        return self._load_durable(replica, self._configmap())
-
     def step(self) -> Readiness:
         """One pass: certificate files, restore, readiness."""
         self.passes += 1
