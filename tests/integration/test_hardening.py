@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import pytest
 from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
+from lightkube.models.apiextensions_v1 import JSONSchemaProps
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
@@ -355,3 +358,63 @@ def test_pods_a_user_policy_isolates_are_left_out_of_the_baseline(env: Env) -> N
 def _labelled(client: Client, ns: str, name: str, label: str) -> bool:
     labels = client.get(Pod, name, namespace=ns).metadata.labels or {}  # type: ignore[union-attr]
     return labels.get(label) == "true"
+
+
+# ---- invalid specs fail closed -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lax_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, AidpStack]]:
+    """A private control plane whose AIDataPolicy CRD was loosened after aidp started (a schema
+    skew, as after a partial upgrade): the API server stores specs the operator cannot use."""
+    yield from helpers.own_stack(tmp_path_factory.mktemp("lax"), "--resync-seconds", "5")
+
+
+@pytest.mark.local_only
+def test_a_namespace_whose_only_policy_is_invalid_is_governed_and_cut(
+    lax_stack: tuple[Any, AidpStack],
+) -> None:
+    cp, _ = lax_stack
+    client = kube.client(cp.kubeconfig)
+    crd = client.get(CustomResourceDefinition, "aidatapolicies.aidp.io")
+    version = crd.spec.versions[0]  # type: ignore[union-attr]
+    version.schema.openAPIV3Schema.properties["spec"] = JSONSchemaProps(  # type: ignore[union-attr,index]
+        type="object", x_kubernetes_preserve_unknown_fields=True
+    )
+    client.replace(crd)
+    ns = f"bad-{secrets.token_hex(3)}"
+    client.create(Namespace(metadata=ObjectMeta(name=ns)))
+    bad = helpers.policy("broken", ns, retention={"maxDays": "a lot"})
+
+    def created() -> bool:
+        try:
+            client.create(helpers.AIDataPolicy(bad))
+        except ApiError as err:
+            return err.status.code == 409  # else the loosened schema is not in force yet
+        return True
+
+    wait_for(created, timeout=30, what="the invalid policy stored")
+
+    def condition() -> dict[str, Any] | None:
+        st = client.get(helpers.AIDataPolicy, "broken", namespace=ns).to_dict().get("status") or {}
+        conds = {c["type"]: c for c in st.get("conditions") or []}
+        return conds.get("EgressEnforced")
+
+    egress = wait_for(condition, timeout=30, what="the policy's status")
+    assert (egress["status"], egress["reason"]) == ("False", "InvalidSpec"), egress
+    # governed all the same: labelled for admission, and a baseline that cuts every provider
+    wait_for(
+        lambda: (client.get(Namespace, ns).metadata.labels or {}).get(GOVERNED_LABEL) == "true", timeout=30
+    )  # type: ignore[union-attr]
+    base = wait_for(lambda: client.get(NetworkPolicy, "aidp-egress-baseline", namespace=ns), timeout=30)
+    cut = {
+        c
+        for rule in base.spec.egress or []
+        for p in rule.to or []
+        if p.ipBlock
+        for c in (p.ipBlock.except_ or [])
+    }  # type: ignore[union-attr]
+    assert {"203.0.113.10/32", "203.0.113.30/32", "203.0.113.100/32"} <= cut  # openai, its region, anthropic
+    # and no pod is approved there (nothing gives egress)
+    names = {n.metadata.name for n in client.list(NetworkPolicy, namespace=ns)}  # type: ignore[union-attr]
+    assert names == {"aidp-egress-baseline"}
