@@ -51,9 +51,9 @@ def _deployment(ns: str, name: str) -> dict[str, Any]:
     return obj
 
 
-def _ensure_ns(client: Client, name: str) -> None:
+def _ensure_ns(client: Client, name: str, labels: dict[str, str] | None = None) -> None:
     try:
-        client.create(Namespace(metadata=ObjectMeta(name=name)))
+        client.create(Namespace(metadata=ObjectMeta(name=name, labels=labels)))
     except ApiError as err:
         if err.status.code != 409:
             raise
@@ -212,8 +212,11 @@ def _quiescent(client: Client, timeout: float = 300.0) -> None:
 
 
 def reconcile_latency(
-    client: Client, counts: tuple[int, ...] = (1, 100, 1000), iterations: int = 25
+    client: Client, counts: tuple[int, ...] = (1, 100, 1000), iterations: int = 25, guardrailed: int = 100
 ) -> dict[str, float]:
+    """Policy change -> the next violating create denied, with `counts` policies in the cluster;
+    then once more at the largest count with `guardrailed` namespaces a ClusterAIDataPolicy governs
+    (each sync then also reads the guardrails and the namespaces, labels and cuts those namespaces)."""
     ns = "bench-reconcile"
     _ensure_ns(client, ns)
     client.create(helpers.AIDataPolicy(helpers.policy("target", ns)))
@@ -223,34 +226,76 @@ def reconcile_latency(
     for count in counts:
         _fill_policies(client, count)
         _quiescent(client)
-        samples = []
-        for _ in range(iterations):
-            client.patch(
-                helpers.AIDataPolicy,
-                "target",
-                {"spec": {"retention": {"maxDays": 30}}},
-                namespace=ns,
-                patch_type=PatchType.MERGE,
-            )
-            while _denied(client, probe):
-                pass
-            helpers.wait_enforced(client, ns, "target")
-            t0 = time.perf_counter()
-            client.patch(
-                helpers.AIDataPolicy,
-                "target",
-                {"spec": {"retention": {"maxDays": 7}}},
-                namespace=ns,
-                patch_type=PatchType.MERGE,
-            )
-            while not _denied(client, probe):
-                if time.perf_counter() - t0 > 30:
-                    raise TimeoutError("tightened policy not enforced within 30 s")
-            samples.append(time.perf_counter() - t0)
-        s = summary(samples)
+        s = _reconcile_samples(client, ns, probe, iterations)
         figures[f"reconcile_p50_seconds_{count}_policies"] = s["p50"]
         figures[f"reconcile_p99_seconds_{count}_policies"] = s["p99"]
         print(
             f"  {count} policies: p50 {s['p50'] * 1000:.0f} ms p99 {s['p99'] * 1000:.0f} ms (n={int(s['n'])})"
         )
+    if guardrailed:
+        _guardrail_namespaces(client, guardrailed)
+        _quiescent(client)
+        s = _reconcile_samples(client, ns, probe, iterations)
+        key = f"{counts[-1]}_policies_{guardrailed}_guardrailed_namespaces"
+        figures[f"reconcile_p50_seconds_{key}"] = s["p50"]
+        figures[f"reconcile_p99_seconds_{key}"] = s["p99"]
+        print(
+            f"  {counts[-1]} policies + {guardrailed} guardrail-governed namespaces: "
+            f"p50 {s['p50'] * 1000:.0f} ms p99 {s['p99'] * 1000:.0f} ms (n={int(s['n'])})"
+        )
     return figures
+
+
+def _reconcile_samples(client: Client, ns: str, probe: dict[str, Any], iterations: int) -> dict[str, float]:
+    samples = []
+    for _ in range(iterations):
+        client.patch(
+            helpers.AIDataPolicy,
+            "target",
+            {"spec": {"retention": {"maxDays": 30}}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
+        while _denied(client, probe):
+            pass
+        helpers.wait_enforced(client, ns, "target")
+        t0 = time.perf_counter()
+        client.patch(
+            helpers.AIDataPolicy,
+            "target",
+            {"spec": {"retention": {"maxDays": 7}}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
+        while not _denied(client, probe):
+            if time.perf_counter() - t0 > 30:
+                raise TimeoutError("tightened policy not enforced within 30 s")
+        samples.append(time.perf_counter() - t0)
+    return summary(samples)
+
+
+def _guardrail_namespaces(client: Client, count: int) -> None:
+    """`count` namespaces with no AIDataPolicy, governed by one ClusterAIDataPolicy; waits until
+    the operator reports it governs them all."""
+    from lightkube.generic_resource import create_global_resource
+
+    guardrails = create_global_resource("aidp.io", "v1alpha1", "ClusterAIDataPolicy", "clusteraidatapolicies")
+    for i in range(count):
+        _ensure_ns(client, f"bench-guarded-{i}", labels={"aidp-bench/guardrail": "yes"})
+    client.create(
+        guardrails.from_dict(
+            {
+                "apiVersion": "aidp.io/v1alpha1",
+                "kind": "ClusterAIDataPolicy",
+                "metadata": {"name": "bench-guardrail"},
+                "spec": {"namespaceSelector": {"matchLabels": {"aidp-bench/guardrail": "yes"}}},
+            }
+        )
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        st = client.get(guardrails, "bench-guardrail").to_dict().get("status") or {}
+        if st.get("governedNamespaces") == count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the guardrail did not govern {count} namespaces within 120 s")

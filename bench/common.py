@@ -24,6 +24,11 @@ TARGETS: dict[str, tuple[float, str, str]] = {
         "Deployment create p99 with/without the webhook, 50 clients",
     ),
     "reconcile_p99_seconds_1000_policies": (1.0, "max", "policy change -> next violating create denied, p99"),
+    "reconcile_p99_seconds_1000_policies_100_guardrailed_namespaces": (
+        1.0,
+        "max",
+        "the same with 100 namespaces a ClusterAIDataPolicy governs (no AIDataPolicy in them)",
+    ),
     "audit_vs_list_ratio_10k_pods": (2.0, "max", "aidp audit wall time / bare paginated LISTs, 10k pods"),
     "audit_peak_rss_mb_10k_pods": (256.0, "max", "aidp audit peak RSS (MB), 10k pods in 200 namespaces"),
     "audit_peak_rss_mb_1k_pods": (256.0, "max", "aidp audit peak RSS (MB), 1k pods (memory stays flat)"),
