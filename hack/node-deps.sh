@@ -5,7 +5,7 @@
 # namespaces, veth, bridge) and umoci (`make images`). Idempotent: installed packages are left alone.
 set -euo pipefail
 
-pkgs=(containerd runc containernetworking-plugins iptables ipset conntrack iproute2 umoci)
+pkgs=(containerd runc containernetworking-plugins iptables ipset conntrack iproute2 umoci mmdebstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -11,6 +11,8 @@
 #   aidp.local/probe:dev  sh, sleep, nslookup, wget (busybox-static), OpenBSD nc (-z -w)
 #   aidp.local/pause:dev  the pod sandbox (hack/images/pause, a static Go program)
 #   aidp.local/opa:dev    the static opa binary of `make testbin`, user 65532
+#   aidp.local/aidp:dev   what the Dockerfile describes: Python 3.11 (Debian's, by mmdebstrap), aidp's
+#                         wheel in /opt/aidp with the pinned dependencies, user 65532, entrypoint aidp
 #
 # Usage: hack/images/build.sh [NAME...]   (default: all)
 set -euo pipefail
@@ -25,6 +27,7 @@ mkdir -p "$out"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false SOURCE_DATE_EPOCH=0
 
 probe_debs=(busybox-static netcat-openbsd libc6 libbsd0 libmd0)
+aidp_debs=(python3 python3-venv ca-certificates)
 
 deb_versions() { apt-cache policy "$@" | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'; }
 
@@ -36,6 +39,10 @@ input_key() {  # name -> a hash of everything the image is made of
       probe) deb_versions "${probe_debs[@]}" ;;
       pause) sha256sum "$here"/hack/images/pause/*; go env GOVERSION ;;
       opa) sha256sum "$here/.testbin/bin/opa" ;;
+      aidp)
+        deb_versions "${aidp_debs[@]}"
+        (cd "$here" && find pyproject.toml constraints.txt README.md operator policies crds -type f \
+           ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) ;;
     esac
   } | sha256sum | cut -c1-16
 }
@@ -98,8 +105,31 @@ build_opa() {
   oci_archive opa "$root" --config.entrypoint /opa --config.cmd run --config.user 65532:65532
 }
 
+build_aidp() {
+  local root="$work/aidp-root" sources
+  command -v mmdebstrap >/dev/null || { echo "images: mmdebstrap is missing: run \`make node-deps\`" >&2; exit 1; }
+  # aidp's wheel and its dependencies' (pinned by constraints.txt), fetched by this machine's pip as
+  # configured; inside the image pip installs from them only (--no-index)
+  python3 -m pip wheel --quiet -c "$here/constraints.txt" --wheel-dir "$work/wheel" "$here" >/dev/null
+  # Debian's packages from the machine's own apt sources
+  sources=$(ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+  [ -n "$sources" ] || sources=/etc/apt/sources.list
+  mmdebstrap --quiet --variant=essential --include="$(IFS=,; echo "${aidp_debs[*]}")" \
+    --customize-hook="copy-in $work/wheel /tmp" \
+    --customize-hook='chroot "$1" python3 -m venv /opt/aidp' \
+    --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin PIP_DISABLE_PIP_VERSION_CHECK=1 sh -c "/opt/aidp/bin/pip install --quiet --no-cache-dir --no-index --find-links /tmp/wheel /tmp/wheel/aidp-*.whl"' \
+    --customize-hook='chroot "$1" /opt/aidp/bin/aidp version' \
+    --customize-hook='rm -rf "$1/tmp/wheel" "$1/var/cache/apt" "$1/var/lib/apt/lists" "$1/usr/share/doc" "$1/usr/share/man" "$1/usr/share/locale"' \
+    bookworm "$root" "$sources"
+  base_files "$root"
+  oci_archive aidp "$root" --config.entrypoint /opt/aidp/bin/aidp --config.cmd --help \
+    --config.user 65532:65532 --config.workingdir / \
+    --config.env PATH=/opt/aidp/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --config.env PYTHONDONTWRITEBYTECODE=1 --config.env PYTHONUNBUFFERED=1
+}
+
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(probe pause opa)
+[ ${#names[@]} -gt 0 ] || names=(probe pause opa aidp)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for name in "${names[@]}"; do

@@ -85,6 +85,13 @@ def test_dns_resolves_in_every_pod(node_bed: NodeBed, governed: Governed) -> Non
         assert svc.returncode == 0 and "10.0.0.1" in svc.stdout, svc.stdout + svc.stderr
 
 
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+    node_bed: NodeBed, governed: Governed
+) -> None:
+    for pod in (governed.approved, governed.unapproved):
+        assert node_bed.connects(governed.ns, pod, "kubernetes.default.svc.cluster.local")
+
+
 def test_second_cdn_edge_is_reachable_by_an_unapproved_pod_in_preserve_mode(
     node_bed: NodeBed, governed: Governed
 ) -> None:

@@ -19,6 +19,15 @@ from aidp.paths import testbin_dir
 
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.0.0.0/24"
+# with a node (aidp.devcluster.node): the node's bridge address, where pods reach the API server
+NODE_ADDRESS = "198.18.0.1"
+APISERVER_DNS = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 
@@ -173,17 +182,7 @@ class ControlPlane:
         ).write(d, "etcd-server")
         pki.issue(ca, "kube-apiserver-etcd-client", client=True).write(d, "etcd-client")
         pki.issue(
-            ca,
-            "kube-apiserver",
-            dns_names=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ip_addresses=("127.0.0.1", "10.0.0.1"),
-            server=True,
+            ca, "kube-apiserver", dns_names=APISERVER_DNS, ip_addresses=("127.0.0.1", "10.0.0.1"), server=True
         ).write(d, "apiserver")
         admin = pki.issue(ca, "aidp-dev-admin", organizations=("system:masters",), client=True)
         admin.write(d, "admin")
@@ -220,12 +219,19 @@ class ControlPlane:
         (d / "done").write_text("ok\n")
 
     def _ensure_kubelet_client(self) -> None:
-        if self._p("kubelet-client.crt").is_file():
-            return
+        """A node's additions: the kubelet client certificate, and the node address in the serving
+        certificate (pods reach the API server there through the `kubernetes` Service)."""
         ca = pki.load(self._p("ca.crt"), self._p("ca.key"))
-        pki.issue(ca, "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True).write(
-            self.pki_dir, "kubelet-client"
-        )
+        if not self._p("kubelet-client.crt").is_file():
+            pki.issue(
+                ca, "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True
+            ).write(self.pki_dir, "kubelet-client")
+        if not (self.pki_dir / "apiserver-node").is_file():
+            ips = ("127.0.0.1", "10.0.0.1", NODE_ADDRESS)
+            pki.issue(ca, "kube-apiserver", dns_names=APISERVER_DNS, ip_addresses=ips, server=True).write(
+                self.pki_dir, "apiserver"
+            )
+            (self.pki_dir / "apiserver-node").write_text("ok\n")
 
     # ---- command lines ------------------------------------------------------------------
     def _etcd_argv(self) -> list[str]:
@@ -256,8 +262,10 @@ class ControlPlane:
             f"--etcd-cafile={p('ca.crt')}",
             f"--etcd-certfile={p('etcd-client.crt')}",
             f"--etcd-keyfile={p('etcd-client.key')}",
-            f"--bind-address={HOST}",
-            f"--advertise-address={HOST}",
+            # with a node: on every address (pods come from the bridge), published as the node's
+            # (the API server publishes no loopback endpoint for the `kubernetes` Service)
+            f"--bind-address={'0.0.0.0' if self.node else HOST}",  # noqa: S104 - the node's bridge
+            f"--advertise-address={NODE_ADDRESS if self.node else HOST}",
             f"--secure-port={self.ports['kube-apiserver']}",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             f"--tls-cert-file={p('apiserver.crt')}",

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from aidp.devcluster import kubeconfig, pki
-from aidp.devcluster.cluster import ControlPlane, ControlPlaneError
+from aidp.devcluster.cluster import NODE_ADDRESS, ControlPlane, ControlPlaneError
 from aidp.devcluster.procs import Process, free_port, https_context, pid_alive, wait_http_ok
 from aidp.paths import testbin_dir
 
@@ -54,7 +54,7 @@ NODE_NAME = "aidp-node"
 # 198.18.0.0/15 is reserved for benchmarking (RFC 2544) and never routed; TEST-NET-1 (192.0.2.0/24) is
 # not used because some machines (this workplace's) number their own uplink from it
 POD_CIDR = "198.18.0.0/24"
-NODE_IP = "198.18.0.1"
+NODE_IP = NODE_ADDRESS
 BRIDGE = "aidp0"
 PROVIDER_NETNS = "aidp-provider"
 PROVIDER_LINK = "aidp-prov"  # host end of the veth pair; `prov0` inside the namespace
@@ -72,7 +72,7 @@ CNI_BIN = Path("/usr/lib/cni")
 LOCK = Path("/run/aidp-node.owner")
 NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "coredns", "kube-router")
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables", "ipset", "setpriv")
-IMAGES = ("pause", "probe", "opa")
+IMAGES = ("pause", "probe", "opa", "aidp")
 PROBE_IMAGE = "aidp.local/probe:dev"
 COMPONENTS = ("containerd", "provider", "coredns", "kube-scheduler", "kubelet", "kube-proxy", "kube-router")
 SYSCTLS = {"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"}
