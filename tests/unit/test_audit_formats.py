@@ -93,6 +93,15 @@ def sample_report() -> AuditReport:
             "copywriter",
             "observed namespace: once a policy here enforces, the egress rules would cut it",
         ),
+        Finding(
+            "out-of-bounds",
+            "medium",
+            "payments",
+            "AIDataPolicy",
+            "fraud-openai",
+            "looser than ClusterAIDataPolicy/org: spec.retention.maxDays: 90, more than its ceiling of 30",
+            "fraud-openai",
+        ),
     ]
     records = [
         ProcessingRecord(
@@ -244,16 +253,16 @@ def test_markdown_has_every_finding_grouped_by_severity_with_fixes() -> None:
     assert "Scope: cluster" in text
     # severity groups, most severe first; info has no findings so no group
     headings = re.findall(r"^### (\w+) \((\d+)\)$", text, flags=re.MULTILINE)
-    assert headings == [("Critical", "2"), ("High", "2"), ("Medium", "1"), ("Low", "2")]
+    assert headings == [("Critical", "2"), ("High", "2"), ("Medium", "2"), ("Low", "2")]
     for t in FINDING_TYPES:
         assert f"- **{t}**: {FIXES[t]}" in text
     summary = md_rows(text, "Workloads")
-    assert summary == [["23", "7", "6", "7"]]
+    assert summary == [["23", "7", "6", "8"]]
     assert md_rows(text, "Finding type") == [[t, "1"] for t in FINDING_TYPES]
     assert md_rows(text, "Severity") == [
         ["critical", "2"],
         ["high", "2"],
-        ["medium", "1"],
+        ["medium", "2"],
         ["low", "2"],
         ["info", "0"],
     ]
@@ -309,7 +318,16 @@ def test_csv_has_one_row_per_finding_with_rfc4180_quoting() -> None:
     assert '"env OPENAI_API_KEY, but no AIDataPolicy selects it"' in text
     assert '"NetworkPolicy ""allow-all"" lets it reach the provider"' in text
     assert '"retention 90 days > 30 | consent basis missing\nsecond line"' in text
-    assert [r["severity"] for r in body] == ["critical", "critical", "high", "high", "medium", "low", "low"]
+    assert [r["severity"] for r in body] == [
+        "critical",
+        "critical",
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+        "low",
+    ]
 
 
 # --- html ------------------------------------------------------------------------------------------
@@ -379,7 +397,16 @@ def test_html_has_every_finding_with_its_fix_and_the_records() -> None:
     assert len(rows) == len(report.findings)
     assert {(t, ns, name, p, r) for t, _s, ns, name, p, r, _m in rows} == keys(report)
     assert {m for *_, m in rows} == {f.message for f in report.findings}
-    assert [s for _t, s, *_ in rows] == ["critical", "critical", "high", "high", "medium", "low", "low"]
+    assert [s for _t, s, *_ in rows] == [
+        "critical",
+        "critical",
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+        "low",
+    ]
     visible = " ".join(" ".join(parsed.text).split())
     for t in FINDING_TYPES:
         assert " ".join(FIXES[t].split()) in visible

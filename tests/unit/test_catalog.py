@@ -5,6 +5,7 @@ docs/providers.md."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -17,9 +18,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from aidp import catalog, lint, model, paths, selector
+from aidp import catalog, check, lint, model, paths, selector
 from aidp.audit import engine, netpol
 from aidp.audit.engine import Auditor
+from aidp.audit.evaluate import local_opa
 from aidp.catalog import crd as crd_gen
 from aidp.catalog import docs
 from aidp.cli.main import app
@@ -430,10 +432,34 @@ def deployment(name: str, env: list[dict[str, Any]], labels: dict[str, str] | No
     }
 
 
+# one private OPA per catalog in force (the detector's lists are rendered from it), for the module
+_OPAS: list[tuple[catalog.Catalog, Any]] = []
+_OPA_STACK = contextlib.ExitStack()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_opas() -> Iterator[None]:
+    yield
+    _OPA_STACK.close()
+    _OPAS.clear()
+
+
+def rego_detector() -> Any:
+    """The audit's evaluator with no AIDataPolicy in OPA (every selected workload compliant): the
+    shadow-AI findings are the Rego detector's (data.aidp.audit.decisions' aiReferences)."""
+    current = catalog.current()
+    for cat, evaluate in _OPAS:
+        if cat is current:
+            return evaluate
+    evaluate = _OPA_STACK.enter_context(local_opa([], check.find_opa()))
+    _OPAS.append((current, evaluate))
+    return evaluate
+
+
 def audit(objects: list[dict[str, Any]], policies: Sequence[Policy] = ()) -> list[tuple[str, str, str]]:
-    """The audit's findings, every selected workload judged compliant (no OPA needed)."""
+    """The audit's findings, every selected workload judged compliant (OPA holds no policy)."""
     auditor = Auditor(
-        evaluate=lambda reviews: [dict(engine.ALLOWED) for _ in reviews],
+        evaluate=rego_detector(),
         policies=list(policies),
         today=dt.date(2026, 12, 1),
         network_policies=None,
@@ -470,7 +496,7 @@ def test_a_workload_naming_the_providers_host_is_shadow_ai_when_unselected(provi
     findings = audit(workloads)
     assert len(findings) == len(hosts)
     for (kind, _, message), host in zip(sorted(findings, key=lambda f: int(f[1][1:])), hosts, strict=True):
-        assert kind == "shadow-ai" and f"names {host}" in message, message
+        assert kind == "shadow-ai" and f"host {host}" in message, message
 
 
 @pytest.mark.parametrize("provider", REQUIRED)
@@ -488,7 +514,7 @@ def test_credentials_are_traced_to_their_secret(provider: str) -> None:
                 {"env": [{"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
             ]
         }
-        assert engine.credential_secrets(spec) == {"s"}, name
+        assert engine.credential_secrets(spec, talks_ai=False) == {"s"}, name
 
 
 def test_the_detector_finds_what_it_found_before_the_catalog() -> None:
@@ -498,11 +524,11 @@ def test_the_detector_finds_what_it_found_before_the_catalog() -> None:
         r"(?<![a-z0-9.-])((?:[a-z0-9-]+\.)?api\.openai\.com|[a-z0-9-]+\.openai\.azure\.com)(?![a-z0-9-])"
     )
     for name in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_KEY", "OPENAI_"]:
-        assert engine.AI_ENV.match(name) and old_env.match(name), name
+        assert catalog.DETECT_ENV.match(name) and old_env.match(name), name
     for name in ["OPENAI_API_KEY", "OPENAI_KEY", "AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY"]:
         assert engine.AI_CREDENTIAL_ENV.match(name) and old_cred.match(name), name
     for name in ["MY_OPENAI_KEY", "openai_api_key", "XOPENAI_API_KEY"]:
-        assert not engine.AI_ENV.match(name) and not old_env.match(name), name
+        assert not catalog.DETECT_ENV.match(name) and not old_env.match(name), name
     for text in [
         "https://api.openai.com/v1",
         "eu.api.openai.com",
@@ -512,7 +538,7 @@ def test_the_detector_finds_what_it_found_before_the_catalog() -> None:
         "api.openai.community",
         "api.openai.com.evil.example",
     ]:
-        new, old = engine.PROVIDER_HOST.search(text), old_host.search(text)
+        new, old = catalog.DETECT_HOST.search(text), old_host.search(text)
         assert (new and new.group(1)) == (old and old.group(1)), text
 
 
@@ -597,7 +623,7 @@ def test_the_audit_reads_the_overrides_detection_lists(override: Path) -> None:
     catalog.use_file(override)
     findings = audit([deployment("w", [{"name": "ACME_AI_TOKEN", "value": "https://api.acme-ai.example"}])])
     assert [(t, n) for t, n, _ in findings] == [("shadow-ai", "w")]
-    assert "env ACME_AI_TOKEN" in findings[0][2] and "names api.acme-ai.example" in findings[0][2]
+    assert "env ACME_AI_TOKEN" in findings[0][2] and "host api.acme-ai.example" in findings[0][2]
 
 
 # --- the CRD, the docs: generated from the catalog -------------------------------------------------

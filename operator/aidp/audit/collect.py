@@ -6,14 +6,19 @@ import contextlib
 import datetime as dt
 import gc
 import itertools
+import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypedDict, TypeVar
 
+import httpx2
 import msgspec
 from lightkube import Client
-from lightkube.core.resource import NamespacedResourceG
+from lightkube.config import client_adapter
+from lightkube.core.exceptions import ApiError
+from lightkube.core.resource import NamespacedResourceG, api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.batch_v1 import CronJob, Job
@@ -22,13 +27,16 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 from aidp import kube
+from aidp.audit import guardrails as audit_guardrails
 from aidp.audit.engine import Auditor, Evaluate, governed_namespaces
+from aidp.audit.evaluate import LocalOpa
 from aidp.audit.owners import OwnerResolver
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Skipped
-from aidp.model import Policy, PolicyError
+from aidp.model import DEFAULT_EXCLUDED_NAMESPACES, Policy, PolicyError
 
 PAGE = 500
+LIST_TIMEOUT = 60.0  # seconds: a page of 500 objects from a busy API server
 T = TypeVar("T")
 IN_FLIGHT = 2
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
@@ -42,10 +50,6 @@ WORKLOAD_RESOURCES: tuple[tuple[Any, str, str], ...] = (
     (ReplicaSet, "apps/v1", "ReplicaSet"),
     (Pod, "v1", "Pod"),
 )
-
-
-def _ns(namespace: str | None) -> str:
-    return namespace if namespace else "*"
 
 
 class _Meta(TypedDict, total=False):
@@ -91,6 +95,43 @@ class _WorkloadList(TypedDict, total=False):
 ANY_LIST = msgspec.json.Decoder(_AnyList)
 WORKLOAD_LIST = msgspec.json.Decoder(_WorkloadList)
 
+# the HTTP client of each lightkube client the audit lists with (see _http)
+_HTTP: weakref.WeakKeyDictionary[Client, httpx2.Client] = weakref.WeakKeyDictionary()
+_HTTP_LOCK = threading.Lock()
+
+
+def _http(client: Client) -> httpx2.Client:
+    """An HTTP client for `client`'s cluster, built from its public configuration (`Client.config`)
+    by lightkube's own adapter (`lightkube.config.client_adapter`: the server, the CA, the user's
+    credentials, exec plugins and token files included), made once per lightkube client and kept
+    while that client lives, so that its connections are reused from one LIST to the next."""
+    with _HTTP_LOCK:
+        http = _HTTP.get(client)
+        if http is None:
+            params = client_adapter.ConnectionParams(timeout=httpx2.Timeout(LIST_TIMEOUT), trust_env=False)
+            http = _HTTP[client] = client_adapter.Client(client.config, params)
+        return http
+
+
+def list_path(res: Any, namespace: str | None) -> str:
+    """The LIST URL path of `res` (in `namespace`, or in every namespace when None)."""
+    info = api_info(res)
+    group, version = info.resource.group, info.resource.version
+    path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    if namespace and issubclass(res, NamespacedResourceG):
+        path += f"/namespaces/{namespace}"
+    return f"{path}/{info.plural}"
+
+
+def _raise_for_status(response: httpx2.Response) -> None:
+    """An HTTP error as lightkube raises it: ApiError (with the API server's Status) when the body
+    is JSON, else httpx2.HTTPStatusError (both in kube.KUBE_ERRORS)."""
+    if response.is_success:
+        return
+    if response.headers.get("Content-Type", "").startswith("application/json"):
+        raise ApiError(request=response.request, response=response)
+    response.raise_for_status()
+
 
 def raw_pages(
     client: Client,
@@ -101,21 +142,21 @@ def raw_pages(
 ) -> Iterator[list[dict[str, Any]]]:
     """Paginated LIST of `res` (at most `limit` objects a request), each page decoded straight into
     plain dicts, keeping only what `decoder` declares. lightkube's list() would decode into typed
-    models that to_dict() then turns back into the same dicts: twice the work. lightkube still
-    builds the requests, authenticates them and turns HTTP errors into ApiError (through its
-    GenericClient: lightkube has no public call for an undecoded LIST; pinned below 2)."""
-    generic: Any = client._client
-    scope = _ns(namespace) if issubclass(res, NamespacedResourceG) else None
-    request = generic.prepare_request("list", res, namespace=scope, params={"limit": limit})
+    models that to_dict() then turns back into the same dicts: twice the work, and lightkube has no
+    public call for an undecoded LIST; so the request goes out on an HTTP client that lightkube's
+    public configuration API builds for the same cluster and user (`_http`)."""
+    http = _http(client)
+    url = list_path(res, namespace)
+    params = {"limit": str(limit)}
     while True:
-        response = generic.send(generic.build_adapter_request(request))
-        generic.raise_for_status(response)
+        response = http.get(url, params=params)
+        _raise_for_status(response)
         page = decoder.decode(response.content)
         yield page.get("items") or []
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return
-        request.params["continue"] = token
+        params["continue"] = token
 
 
 def stamped_pages(
@@ -234,11 +275,15 @@ def audit_cluster(
     progress: Callable[[str, int], None] | None = None,
     today: dt.date | None = None,
     policy_objects: list[dict[str, Any]] | None = None,
+    excluded: Collection[str] = DEFAULT_EXCLUDED_NAMESPACES,
 ) -> tuple[AuditReport, Auditor, list[dict[str, Any]]]:
     """Audit every top-level workload (of `namespace`, or the cluster). Returns the report, the
-    auditor (per-policy tallies for status) and the AIDataPolicy objects read."""
+    auditor (per-policy tallies for status) and the AIDataPolicy objects read.
+
+    The ClusterAIDataPolicies are read first (`excluded`: the namespaces they never govern): a
+    private OPA (`LocalOpa`) gets them for its data; an operator's replica already has them."""
     with gc_paused():
-        return _audit_cluster(client, evaluate, namespace, progress, today, policy_objects)
+        return _audit_cluster(client, evaluate, namespace, progress, today, policy_objects, excluded)
 
 
 def _audit_cluster(
@@ -248,7 +293,12 @@ def _audit_cluster(
     progress: Callable[[str, int], None] | None,
     today: dt.date | None,
     policy_objects: list[dict[str, Any]] | None,
+    excluded: Collection[str],
 ) -> tuple[AuditReport, Auditor, list[dict[str, Any]]]:
+    skipped: list[Skipped] = []
+    guardrails = audit_guardrails.read(client, namespace, skipped, excluded)
+    if isinstance(evaluate, LocalOpa):
+        evaluate.use_guardrails(guardrails.documents(), guardrails.of)
     policy_objs = policy_objects if policy_objects is not None else list_policies(client, namespace)
     policies: list[Policy] = []
     for obj in policy_objs:
@@ -256,7 +306,6 @@ def _audit_cluster(
             policies.append(Policy.from_object(obj))
         except PolicyError:
             continue  # the operator reports it in the policy's status
-    skipped: list[Skipped] = []
     netpols = _readable(
         skipped,
         "egress-bypass",
@@ -281,9 +330,14 @@ def _audit_cluster(
         provider_addresses(policy_objs),
         scope=f"namespace {namespace}" if namespace else "cluster",
         owners=OwnerResolver(client),
-        governed=governed_namespaces(policies, policy_objs),
+        governed=governed_namespaces(policies, policy_objs) | guardrails.namespaces,
+        guardrails=guardrails.valid,
+        guardrails_of=guardrails.of,
     )
     auditor.report.skipped.extend(skipped)
+    bounds = audit_guardrails.bounds(guardrails, policy_objs, evaluate)
+    auditor.report.findings.extend(audit_guardrails.findings(bounds))
+    auditor.report.guardrails = audit_guardrails.summaries(guardrails, policy_objs, bounds)
     # A pipeline: the API server sends the next page while this one is prepared, and OPA judges
     # the pages already prepared meanwhile. At most IN_FLIGHT pages wait for OPA and one is read
     # ahead, so memory stays bounded by the page size.

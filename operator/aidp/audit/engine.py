@@ -1,6 +1,11 @@
 """The audit: workloads as they exist, judged by the admission Rego (evaluated by OPA), plus the
 findings only a cluster-wide view can give (shadow AI, egress bypass, credential exposure).
 
+Shadow AI is the Rego detector's answer (`aiReferences` in each decision of
+data.aidp.audit.decisions, policies/aidp/guardrails.rego): the one detector admission's
+`unapproved-ai` rule uses too, so every workload in scope is judged by OPA (workloads that agree on
+everything the decision and the detector read are judged once).
+
 `Auditor` is fed pages of objects (at most 500 at a time) and keeps only what the report needs,
 so memory follows the page size, not the cluster size.
 """
@@ -15,27 +20,36 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from aidp import catalog
 from aidp.audit import declared, netpol
+from aidp.audit.guardrails import guardrail_hosts
 from aidp.audit.owners import OwnerLookup, audited_through_owner, controller_ref, dedupe_labels
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
 from aidp.check import admission_review
 from aidp.config import APPROVAL_LABEL
 from aidp.egress.model import BASELINE_NAME, ROLE_LABEL, cut_hosts
+from aidp.guardrail import ClusterPolicy
 from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, ENFORCEMENT_DRYRUN, Policy, checked_kind
 from aidp.workloads import PodTemplate, pod_template
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
 Evaluate = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
-# the shadow-AI detector's env names and hosts: the provider catalog's (aidp/catalog/providers.yaml)
-AI_ENV = catalog.DETECT_ENV
+# the env names that hold a provider's credentials (aidp/catalog/providers.yaml): credential-exposure
+# follows the Secrets they come from (detecting AI use is the Rego detector's business)
 AI_CREDENTIAL_ENV = catalog.DETECT_CREDENTIAL_ENV
-PROVIDER_HOST = catalog.DETECT_HOST
 EXPIRING_DAYS = 30
 
-ALLOWED: Mapping[str, Any] = {"allowed": True, "message": "", "violations": [], "warnings": []}
+ALLOWED: Mapping[str, Any] = {
+    "allowed": True,
+    "message": "",
+    "violations": [],
+    "warnings": [],
+    "aiReferences": [],
+}
 
 
 MEMO_SIZE = 10_000
@@ -86,7 +100,23 @@ def _verdict_key(
         tuple(sorted((k, v) for k, v in tpl.labels.items() if k not in OPERATOR_LABELS)) if tpl else (),
         _frozen(annotations),
         tpl.service_account if tpl else "default",
+        bool(tpl and tpl.spec.get("hostNetwork") is True),  # rule host-network
     )
+
+
+def _detector_key(spec: Mapping[str, Any]) -> bytes:
+    """What the Rego detector reads of a pod spec (every container's env, args and command), as a
+    hashable key."""
+    read = [
+        [c.get("env"), c.get("args"), c.get("command")]
+        for name in ("initContainers", "containers", "ephemeralContainers")
+        for c in spec.get(name) or ()
+        if isinstance(c, Mapping)
+    ]
+    try:
+        return msgspec.json.encode(read)
+    except (TypeError, ValueError):  # not JSON (a test's odd value): its text, still one key per spec
+        return repr(read).encode()
 
 
 def _template_annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -147,27 +177,11 @@ def _baseline_cuts(nps: Iterable[Mapping[str, Any]]) -> list[str]:
 VIOLATION_SEVERITY = {"deny": "high", "warn": "medium", "dryrun": "low"}
 
 
-def ai_references(spec: Mapping[str, Any]) -> list[str]:
-    """Why a pod spec looks like it talks to an AI provider: env names and values naming one."""
-    found: list[str] = []
-    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-        for env in container.get("env") or []:
-            name = str(env.get("name") or "")
-            if AI_ENV.match(name):
-                found.append(f"env {name}")
-            value = env.get("value")
-            if isinstance(value, str) and (m := PROVIDER_HOST.search(value.lower())):
-                found.append(f"env {name} names {m.group(1)}")
-        for arg in [*(container.get("args") or []), *(container.get("command") or [])]:
-            if isinstance(arg, str) and (m := PROVIDER_HOST.search(arg.lower())):
-                found.append(f"argument names {m.group(1)}")
-    return sorted(set(found))
-
-
-def credential_secrets(spec: Mapping[str, Any]) -> set[str]:
-    """Secrets the pod takes AI credentials from (names only; values are never read)."""
+def credential_secrets(spec: Mapping[str, Any], *, talks_ai: bool) -> set[str]:
+    """Secrets the pod takes AI credentials from (names only; values are never read): those of its
+    credential env names, and, when the detector found AI references (`talks_ai`), every Secret
+    its containers take all keys from (envFrom)."""
     out: set[str] = set()
-    talks_ai = bool(ai_references(spec))
     for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
         for env in container.get("env") or []:
             ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
@@ -191,8 +205,14 @@ class Auditor:
     addresses: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (ns, host) -> CIDRs
     scope: str = "cluster"
     owners: OwnerLookup | None = None  # reads unknown controllers; None: report the object itself
-    # namespaces whose egress aidp cuts (see `governed_namespaces`); None: those of `policies`
+    # namespaces whose egress aidp cuts (see `governed_namespaces`, and those a guardrail
+    # selects); None: those of `policies`
     governed: Collection[str] | None = None
+    # ClusterAIDataPolicies (contract 6) and, per namespace, the names of those that select it: the
+    # decisions apply their rules (the evaluator's data must hold the same), their namespaces are
+    # governed, and the egress baseline there cuts their providers' hosts
+    guardrails: Sequence[ClusterPolicy] = ()
+    guardrails_of: Mapping[str, Sequence[str]] = field(default_factory=dict)
     report: AuditReport = field(init=False)
     per_policy: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
@@ -235,13 +255,14 @@ class Auditor:
         for (_, host), cidrs in self.addresses.items():
             by_host.setdefault(host, set()).update(_cidr(c) for c in cidrs)
         host_of = {cidr: host for host, cidrs in sorted(by_host.items()) for cidr in cidrs}
-        for ns in sorted(set(self._by_ns) | set(self._netpols_by_ns)):
+        guarded = {ns for ns, names in self.guardrails_of.items() if names}
+        for ns in sorted(set(self._by_ns) | set(self._netpols_by_ns) | guarded):
             targets = self._egress_targets.setdefault(ns, [])
             known = {t[3] for t in targets}
             ports = sorted({443} | {e.port for p in self._by_ns.get(ns, ()) for e in p.endpoints})
-            cut: list[tuple[str | None, str]] = [
-                (h, c) for h in cut_hosts(self._by_ns.get(ns, [])) for c in sorted(by_host.get(h, ()))
-            ]
+            hosts = dict.fromkeys(cut_hosts(self._by_ns.get(ns, [])))
+            hosts.update(dict.fromkeys(guardrail_hosts(self.guardrails, self.guardrails_of.get(ns, ()))))
+            cut: list[tuple[str | None, str]] = [(h, c) for h in hosts for c in sorted(by_host.get(h, ()))]
             cut += [(host_of.get(c), c) for c in _baseline_cuts(self._netpols_by_ns.get(ns, ()))]
             for cut_host, cidr in cut:
                 if cidr not in known:
@@ -258,11 +279,14 @@ class Auditor:
     def prepare(self, objects: Iterable[Mapping[str, Any]]) -> list[_Group]:
         """The AdmissionReviews OPA must judge for this page; other workloads are handled at once.
 
-        - Workloads no policy of their namespace selects are "allowed, no violation" by
-          construction (no policy, no rule): OPA is not asked.
+        - Every workload is judged: the decision carries the detector's `aiReferences`.
         - The violations depend only on the kind, the namespace, the pod template's labels and
-          annotations and its service account, so workloads that agree on those are judged once
+          annotations, its service account and hostNetwork, the references only on what the
+          detector reads (`_detector_key`), so workloads that agree on those are judged once
           (memoised for the whole audit, bounded by MEMO_SIZE).
+        - Workloads that neither a policy nor a guardrail of their namespace judges are "allowed,
+          no violation" by construction (no policy, no rule): only their references count, and
+          they do not depend on the namespace either.
         - The AdmissionReview carries the object without `status` and `managedFields`.
         """
         groups: dict[tuple[Any, ...], _Group] = {}
@@ -273,10 +297,11 @@ class Auditor:
             seen = self._seen(obj)
             if seen is None:
                 continue
-            if not seen.selecting:
-                self._workload(seen, ALLOWED)
-                continue
-            key = _verdict_key(obj, seen.tpl, seen.annotations)
+            refs_key = _detector_key(seen.tpl.spec if seen.tpl else {})
+            if seen.selecting or self.guardrails_of.get(seen.ns):
+                key: tuple[Any, ...] = (*_verdict_key(obj, seen.tpl, seen.annotations), refs_key)
+            else:
+                key = ("unjudged", obj.get("apiVersion"), obj.get("kind"), refs_key)
             if key in self._memo:
                 self._workload(seen, self._memo[key])
             elif key in groups:
@@ -291,6 +316,13 @@ class Auditor:
                 self._memo[group.key] = decision
             for one in group.seen:
                 self._workload(one, decision)
+
+    def _decision(self, seen: _Seen, decision: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The decision for this workload: as OPA gave it, or, when neither a policy nor a guardrail
+        judges it, "allowed" with the detector's references."""
+        if seen.selecting or self.guardrails_of.get(seen.ns):
+            return decision
+        return {**ALLOWED, "aiReferences": list(decision.get("aiReferences") or [])}
 
     def _seen(self, obj: Mapping[str, Any]) -> _Seen | None:
         """What the audit needs of one workload, computed once; None for another object of an
@@ -323,6 +355,7 @@ class Auditor:
         return _Seen(ns, name, kind, tpl, selecting, annotations)
 
     def _workload(self, seen: _Seen, decision: Mapping[str, Any]) -> None:
+        decision = self._decision(seen, decision)
         ns, name, kind, tpl, selecting = seen.ns, seen.name, seen.kind, seen.tpl, seen.selecting
         labels = tpl.labels if tpl else {}
         spec = tpl.spec if tpl else {}
@@ -352,7 +385,7 @@ class Auditor:
         if violations:
             tally.violating += 1
             self.report.violating += 1
-        refs = ai_references(spec)
+        refs = [str(r) for r in decision.get("aiReferences") or []]
         if refs and not active:
             self.report.findings.append(
                 Finding(
@@ -362,7 +395,7 @@ class Auditor:
                     kind,
                     name,
                     f"pod spec references an AI provider ({', '.join(refs)}) "
-                    "but no active AIDataPolicy selects it",
+                    f"but no active AIDataPolicy selects it{self._governed_by(ns)}",
                 )
             )
         approved = bool(active) and not violations
@@ -374,7 +407,7 @@ class Auditor:
         if active:
             # every workload an active policy selects holds the provider key: compliant ones, those
             # admitted with violations under warn or dryrun, and those created before the policy
-            self._credentials(ns, kind, name, tpl, active)
+            self._credentials(ns, kind, name, tpl, active, talks_ai=bool(refs))
         if ns in self._observed and (refs or active):
             self._would_block(ns, kind, name, active, violations)
         if ns in self._governed:
@@ -402,12 +435,21 @@ class Auditor:
             expires=p.spec.review.expires.isoformat() if p.spec.review.expires else None,
         )
 
+    def _governed_by(self, ns: str) -> str:
+        """For a shadow-ai message: the guardrails selecting the namespace and what they do."""
+        names = self.guardrails_of.get(ns) or ()
+        if not names:
+            return ""
+        mode = {g.name: g.unapproved_ai for g in self.guardrails}
+        said = ", ".join(f"ClusterAIDataPolicy/{n} (unapprovedAI: {mode.get(n, 'audit')})" for n in names)
+        return f"; the namespace is governed by {said}, so aidp's egress rules cut it from the provider"
+
     def _credentials(
-        self, ns: str, kind: str, name: str, tpl: PodTemplate | None, active: list[Policy]
+        self, ns: str, kind: str, name: str, tpl: PodTemplate | None, active: list[Policy], *, talks_ai: bool
     ) -> None:
         if self.rbac is None or tpl is None:
             return
-        secrets = credential_secrets(tpl.spec)
+        secrets = credential_secrets(tpl.spec, talks_ai=talks_ai)
         if not secrets:
             return
         allowed_sas = {sa for p in active for sa in p.spec.service_account_names} | {tpl.service_account}

@@ -9,7 +9,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ import msgspec
 from aidp import render
 from aidp.bundle import Bundle
 from aidp.devcluster.opa import OpaServer, new_token
-from aidp.model import parse_policies
+from aidp.model import Policy, parse_policies
 
 if TYPE_CHECKING:  # opa_loader pulls in opa-python-client and requests: only for replicas
     from aidp.opa_loader import Replica
@@ -92,35 +92,82 @@ def write_bundle(bundle: Bundle, root: Path) -> Path:
     return root
 
 
+class LocalOpa:
+    """The evaluator of a private OPA server (see `local_opa`), started on first need: by
+    `use_guardrails` (the audit calls it once it has read the ClusterAIDataPolicies, and reads the
+    rest of the cluster while OPA comes up), else by the first evaluation."""
+
+    def __init__(
+        self, policies: Sequence[Policy], opa_binary: Path, root: Path, pool: ThreadPoolExecutor
+    ) -> None:
+        self._policies = list(policies)
+        self._opa_binary = opa_binary
+        self._root = root
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._ready: Future[Any] | None = None
+        self._server: OpaServer | None = None
+
+    def use_guardrails(
+        self, documents: Mapping[str, Mapping[str, Any]], guardrails_of: Mapping[str, Sequence[str]]
+    ) -> None:
+        """Evaluate with these ClusterAIDataPolicies (name -> ClusterPolicy.to_document()) and the
+        namespaces each one selects, as the operator renders them; once, before any evaluation."""
+        with self._lock:
+            if self._ready is not None:
+                raise RuntimeError("the audit's OPA is already running: guardrails come before evaluations")
+            self._start(
+                render.render_data(
+                    self._policies, guardrails=documents, guardrails_of=guardrails_of, with_detector=True
+                )
+            )
+
+    def _start(self, data: dict[str, Any]) -> Future[Any]:
+        files = write_bundle(Bundle(render.policy_modules(), data), self._root / "bundle")
+        server = self._server = OpaServer(
+            self._root / "opa", new_token(), bin_dir=self._opa_binary.parent, preload=(files,)
+        )
+
+        def start() -> Any:
+            server.start()
+            if server.ca_file is None:
+                raise AuditEvaluationError("the audit's OPA server has no CA file")
+            return direct_evaluator(server.url, server.token, server.ca_file)
+
+        self._ready = self._pool.submit(start)
+        return self._ready
+
+    def __call__(self, reviews: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            ready = self._ready or self._start(render.render_data(self._policies, with_detector=True))
+        result: list[dict[str, Any]] = ready.result()(reviews)
+        return result
+
+    def stop(self) -> None:
+        if self._ready is not None:
+            with contextlib.suppress(Exception):  # a start failure was raised by an evaluation
+                self._ready.result()
+        if self._server is not None:
+            self._server.stop()
+
+
 @contextlib.contextmanager
-def local_opa(policy_objects: Sequence[Mapping[str, Any]], opa_binary: Path) -> Iterator[Any]:
-    """A private OPA server (loopback, TLS, token) holding the policies of the cluster being audited.
+def local_opa(policy_objects: Sequence[Mapping[str, Any]], opa_binary: Path) -> Iterator[LocalOpa]:
+    """A private OPA server (loopback, TLS, token) holding the policies of the cluster being audited
+    and, when the audit gives them (`LocalOpa.use_guardrails`), its ClusterAIDataPolicies, with the
+    catalog's detector: the data the operator renders for admission.
 
     OPA reads the bundle from files at start and comes up in the background (about 0.3 s, mostly
     the process starting): the caller reads the cluster meanwhile, and the first evaluation waits
     for it.
     """
     policies, _errors = parse_policies(policy_objects)  # bad ones: the operator reports them
-    bundle = Bundle(render.policy_modules(), render.render_data(policies, with_detector=True))
-    with tempfile.TemporaryDirectory(prefix="aidp-audit-") as tmp:
-        files = write_bundle(bundle, Path(tmp) / "bundle")
-        server = OpaServer(Path(tmp) / "opa", new_token(), bin_dir=opa_binary.parent, preload=(files,))
-
-        def start() -> Any:
-            server.start()
-            assert server.ca_file is not None
-            return direct_evaluator(server.url, server.token, server.ca_file)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aidp-audit-opa") as pool:
-            ready = pool.submit(start)
-
-            def evaluate(reviews: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-                result: list[dict[str, Any]] = ready.result()(reviews)
-                return result
-
-            try:
-                yield evaluate
-            finally:
-                with contextlib.suppress(Exception):  # a start failure was raised by evaluate
-                    ready.result()
-                server.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="aidp-audit-") as tmp,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="aidp-audit-opa") as pool,
+    ):
+        evaluator = LocalOpa(policies, opa_binary, Path(tmp), pool)
+        try:
+            yield evaluator
+        finally:
+            evaluator.stop()

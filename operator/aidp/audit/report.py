@@ -16,11 +16,14 @@ FINDING_TYPES = (
     "egress-bypass",
     "credential-exposure",
     "egress-would-block",
+    "out-of-bounds",
 )
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 # what to do about each finding type (shown in the HTML and Markdown reports)
 FIXES = {
+    "out-of-bounds": "Tighten the AIDataPolicy to the ClusterAIDataPolicy's bounds (the message names each "
+    "field), or have the privacy team widen the guardrail; until then workloads must pass both rule sets.",
     "policy-violation": "Declare compliant annotations on the pod template (aidp.io/consent-basis, "
     "aidp.io/retention-days, aidp.io/data-categories, aidp.io/zero-data-retention) or stop sending data "
     "to the provider; the message names each failed rule.",
@@ -50,11 +53,18 @@ class Finding:
     message: str
     policy: str | None = None
     rule: str | None = None
+    # out-of-bounds: the ClusterAIDataPolicy and the fields of the policy outside its bounds
+    guardrail: str | None = None
+    fields: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields in declaration order, without the absent (None) ones. (Built by hand:
         dataclasses.asdict deep-copies every value, a tenth of a large audit's time.)"""
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        return {
+            f.name: list(v) if isinstance(v, tuple) else v
+            for f in fields(self)
+            if (v := getattr(self, f.name)) is not None
+        }
 
     @property
     def sort_key(self) -> tuple[int, str, str, str, str, str, str]:
@@ -111,6 +121,35 @@ class Skipped:
         return {"analysis": self.analysis, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class GuardrailSummary:
+    """One ClusterAIDataPolicy as the audit found it (aidp.audit.guardrails): the namespaces it
+    governs (in the audit's scope), the AIDataPolicies there and those out of its bounds; an invalid
+    one governs nothing and carries its `problem`."""
+
+    name: str
+    namespaces: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)  # namespace/name
+    out_of_bounds: list[str] = field(default_factory=list)  # namespace/name
+    unapproved_ai: str | None = None
+    providers: list[str] = field(default_factory=list)  # empty: every provider of the catalog
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "namespaces": list(self.namespaces),
+            "policies": list(self.policies),
+            "outOfBounds": list(self.out_of_bounds),
+        }
+        if self.problem is not None:
+            out["problem"] = self.problem
+        else:
+            out["unapprovedAI"] = self.unapproved_ai
+            out["providers"] = list(self.providers)
+        return out
+
+
 @dataclass
 class AuditReport:
     generated_at: str
@@ -124,6 +163,7 @@ class AuditReport:
     skipped: list[Skipped] = field(default_factory=list)
     # subjects that could get at an approved workload's credentials but are left out by design
     left_out: set[LeftOut] = field(default_factory=set)
+    guardrails: list[GuardrailSummary] = field(default_factory=list)  # ClusterAIDataPolicies read
 
     def left_out_groups(self) -> list[dict[str, Any]]:
         """`left_out` by reason: [{"analysis", "reason", "subjects"}], in LEFT_OUT's order."""
@@ -172,4 +212,5 @@ class AuditReport:
             },
             "skipped": [s.to_dict() for s in self.skipped],
             "leftOut": self.left_out_groups(),
+            **({"guardrails": [g.to_dict() for g in self.guardrails]} if self.guardrails else {}),
         }
