@@ -43,6 +43,26 @@ class Review:
         return self.expires is not None and self.expires < today
 
 
+# spec.transfers.safeguard: the transfer mechanism for third-country transfers (GDPR Chapter V)
+TRANSFER_SAFEGUARDS = ("adequacy", "scc", "dpf", "bcr", "derogation", "none")
+MAX_DATA_SUBJECT_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Controller:
+    """spec.controller: the controller of the processing (GDPR Art. 30(1)(a))."""
+
+    name: str
+    contact: str | None = None
+
+
+@dataclass(frozen=True)
+class Transfers:
+    """spec.transfers: the safeguard for transfers to third countries (None: not stated)."""
+
+    safeguard: str | None = None
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     provider: str
@@ -56,6 +76,10 @@ class PolicySpec:
     data_categories: DataCategories = DataCategories()
     enforcement: str = ENFORCEMENT_DENY
     review: Review = Review()
+    # records of processing only (contract section 9): not in the OPA data, no admission rule reads them
+    controller: Controller | None = None
+    data_subjects: tuple[str, ...] = ()
+    transfers: Transfers = Transfers()
     # the provider's endpoints from the catalog (a residency region's, when set), resolved when parsed
     provider_endpoints: tuple[Endpoint, ...] = ()
 

@@ -35,13 +35,17 @@ from aidp.contract import (
     MAX_RETENTION_DAYS,
 )
 from aidp.policy import (
+    MAX_DATA_SUBJECT_LENGTH,
+    TRANSFER_SAFEGUARDS,
     Consent,
+    Controller,
     DataCategories,
     Policy,
     PolicyError,
     PolicySpec,
     Retention,
     Review,
+    Transfers,
 )
 from aidp.selector import SELECTOR_OPERATORS, LabelSelector, LabelSelectorRequirement
 
@@ -280,6 +284,9 @@ def _parse_spec(spec: _Fields) -> PolicySpec:
         data_categories=_parse_categories(spec.obj("dataCategories")),
         enforcement=spec.enum("enforcement", ENFORCEMENT_MODES, default=ENFORCEMENT_DENY) or ENFORCEMENT_DENY,
         review=_parse_review(spec.obj("review")),
+        controller=_parse_controller(spec),
+        data_subjects=_parse_data_subjects(spec),
+        transfers=Transfers(safeguard=spec.obj("transfers").enum("safeguard", TRANSFER_SAFEGUARDS)),
         provider_endpoints=provider.endpoints_for(residency),
     )
 
@@ -372,6 +379,25 @@ def _parse_review(review: _Fields) -> Review:
         ticket=review.string("ticket"),
         expires=_parse_date(review, "expires"),
     )
+
+
+def _parse_controller(spec: _Fields) -> Controller | None:
+    """spec.controller; a blank name is kept (the CRD accepts it): the audit reports it as missing."""
+    if not spec.has("controller"):
+        return None
+    controller = spec.obj("controller")
+    name = controller.string("name", required=True) or ""
+    if not name:
+        raise controller.error("name", "must not be empty")
+    return Controller(name=name, contact=controller.string("contact"))
+
+
+def _parse_data_subjects(spec: _Fields) -> tuple[str, ...]:
+    subjects = spec.strings("dataSubjects", max_length=MAX_DATA_SUBJECT_LENGTH)
+    for i, subject in enumerate(subjects):
+        if not subject:
+            raise spec.error(f"dataSubjects[{i}]", "must not be empty")
+    return subjects
 
 
 def _parse_date(fields: _Fields, key: str) -> dt.date | None:

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from aidp import catalog
-from aidp.audit import declared, netpol
+from aidp.audit import declared, netpol, records
 from aidp.audit.guardrails import guardrail_hosts
 from aidp.audit.owners import OwnerLookup, audited_through_owner, controller_ref, dedupe_labels
 from aidp.audit.rbac import RbacIndex
@@ -362,6 +362,7 @@ class Auditor:
         tally = self.report.namespaces.setdefault(ns, NamespaceTally())
         tally.workloads += 1
         self.report.workloads += 1
+        self.report.workload_keys.add((ns, kind, name))
         active = [p for p in selecting if not p.expired(self.today)]
         violations = list(decision.get("violations") or [])
         for p in selecting:
@@ -403,7 +404,7 @@ class Auditor:
             tally.approved += 1
             self.report.approved += 1
             for p in active:
-                self.report.records.append(self._record(ns, kind, name, p, seen.annotations))
+                self.report.records.append(self._record(ns, kind, name, p, seen.annotations, labels))
         if active:
             # every workload an active policy selects holds the provider key: compliant ones, those
             # admitted with violations under warn or dryrun, and those created before the policy
@@ -418,8 +419,12 @@ class Auditor:
             ]
             self._egress_bypass(ns, kind, name, labels, spec, egress_ok, selected=bool(active))
 
-    def _record(self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, Any]) -> ProcessingRecord:
-        """The record of processing, with the declarations read as admission reads them."""
+    def _record(
+        self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, Any], labels: Mapping[str, str]
+    ) -> ProcessingRecord:
+        """The record of processing, with the declarations read as admission reads them (the
+        contract section 9 fields from aidp.audit.records)."""
+        netpols = self._netpols_by_ns.get(ns, []) if self.network_policies is not None else None
         return ProcessingRecord(
             namespace=ns,
             kind=kind,
@@ -433,6 +438,7 @@ class Auditor:
             dataResidency=p.spec.data_residency,
             approvedBy=p.spec.review.approved_by,
             expires=p.spec.review.expires.isoformat() if p.spec.review.expires else None,
+            **records.details(p, ann, labels, netpols),
         )
 
     def _governed_by(self, ns: str) -> str:

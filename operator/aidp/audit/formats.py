@@ -18,7 +18,16 @@ from pathlib import Path
 import jinja2
 import msgspec
 
-from .report import FIXES, SEVERITIES, AuditReport, Finding, NamespaceTally, ProcessingRecord
+from .report import (
+    FIXES,
+    NO_PREVIOUS,
+    SEVERITIES,
+    AuditReport,
+    Changes,
+    Finding,
+    NamespaceTally,
+    ProcessingRecord,
+)
 
 FORMATS = ("json", "markdown", "csv", "html")
 
@@ -104,6 +113,98 @@ def _joined(values: list[str]) -> str:
     return ", ".join(values)
 
 
+def _md_changes(changes: Changes) -> list[str]:
+    out = [f"## What changed{' since ' + md_cell(changes.since) if changes.since else ''}", ""]
+    if not changes.since:
+        return [
+            *out,
+            "No previous report to compare with: the next report says what changed since this one.",
+            "",
+        ]
+    out += [f"- Note: {md_cell(n)}" for n in changes.notes]
+    if changes.notes:
+        out.append("")
+    if changes.empty:
+        return [*out, "Nothing changed: the same workloads, findings and policy generations.", ""]
+    out += _md_table(
+        (
+            "Workloads added",
+            "Workloads removed",
+            "New findings",
+            "Resolved findings",
+            "Policies added",
+            "Policies removed",
+            "Policies changed",
+        ),
+        [changes.counts().values()],
+        right=range(7),
+    )
+    out.append("")
+    items = [
+        *(f"- workload added: {md_cell(w)}" for w in changes.workloads_added),
+        *(f"- workload removed: {md_cell(w)}" for w in changes.workloads_removed),
+        *(
+            f"- finding new: {md_cell(f.severity)} {md_cell(f.type)} {md_cell(f.namespace)}/"
+            f"{md_cell(f.kind)}/{md_cell(f.name)}: {md_cell(f.message)}"
+            for f in changes.findings_new
+        ),
+        *(
+            f"- finding resolved: {md_cell(f.severity)} {md_cell(f.type)} {md_cell(f.namespace)}/"
+            f"{md_cell(f.kind)}/{md_cell(f.name)}: {md_cell(f.message)}"
+            for f in changes.findings_resolved
+        ),
+        *(f"- policy added: {md_cell(p)}" for p in changes.policies_added),
+        *(f"- policy removed: {md_cell(p)}" for p in changes.policies_removed),
+        *(
+            f"- policy changed: {md_cell(c.policy)} (generation {c.previous_generation} -> {c.generation})"
+            for c in changes.policies_changed
+        ),
+    ]
+    return [*out, *items, ""]
+
+
+def _md_record(r: ProcessingRecord) -> list[str]:
+    t = r.transfers
+    if t.thirdCountries:
+        transfers = f"{_joined(t.thirdCountries)}; safeguard: {t.safeguard or _EMPTY}"
+    else:
+        transfers = "none implied by the endpoints"
+    if t.undetermined:
+        transfers += f" (country not determined: {_joined(t.undetermined)})"
+    sm = r.securityMeasures
+    rules = "not read" if sm.egressRules is None else (_joined(sm.egressRules) or "none select the pods")
+    ev = r.evidence
+    controller = r.controller.name or ""
+    if r.controller.contact:
+        controller += f" ({r.controller.contact})"
+    recipient = r.recipient.legalEntity or ""
+    if r.recipient.processorTerms:
+        recipient += f"; processor terms: {r.recipient.processorTerms}"
+    items = (
+        ("Controller", controller),
+        ("Purpose", r.purpose),
+        ("Lawful basis", r.consentBasis),
+        ("Data subjects", _joined(r.dataSubjects)),
+        ("Data categories", _joined(r.dataCategories)),
+        ("Recipient", recipient),
+        ("Transfers to third countries", transfers),
+        ("Retention (ours, days)", r.retentionDays),
+        ("Retention (provider)", r.providerRetention.retention),
+        ("Security measures", f"{'; '.join(sm.tls)}; egress rules in force: {rules}; {sm.admission or ''}"),
+        (
+            "Evidence",
+            f"bundle revision {ev.bundleRevision or _EMPTY}; egress rules verified "
+            f"{ev.egressRulesVerifiedAt or _EMPTY}",
+        ),
+    )
+    return [
+        f"### {md_cell(r.namespace)}/{md_cell(r.name)} ({md_cell(r.kind)}), policy {md_cell(r.policy)}",
+        "",
+        *_md_table(("Item", "Value"), items),
+        "",
+    ]
+
+
 def render_markdown(report: AuditReport) -> str:
     findings = report.sorted_findings()
     out = [
@@ -112,6 +213,7 @@ def render_markdown(report: AuditReport) -> str:
         f"- Generated at: {md_cell(report.generated_at)}",
         f"- Scope: {md_cell(report.scope)}",
         "",
+        *_md_changes(report.changes or Changes(notes=[NO_PREVIOUS])),
         "## Summary",
         "",
         *_md_table(
@@ -125,6 +227,24 @@ def render_markdown(report: AuditReport) -> str:
         *_md_table(("Severity", "Count"), report.by_severity().items(), right=(1,)),
         "",
     ]
+    summaries = report.namespace_summaries()
+    if summaries:
+        out += ["### Per namespace", ""]
+        out += _md_table(
+            (
+                "Namespace (summary)",
+                "Workloads",
+                "Approved",
+                "Violating",
+                *(s.capitalize() for s in SEVERITIES),
+            ),
+            [
+                (ns, s["workloads"], s["approved"], s["violating"], *(s["severities"][v] for v in SEVERITIES))
+                for ns, s in summaries.items()
+            ],
+            right=range(1, 4 + len(SEVERITIES)),
+        )
+        out.append("")
     if report.skipped:
         out += ["**Not analysed** (the audit could not read what these need; missing, not clean):", ""]
         out += [f"- **{md_cell(s.analysis)}**: {md_cell(s.reason)}" for s in report.skipped]
@@ -187,9 +307,12 @@ def render_markdown(report: AuditReport) -> str:
                 for r in records
             ],
         )
+        out.append("")
+        for r in records:
+            out += _md_record(r)
     else:
         out.append("No approved workloads, so no records of processing.")
-    out.append("")
+        out.append("")
     return "\n".join(out)
 
 
@@ -370,9 +493,14 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _changes(report: AuditReport) -> Changes:
+    return report.changes or Changes(notes=[NO_PREVIOUS])
+
+
 def render_html(report: AuditReport) -> str:
     findings = report.sorted_findings()
     namespaces = sorted(report.namespaces.items())
+    changes = _changes(report)
     return (
         _environment()
         .get_template("report.html.j2")
@@ -387,6 +515,13 @@ def render_html(report: AuditReport) -> str:
             namespaces=namespaces,
             left_out=report.left_out_groups(),
             empty=_EMPTY,
+            changes=changes,
+            change_counts=changes.counts(),
+            namespace_rows=list(report.namespace_summaries().items()),
+            severity_names=SEVERITIES,
+            incomplete={
+                (f.namespace, f.kind, f.name, f.policy) for f in findings if f.type == "record-incomplete"
+            },
         )
     )
 

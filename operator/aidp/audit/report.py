@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +18,7 @@ FINDING_TYPES = (
     "credential-exposure",
     "egress-would-block",
     "out-of-bounds",
+    "record-incomplete",
 )
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -37,6 +39,10 @@ FIXES = {
     "egress-would-block": "Before a policy of this observed namespace enforces (warn or deny), select the "
     "workload with a policy and make it compliant, or accept that aidp's egress rules cut it from the "
     "provider.",
+    "record-incomplete": "Complete the AIDataPolicy's record items (spec.controller with name and contact, "
+    "spec.dataSubjects, spec.transfers.safeguard when the endpoints imply a third country) and the "
+    "workload's declarations (aidp.io/data-categories, aidp.io/retention-days): the message names each "
+    "missing GDPR Art. 30(1) item.",
     "credential-exposure": "Narrow the Role/ClusterRole bindings so that only the approved service "
     "accounts can read the Secret holding the AI credentials, and that no one else can create pods or "
     "workloads (they can mount any Secret of the namespace) or exec into the approved pods.",
@@ -79,9 +85,81 @@ class Finding:
         )
 
 
+def _plain(value: Any) -> Any:
+    """A record field as JSON: lists and dicts copied, nested record parts as dicts."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+@dataclass(frozen=True)
+class RecordController:
+    """The controller (GDPR Art. 30(1)(a)), from the policy's spec.controller."""
+
+    name: str | None = None
+    contact: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The provider as recipient, from the provider catalog (each fact's public source in `sources`)."""
+
+    provider: str | None = None
+    name: str | None = None
+    legalEntity: str | None = None
+    processorTerms: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransferInfo:
+    """Transfers to third countries (outside the EEA) that the endpoints imply, and the safeguard."""
+
+    thirdCountries: list[str] = field(default_factory=list)
+    safeguard: str | None = None
+    basis: list[str] = field(default_factory=list)  # per endpoint: the country and how it was found
+    undetermined: list[str] = field(default_factory=list)  # hosts whose country the audit cannot tell
+
+
+@dataclass(frozen=True)
+class ProviderRetention:
+    """What the provider keeps, from the catalog and the workload's aidp.io/zero-data-retention."""
+
+    retention: str | None = None
+    days: int | None = None
+    zeroDataRetention: bool = False  # declared by the workload
+    zeroDataRetentionOffer: str | None = None  # the catalog's availability of zero data retention
+    trainsOnApiData: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class SecurityMeasures:
+    tls: list[str] = field(default_factory=list)
+    egressRules: list[str] | None = None  # NetworkPolicies selecting the pods for egress; None: unread
+    admission: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordEvidence:
+    """From the policy's status when the audit ran."""
+
+    bundleRevision: str | None = None
+    egressRulesVerifiedAt: str | None = None
+    egressStatus: str | None = None
+    admissionStatus: str | None = None
+    policyGeneration: int | None = None
+    observedGeneration: int | None = None
+    lastAuditTime: str | None = None
+
+
 @dataclass(frozen=True)
 class ProcessingRecord:
-    """GDPR Art. 30-style record of processing for one approved workload."""
+    """GDPR Art. 30-style record of processing for one approved workload (contract sections 5, 9)."""
 
     namespace: str
     kind: str
@@ -95,11 +173,18 @@ class ProcessingRecord:
     dataResidency: str | None
     approvedBy: str | None
     expires: str | None
+    # contract section 9
+    controller: RecordController = field(default_factory=RecordController)
+    dataSubjects: list[str] = field(default_factory=list)
+    recipient: Recipient = field(default_factory=Recipient)
+    transfers: TransferInfo = field(default_factory=TransferInfo)
+    providerRetention: ProviderRetention = field(default_factory=ProviderRetention)
+    securityMeasures: SecurityMeasures = field(default_factory=SecurityMeasures)
+    evidence: RecordEvidence = field(default_factory=RecordEvidence)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field in declaration order (lists copied, as asdict would, but without its
-        recursive deep copy)."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v for f in fields(self)}
+        """Every field in declaration order (lists copied, nested parts as dicts)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass
@@ -119,6 +204,82 @@ class Skipped:
 
     def to_dict(self) -> dict[str, Any]:
         return {"analysis": self.analysis, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    policy: str  # namespace/name
+    generation: int
+    previous_generation: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "generation": self.generation,
+            "previousGeneration": self.previous_generation,
+        }
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the previous report (aidp.audit.changes computes it)."""
+
+    since: str | None = None  # the previous report's generatedAt; None: there is none
+    workloads_added: list[str] = field(default_factory=list)  # namespace/Kind/name
+    workloads_removed: list[str] = field(default_factory=list)
+    findings_new: list[Finding] = field(default_factory=list)
+    findings_resolved: list[Finding] = field(default_factory=list)
+    policies_added: list[str] = field(default_factory=list)  # namespace/name
+    policies_removed: list[str] = field(default_factory=list)
+    policies_changed: list[PolicyChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be compared, and why
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.workloads_added
+            or self.workloads_removed
+            or self.findings_new
+            or self.findings_resolved
+            or self.policies_added
+            or self.policies_removed
+            or self.policies_changed
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "workloadsAdded": len(self.workloads_added),
+            "workloadsRemoved": len(self.workloads_removed),
+            "findingsNew": len(self.findings_new),
+            "findingsResolved": len(self.findings_resolved),
+            "policiesAdded": len(self.policies_added),
+            "policiesRemoved": len(self.policies_removed),
+            "policiesChanged": len(self.policies_changed),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "counts": self.counts(),
+            "workloads": {"added": list(self.workloads_added), "removed": list(self.workloads_removed)},
+            "findings": {
+                "new": [f.to_dict() for f in sorted(self.findings_new, key=lambda f: f.sort_key)],
+                "resolved": [f.to_dict() for f in sorted(self.findings_resolved, key=lambda f: f.sort_key)],
+            },
+            "policies": {
+                "added": list(self.policies_added),
+                "removed": list(self.policies_removed),
+                "changed": [c.to_dict() for c in self.policies_changed],
+            },
+            "notes": list(self.notes),
+        }
+
+
+NO_PREVIOUS = "no previous report to compare with"
+
+
+def workload_ref(namespace: str, kind: str, name: str) -> str:
+    return f"{namespace}/{kind}/{name}"
 
 
 @dataclass(frozen=True)
@@ -164,6 +325,11 @@ class AuditReport:
     # subjects that could get at an approved workload's credentials but are left out by design
     left_out: set[LeftOut] = field(default_factory=set)
     guardrails: list[GuardrailSummary] = field(default_factory=list)  # ClusterAIDataPolicies read
+    # every workload audited (namespace, kind, name) and every valid policy's generation
+    # ((namespace, name) -> metadata.generation): what the next report compares with
+    workload_keys: set[tuple[str, str, str]] = field(default_factory=set)
+    policy_generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    changes: Changes | None = None  # since the previous report, when one was given
 
     def left_out_groups(self) -> list[dict[str, Any]]:
         """`left_out` by reason: [{"analysis", "reason", "subjects"}], in LEFT_OUT's order."""
@@ -187,8 +353,34 @@ class AuditReport:
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: f.sort_key)
 
+    def namespace_summaries(self) -> dict[str, dict[str, Any]]:
+        """Per namespace (with workloads or findings): workloads, approved, violating, and the
+        findings in total and by severity."""
+        by_ns: dict[str, Counter[str]] = {}
+        for f in self.findings:
+            by_ns.setdefault(f.namespace, Counter())[f.severity] += 1
+        out = {}
+        for ns in sorted(set(self.namespaces) | set(by_ns)):
+            tally = self.namespaces.get(ns) or NamespaceTally()
+            sev = by_ns.get(ns) or Counter()
+            out[ns] = {
+                "workloads": tally.workloads,
+                "approved": tally.approved,
+                "violating": tally.violating,
+                "findings": sum(sev.values()),
+                "severities": {s: sev.get(s, 0) for s in SEVERITIES},
+            }
+        return out
+
+    def inventory(self) -> dict[str, Any]:
+        return {
+            "workloads": sorted(workload_ref(*k) for k in self.workload_keys),
+            "policies": {f"{ns}/{name}": g for (ns, name), g in sorted(self.policy_generations.items())},
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON document (plus `namespaces`, an extension for charts)."""
+        """The contract's JSON document, plus the extensions: `scope`, `severities`, `namespaces`, `skipped`,
+        `leftOut`, `changes` (since the previous report) and `inventory` (what the next one compares with)."""
         return {
             "apiVersion": "aidp.io/v1alpha1",
             "kind": "AuditReport",
@@ -206,11 +398,10 @@ class AuditReport:
                 r.to_dict()
                 for r in sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
             ],
-            "namespaces": {
-                ns: {"workloads": t.workloads, "approved": t.approved, "violating": t.violating}
-                for ns, t in sorted(self.namespaces.items())
-            },
+            "namespaces": self.namespace_summaries(),
             "skipped": [s.to_dict() for s in self.skipped],
             "leftOut": self.left_out_groups(),
             **({"guardrails": [g.to_dict() for g in self.guardrails]} if self.guardrails else {}),
+            "changes": (self.changes or Changes(notes=[NO_PREVIOUS])).to_dict(),
+            "inventory": self.inventory(),
         }

@@ -24,6 +24,7 @@ class Format(enum.StrEnum):
     markdown = "markdown"
     html = "html"
     csv = "csv"
+    pdf = "pdf"
 
 
 class FailOn(enum.StrEnum):
@@ -90,7 +91,8 @@ def audit(
             "--output",
             "-o",
             metavar="FORMAT",
-            help="Report format: json (default), markdown, html or csv. "
+            help="Report format: json (default), markdown, html, csv or pdf (the HTML report printed by "
+            "headless Chromium; needs --output-file). "
             "(Deprecated for one release: a file name here, e.g. report.html, is the destination.)",
         ),
     ] = None,
@@ -112,6 +114,14 @@ def audit(
     ] = None,
     opa_token_file: Annotated[Path | None, typer.Option(help="Management token for --opa-url.")] = None,
     opa_ca_file: Annotated[Path | None, typer.Option(help="CA bundle for --opa-url.")] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="A previous JSON report (-o json) of this audit: the report says what changed since "
+            "(workloads added/removed, findings new/resolved, policies changed).",
+        ),
+    ] = None,
     provider_catalog: ProviderCatalog = None,
 ) -> None:
     """Audit a live cluster: every workload that talks to AI, whether it complies, and the evidence.
@@ -123,10 +133,25 @@ def audit(
     output_format, output_path, deprecations = resolve_output(output, output_format, output_file)
     for warning in deprecations:
         typer.echo(f"aidp audit: warning: {warning}", err=True)
+    if output_format is Format.pdf and output_path is None:
+        raise typer.BadParameter("a PDF is written to a file: add --output-file FILE", param_hint="-o pdf")
 
     from aidp import kube
-    from aidp.audit import collect, evaluate, formats
+    from aidp.audit import changes, collect, evaluate, formats, pdf, records
     from aidp.check import OpaError, find_opa
+
+    before: changes.Summary | None = None
+    if previous is not None:
+        try:
+            before = changes.from_report_json(previous.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise typer.BadParameter(f"{previous}: {err}", param_hint="--previous") from err
+    if output_format is Format.pdf:
+        try:
+            pdf.find_chromium()  # before the audit: a missing browser is not worth a whole audit
+        except pdf.PdfError as err:
+            typer.echo(f"aidp audit: {err}", err=True)
+            raise typer.Exit(2) from err
 
     try:
         client = kube.client(kubeconfig)
@@ -157,8 +182,13 @@ def audit(
             typer.echo("", err=True)
         for skipped in report.skipped:
             typer.echo(f"aidp audit: {skipped.analysis}: {skipped.reason}", err=True)
-        text = formats.render(report, output_format.value)
-    except (OpaError, evaluate.AuditEvaluationError, OSError, ValueError) as err:
+        records.finalise(report, policy_objs)
+        changes.compare(report, policy_objs, before)
+        if output_format is Format.pdf:
+            data: str | bytes = pdf.html_to_pdf(formats.render(report, "html"))
+        else:
+            data = formats.render(report, output_format.value)
+    except (OpaError, evaluate.AuditEvaluationError, pdf.PdfError, OSError, ValueError) as err:
         typer.echo(f"aidp audit: {err}", err=True)
         raise typer.Exit(2) from err
     except Exception as err:
@@ -166,13 +196,17 @@ def audit(
         raise typer.Exit(2) from err
     if output_path:
         try:
-            output_path.write_text(text)
+            if isinstance(data, bytes):
+                output_path.write_bytes(data)
+            else:
+                output_path.write_text(data)
         except OSError as err:
             typer.echo(f"aidp audit: cannot write the report: {err}", err=True)
             raise typer.Exit(2) from err
         typer.echo(f"aidp audit: {len(report.findings)} findings, report written to {output_path}", err=True)
     else:
-        typer.echo(text, nl=False)
+        assert isinstance(data, str)
+        typer.echo(data, nl=False)
     gate = SEVERITY_GATES[fail_on.value]
     if any(f.severity in gate for f in report.findings):
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from aidp import kube, metrics
-from aidp.audit import crs
+from aidp.audit import changes, crs, records
 from aidp.audit.collect import audit_cluster
 from aidp.audit.evaluate import replica_evaluator
 from aidp.audit.report import FINDING_TYPES, SEVERITIES
@@ -74,6 +74,10 @@ class AuditLoop:
         metrics.AUDIT_DURATION.observe(time.monotonic() - t0)
         for skipped in report.skipped:
             log.warning("audit: %s: %s", skipped.analysis, skipped.reason)
+        records.finalise(report, policy_objs)
+        diff = changes.compare(report, policy_objs, await self._previous())
+        if diff.since:
+            log.info("audit: changes since %s: %s", diff.since, diff.counts())
         try:
             await self._write_reports(report)
         except Exception as err:  # whatever it is, the status figures and metrics still follow
@@ -109,6 +113,17 @@ class AuditLoop:
                 "kind with --report-kind (openreports | policyreport)"
             )
         return kube.error_text(err)
+
+    async def _previous(self) -> changes.Summary | None:
+        """The previous audit's summary, from the report objects it wrote (None: none readable)."""
+        try:
+            objs = [
+                to_dict(o) async for o in list_all(self.client, self.report_resource, labels=dict(MANAGED_BY))
+            ]
+        except ApiError as err:
+            log.info("audit: no previous reports to compare with: %s", err.status.message)
+            return None
+        return crs.previous_summary(objs)
 
     async def _write_reports(self, report: Any) -> None:
         wanted = crs.render(report, self.config.report_kind)

@@ -1,0 +1,329 @@
+"""Records of processing (contract section 9, GDPR Art. 30(1)): what each record carries beyond the
+declarations, and the `record-incomplete` findings.
+
+`details` is called by the audit for every approved workload and policy: controller, data subjects,
+recipient (from the provider catalog), transfers (the third countries the endpoints imply and the
+policy's safeguard), what the provider keeps, and the security measures. `finalise` runs once the
+audit is done, with the AIDataPolicy objects read: it adds the evidence from each policy's status
+(bundle revision, when the egress rules were last seen in force) and flags every record that lacks
+a mandatory Art. 30(1) item with a `record-incomplete` finding (severity low).
+
+Third countries follow GDPR's meaning: a country outside the European Economic Area. Where an
+endpoint is processed is read from its region (a residency region's endpoints, or a region name in
+the host, e.g. bedrock-runtime.eu-west-1.amazonaws.com); a provider's global endpoint is taken as
+processed in the country the provider names as its default (`GLOBAL_COUNTRY`). A host neither tells
+(an Azure OpenAI resource, whose region is the resource's) is listed as undetermined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aidp import catalog
+from aidp.audit import declared
+from aidp.audit.report import (
+    AuditReport,
+    Finding,
+    ProcessingRecord,
+    ProviderRetention,
+    Recipient,
+    RecordController,
+    RecordEvidence,
+    SecurityMeasures,
+    TransferInfo,
+)
+from aidp.contract import ANNOTATION_ZERO_DATA_RETENTION
+from aidp.policy import Policy
+from aidp.selector import selects
+
+EEA = "EEA"
+# the country a region's data centres are in (regions of the built-in catalog: OpenAI's residency
+# regions, Google Cloud and AWS region names); EEA countries carry the EEA mark
+REGION_COUNTRY: Mapping[str, tuple[str, bool]] = {
+    # OpenAI data residency
+    "us": ("United States", False),
+    "eu": ("European Union", True),
+    "au": ("Australia", False),
+    "in": ("India", False),
+    "jp": ("Japan", False),
+    # Google Cloud (Vertex AI)
+    "us-central1": ("United States", False),
+    "us-east1": ("United States", False),
+    "us-east4": ("United States", False),
+    "us-west1": ("United States", False),
+    "us-west4": ("United States", False),
+    "europe-west1": ("Belgium", True),
+    "europe-west2": ("United Kingdom", False),
+    "europe-west3": ("Germany", True),
+    "europe-west4": ("Netherlands", True),
+    "europe-west9": ("France", True),
+    "asia-northeast1": ("Japan", False),
+    "asia-southeast1": ("Singapore", False),
+    "australia-southeast1": ("Australia", False),
+    # AWS
+    "us-east-1": ("United States", False),
+    "us-east-2": ("United States", False),
+    "us-west-2": ("United States", False),
+    "ca-central-1": ("Canada", False),
+    "eu-central-1": ("Germany", True),
+    "eu-west-1": ("Ireland", True),
+    "eu-west-2": ("United Kingdom", False),
+    "eu-west-3": ("France", True),
+    "ap-northeast-1": ("Japan", False),
+    "ap-south-1": ("India", False),
+    "ap-southeast-1": ("Singapore", False),
+    "ap-southeast-2": ("Australia", False),
+}
+# where a provider's global (region-less) endpoint processes the data: the country of the provider's
+# default processing, as its terms state it (see the legal entities in the catalog)
+GLOBAL_COUNTRY: Mapping[str, tuple[str, bool]] = {
+    "openai": ("United States", False),
+    "anthropic": ("United States", False),
+    "google-gemini": ("United States", False),
+    "mistral": ("France", True),
+    "cohere": ("Canada", False),
+}
+# a region name as one DNS label, or as the part before "-aiplatform" (Vertex AI)
+_REGION_IN_HOST = re.compile(r"(?:^|\.)([a-z]{2,9}(?:-[a-z]+)?(?:-?\d)?)(?:-aiplatform)?(?=\.)")
+_BLANK = " \t\n\r\v\f"
+
+MANDATORY = "GDPR Art. 30(1)"
+INCOMPLETE_SEVERITY = "low"
+
+
+def _country_of_host(host: str, provider: catalog.Provider | None) -> tuple[str, tuple[str, bool] | None]:
+    """(how the country was found, (country, in the EEA)) for one endpoint host; None: undetermined."""
+    if provider is not None:
+        for region, endpoints in provider.residency:
+            if any(e.host == host for e in endpoints) and region in REGION_COUNTRY:
+                return f"{provider.name} region {region}", REGION_COUNTRY[region]
+    for label in _REGION_IN_HOST.findall(host):
+        if label in REGION_COUNTRY and label not in ("us", "eu", "au", "in", "jp"):
+            return f"region {label} in the host name", REGION_COUNTRY[label]
+    if (
+        provider is not None
+        and provider.name in GLOBAL_COUNTRY
+        and any(e.host == host for e in provider.endpoints)
+    ):
+        return f"{provider.name} global endpoint", GLOBAL_COUNTRY[provider.name]
+    return "", None
+
+
+def transfers(p: Policy) -> TransferInfo:
+    """The third countries (outside the EEA) the policy's endpoints imply, and its safeguard."""
+    provider = catalog.current().get(p.spec.provider)
+    countries: dict[str, None] = {}
+    basis: list[str] = []
+    undetermined: list[str] = []
+    for e in p.endpoints:
+        how, where = _country_of_host(e.host, provider)
+        if where is None:
+            undetermined.append(e.host)
+            continue
+        country, in_eea = where
+        basis.append(f"{e.host}: {country}{' (EEA)' if in_eea else ''}, from the {how}")
+        if not in_eea:
+            countries[country] = None
+    return TransferInfo(
+        thirdCountries=list(countries),
+        safeguard=p.spec.transfers.safeguard,
+        basis=basis,
+        undetermined=undetermined,
+    )
+
+
+def recipient(p: Policy) -> Recipient:
+    provider = catalog.current().get(p.spec.provider)
+    if provider is None:
+        return Recipient(provider=p.spec.provider)
+    facts = provider.facts
+    return Recipient(
+        provider=provider.name,
+        name=provider.display_name,
+        legalEntity=facts.legal_entity.value,
+        processorTerms=facts.processor_terms.value,
+        sources={"legalEntity": facts.legal_entity.source, "processorTerms": facts.processor_terms.source},
+    )
+
+
+def zero_data_retention(annotations: Mapping[str, Any]) -> bool:
+    """Declared as admission reads it: "true" after trimming and lower-casing."""
+    value = declared.present(annotations, ANNOTATION_ZERO_DATA_RETENTION)
+    return value is not None and declared.lower(value) == "true"
+
+
+def provider_retention(p: Policy, annotations: Mapping[str, Any]) -> ProviderRetention:
+    provider = catalog.current().get(p.spec.provider)
+    zdr = zero_data_retention(annotations)
+    if provider is None:
+        return ProviderRetention(zeroDataRetention=zdr)
+    facts = provider.facts
+    if zdr:
+        kept = (
+            "nothing beyond the request: the workload declares zero data retention "
+            f"({ANNOTATION_ZERO_DATA_RETENTION}); the provider's arrangement: "
+            f"{facts.zero_data_retention.value}"
+        )
+        days: int | None = 0
+        source = facts.zero_data_retention.source
+    else:
+        kept = facts.api_retention.value
+        days = facts.api_retention.days
+        source = facts.api_retention.source
+    return ProviderRetention(
+        retention=kept,
+        days=days,
+        zeroDataRetention=zdr,
+        zeroDataRetentionOffer=facts.zero_data_retention.available,
+        trainsOnApiData=facts.trains_on_api_data.value,
+        source=source,
+    )
+
+
+def egress_rules(
+    namespace: str, labels: Mapping[str, str], network_policies: Sequence[Mapping[str, Any]] | None
+) -> list[str] | None:
+    """The NetworkPolicies (aidp's and the users') that govern the pods' egress, by name; None when
+    the audit could not read NetworkPolicies."""
+    if network_policies is None:
+        return None
+    names = []
+    for np in network_policies:
+        meta = np.get("metadata") or {}
+        if str(meta.get("namespace")) != namespace:
+            continue
+        spec = np.get("spec") or {}
+        types = spec.get("policyTypes") or (["Ingress", "Egress"] if spec.get("egress") else ["Ingress"])
+        if "Egress" in types and selects(spec.get("podSelector"), labels):
+            names.append(str(meta.get("name")))
+    return sorted(names)
+
+
+def security_measures(
+    p: Policy, labels: Mapping[str, str], network_policies: Sequence[Mapping[str, Any]] | None
+) -> SecurityMeasures:
+    return SecurityMeasures(
+        tls=[f"HTTPS (TLS) to {e.host}:{e.port}" for e in p.endpoints],
+        egressRules=egress_rules(p.namespace, labels, network_policies),
+        admission=f"aidp admission (enforcement {p.spec.enforcement}): the AIDataPolicy's rules on every "
+        "create and update of the workload's pods",
+    )
+
+
+def controller(p: Policy) -> RecordController:
+    c = p.spec.controller
+    return RecordController(name=c.name, contact=c.contact) if c is not None else RecordController()
+
+
+def details(
+    p: Policy,
+    annotations: Mapping[str, Any],
+    labels: Mapping[str, str],
+    network_policies: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """The contract section 9 fields of a record (keyword arguments of ProcessingRecord)."""
+    return {
+        "controller": controller(p),
+        "dataSubjects": list(p.spec.data_subjects),
+        "recipient": recipient(p),
+        "transfers": transfers(p),
+        "providerRetention": provider_retention(p, annotations),
+        "securityMeasures": security_measures(p, labels, network_policies),
+    }
+
+
+# --- after the audit ------------------------------------------------------------------------------
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in status.get("conditions") or []:
+        if isinstance(c, Mapping) and c.get("type") == type_:
+            return c
+    return None
+
+
+def evidence(obj: Mapping[str, Any] | None) -> RecordEvidence:
+    """From the policy's status: the bundle revision that enforces it and when the egress rules were
+    last seen in force (the EgressEnforced condition, True since its lastTransitionTime)."""
+    if obj is None:
+        return RecordEvidence()
+    status = obj.get("status") or {}
+    meta = obj.get("metadata") or {}
+    egress = _condition(status, "EgressEnforced")
+    admission = _condition(status, "AdmissionEnforced")
+    verified = egress.get("lastTransitionTime") if egress and egress.get("status") == "True" else None
+    return RecordEvidence(
+        bundleRevision=str(status["revision"]) if status.get("revision") else None,
+        egressRulesVerifiedAt=str(verified) if verified else None,
+        egressStatus=f"{egress.get('status')} ({egress.get('reason')}): {egress.get('message')}"
+        if egress
+        else None,
+        admissionStatus=f"{admission.get('status')} ({admission.get('reason')}): {admission.get('message')}"
+        if admission
+        else None,
+        policyGeneration=int(meta["generation"]) if isinstance(meta.get("generation"), int) else None,
+        observedGeneration=int(status["observedGeneration"])
+        if isinstance(status.get("observedGeneration"), int)
+        else None,
+        lastAuditTime=str(status["lastAuditTime"]) if status.get("lastAuditTime") else None,
+    )
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip(_BLANK)
+
+
+def missing(r: ProcessingRecord) -> list[str]:
+    """The mandatory Art. 30(1) items the record lacks, with where each comes from."""
+    out = []
+    if _blank(r.controller.name):
+        out.append("the controller's name (spec.controller.name)")
+    if _blank(r.controller.contact):
+        out.append("the controller's contact details (spec.controller.contact)")
+    if _blank(r.purpose):
+        out.append("the purpose (spec.purpose or aidp.io/purpose)")
+    if not [s for s in r.dataSubjects if not _blank(s)]:
+        out.append("the categories of data subjects (spec.dataSubjects)")
+    if not r.dataCategories:
+        out.append("the categories of personal data (annotation aidp.io/data-categories)")
+    if _blank(r.recipient.legalEntity):
+        out.append("the recipient (the provider's legal entity, from the provider catalog)")
+    if r.transfers.thirdCountries and r.transfers.safeguard in (None, "none"):
+        out.append(
+            f"the safeguard for the transfer to {', '.join(r.transfers.thirdCountries)} "
+            "(spec.transfers.safeguard)"
+        )
+    if r.retentionDays is None:
+        out.append("the time limit for erasure (annotation aidp.io/retention-days)")
+    return out
+
+
+def finalise(report: AuditReport, policy_objects: Iterable[Mapping[str, Any]]) -> None:
+    """Evidence from the policies' status on every record, then a `record-incomplete` finding for
+    each record that lacks a mandatory item. Idempotent."""
+    by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for obj in policy_objects:
+        meta = obj.get("metadata") or {}
+        by_key[(str(meta.get("namespace")), str(meta.get("name")))] = obj
+    report.records = [
+        dataclasses.replace(r, evidence=evidence(by_key.get((r.namespace, r.policy)))) for r in report.records
+    ]
+    report.findings = [f for f in report.findings if f.type != "record-incomplete"]
+    for r in report.records:
+        lacks = missing(r)
+        if lacks:
+            report.findings.append(
+                Finding(
+                    "record-incomplete",
+                    INCOMPLETE_SEVERITY,
+                    r.namespace,
+                    r.kind,
+                    r.name,
+                    f"the record of processing under policy {r.policy} lacks {MANDATORY} items: "
+                    + "; ".join(lacks),
+                    r.policy,
+                )
+            )
