@@ -33,18 +33,20 @@ deb_versions() { apt-cache policy "$@" | awk '/^[^ ]/ {p=$1} /Candidate:/ {print
 
 input_key() {  # name -> a hash of everything the image is made of
   local name=$1
-  {
-    sha256sum "$here/hack/images/build.sh"
+  (
+    # contents only (relative paths): every checkout of the same sources shares the images
+    cd "$here"
+    sha256sum hack/images/build.sh
     case $name in
       probe) deb_versions "${probe_debs[@]}" ;;
-      pause) sha256sum "$here"/hack/images/pause/*; go env GOVERSION ;;
-      opa) sha256sum "$here/.testbin/bin/opa" ;;
+      pause) sha256sum hack/images/pause/*; go env GOVERSION ;;
+      opa) sha256sum < .testbin/bin/opa ;;
       aidp)
         deb_versions "${aidp_debs[@]}"
-        (cd "$here" && find pyproject.toml constraints.txt README.md operator policies crds -type f \
-           ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) ;;
+        find pyproject.toml constraints.txt README.md operator policies crds -type f \
+          ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum ;;
     esac
-  } | sha256sum | cut -c1-16
+  ) | sha256sum | cut -c1-16
 }
 
 # an OCI archive from a root filesystem directory: NAME ROOTFS key=value config...

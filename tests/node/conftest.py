@@ -120,9 +120,12 @@ class NodeBed:
     def connects(self, ns: str, pod: str, host: str, port: int = 443, wait: int = 3) -> bool:
         """`nc -z -w WAIT HOST PORT` inside the pod: True exactly when a TCP connection opened."""
         res = self.kubectl("-n", ns, "exec", pod, "--", "nc", "-z", "-w", str(wait), host, str(port))
-        if res.returncode not in (0, 1):
-            raise AssertionError(f"kubectl exec failed ({res.returncode}): {res.stderr}")
-        return res.returncode == 0
+        if res.returncode == 0:
+            return True
+        # nc's own failure, as kubectl reports it; anything else is kubectl's (exec did not run)
+        if res.returncode == 1 and "command terminated with exit code 1" in res.stderr:
+            return False
+        raise AssertionError(f"kubectl exec failed ({res.returncode}): {res.stderr.strip()}")
 
     def exec(self, ns: str, pod: str, *argv: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("-n", ns, "exec", pod, "--", *argv)
@@ -140,6 +143,11 @@ class NodeBed:
         except AssertionError as err:
             raise AssertionError(f"{err}\n{self.diagnostics(ns)}") from None
         return time.monotonic() - t0
+
+    def until_ready(self, timeout: float = 60) -> bool:
+        """Wait until the node reports Ready again (after a kubelet restart)."""
+        wait_for(self.node.node_ready, timeout=timeout, interval=0.5, what="the node Ready")
+        return True
 
     def diagnostics(self, ns: str) -> str:
         """What a failed wait needs to be understood: policies, NetworkPolicies, pods, log tails."""

@@ -269,6 +269,23 @@ class Node:
         for name in reversed(list(self.procs)):
             self.procs[name].stop()
 
+    def restart(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component (SIGKILL with `kill`, as a crash) and start it again, health-checked
+        (fault injection: the kubelet or the enforcer restarted)."""
+        starts: dict[str, tuple[Callable[[], list[str]], Callable[[Process], None]]] = {
+            "kubelet": (self._kubelet_argv, self._wait_kubelet),
+            "kube-router": (self._kube_router_argv, self._wait_kube_router),
+            "kube-proxy": (self._kube_proxy_argv, self._wait_kube_proxy),
+            "coredns": (self._coredns_argv, self._wait_coredns),
+        }
+        argv, wait = starts[name]
+        proc = self.procs[name]
+        if kill:
+            proc.kill()
+        else:
+            proc.stop()
+        self._start(name, argv(), wait)
+
     def healthy(self) -> bool:
         state = _load(self.dir)
         pids = state.get("pids", {})
