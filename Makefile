@@ -57,8 +57,8 @@ test-node: venv testbin node-deps images ## e2e tests on a real node: packets fr
 	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 .PHONY: chromium
-chromium: ## headless Chromium (HTML report test, aidp audit -o pdf) and pdftotext (Debian packages, needs root)
-	(command -v chromium && command -v pdftotext) >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium poppler-utils)
+chromium: ## headless Chromium for the HTML report test (Debian package, needs root)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: venv testbin ## ruff, mypy --strict, opa check --strict, opa fmt
 	$(VENV)/bin/ruff check operator tests bench hack
@@ -101,10 +101,12 @@ clean: ## remove the virtualenv, the dev state and caches (not the per-user test
 	rm -rf $(VENV) .venv-nca $(DEV_STATE) .pytest_cache .mypy_cache .ruff_cache
 
 # ---- container image and a real cluster (docker; kind for kind-e2e) -------------------------
-IMAGE ?= aidp:dev
+# the tag the chart installs by default (its appVersion), so that `make image` and the chart agree
+APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/aidp/Chart.yaml)
+IMAGE ?= aidp:$(APP_VERSION)
 
 .PHONY: image kind-e2e
-image: ## build the aidp container image with docker (IMAGE=name:tag, default aidp:dev)
+image: ## build the aidp container image with docker (IMAGE=name:tag, default aidp:<the chart's appVersion>, the image the chart installs by default)
 	docker build -t $(IMAGE) .
 
 kind-e2e: venv venv-nca testbin ## kind cluster + image + Helm chart, then the integration tests against it

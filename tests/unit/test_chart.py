@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,10 @@ def test_renders_for_each_egress_backend(backend: str) -> None:
 
 
 BAD_VALUES = {
-    "egress.backend=calico": "/egress/backend': value must be one of 'networkpolicy', 'cilium', 'clusternetworkpolicy', 'adminnetworkpolicy', 'none'",
+    "egress.backend=calico": (
+        "/egress/backend': value must be one of 'networkpolicy', 'cilium', 'clusternetworkpolicy', "
+        "'adminnetworkpolicy', 'none'"
+    ),
     "webhook.timeoutSeconds=5": "/webhook/timeoutSeconds': maximum: got 5, want 3",
     "webhook.timeoutSeconds=0": "/webhook/timeoutSeconds': minimum: got 0, want 1",
     "webhook.failurePolicy=Maybe": "/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",
@@ -593,10 +597,13 @@ def leaf_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def test_docs_values_table_names_every_value() -> None:
+    """docs/install.md's generated values table (hack/values_table.py) names every key of
+    values.yaml (resource requirements by their sub-keys)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    docs = (ROOT / "docs" / "helm.md").read_text()
-    missing = [k for k in leaf_keys(values) if f"| `{k}` |" not in docs]
-    assert not missing, f"docs/helm.md's values table lacks {missing}"
+    docs = (ROOT / "docs" / "install.md").read_text()
+    missing = [k for k in leaf_keys(values) if f"| `{k}` |" not in docs and f"| `{k}." not in docs]
+    assert not missing, f"docs/install.md's values table lacks {missing}"
+    assert "| value | default | meaning |" not in (ROOT / "docs" / "helm.md").read_text()  # one table
 
 
 def test_helm_renders_the_chart_without_kube_version() -> None:
@@ -605,3 +612,265 @@ def test_helm_renders_the_chart_without_kube_version() -> None:
     proc = helm("template", RELEASE, str(CHART), check=False)
     assert proc.returncode == 0, proc.stderr
     assert "kind: ValidatingWebhookConfiguration" in proc.stdout
+
+
+# ---- install checks: NOTES and `helm template` --------------------------------------------------------
+IMAGE_WARNING = "WARNING: image aidp:0.1.0 is the chart's default, a local name that no registry publishes"
+CRD_UNCHECKED = "NOTE: the report CRD reports.openreports.io could not be checked"
+
+
+def template_text(*values: str) -> str:
+    return helm(
+        "template", RELEASE, str(CHART), "-n", NAMESPACE, "--kube-version", KUBE_VERSION, *set_args(values)
+    ).stdout
+
+
+def rendered_notes(tmp_path: Path, *values: str) -> str:
+    """NOTES.txt as helm renders it (helm install prints it, `helm template` does not, and
+    `helm install --dry-run` needs a reachable cluster): a copy of the chart renders the real
+    NOTES.txt through tpl into comments of an extra template."""
+    import shutil
+
+    chart = tmp_path / "aidp"
+    shutil.copytree(CHART, chart)
+    (chart / "notes-under-test.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "zz-notes-under-test.yaml").write_text(
+        '{{- range splitList "\\n" (tpl (.Files.Get "notes-under-test.txt") .) }}\n#N {{ . }}\n{{- end }}\n'
+    )
+    out = helm(
+        "template",
+        RELEASE,
+        str(chart),
+        "-n",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+        "--show-only",
+        "templates/zz-notes-under-test.yaml",
+        *set_args(values),
+    ).stdout
+    return "\n".join(line[3:] for line in out.splitlines() if line.startswith("#N"))
+
+
+def test_helm_template_with_default_values_shows_the_install_warnings() -> None:
+    out = template_text()
+    assert "# Source: aidp/templates/install-checks.yaml" in out
+    assert f"# {IMAGE_WARNING}" in out
+    assert "#     --set image.repository=<registry>/aidp --set image.tag=0.1.0" in out
+    # no cluster to look the CRD up in: said so, with the command that installs the pinned copy
+    assert f"# {CRD_UNCHECKED}" in out
+    assert "kubectl apply --server-side -f deploy/crds/openreports.io_reports.yaml" in out
+    # comments only: no object is added
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert len(docs) == len(render())
+
+
+def test_helm_template_with_an_image_set_has_no_image_warning() -> None:
+    for values in (
+        ("image.repository=registry.example.com/platform/aidp", "image.tag=0.1.0"),
+        ("image.digest=sha256:" + "a" * 64,),
+    ):
+        out = template_text(*values)
+        assert "WARNING: image" not in out, values
+        assert CRD_UNCHECKED in out  # the CRD still cannot be checked without a cluster
+    quiet = template_text("image.repository=registry.example.com/aidp", "audit.intervalSeconds=0")
+    assert "install-checks.yaml" not in quiet  # nothing to say, nothing rendered
+    policyreports = template_text("image.repository=r.example.com/aidp", "audit.reportKind=policyreport")
+    assert "policyreports.wgpolicyk8s.io could not be checked" in policyreports
+    assert "deploy/crds/wgpolicyk8s.io_policyreports.yaml" in policyreports
+
+
+def test_notes_warn_about_the_default_image_and_the_report_crd(tmp_path: Path) -> None:
+    notes = rendered_notes(tmp_path)
+    assert notes.startswith("aidp 0.1.0 is installed in namespace aidp-system (release aidp).")
+    assert IMAGE_WARNING in notes
+    assert CRD_UNCHECKED in notes
+    assert "kubectl apply --server-side -f deploy/crds/openreports.io_reports.yaml" in notes
+    set_image = rendered_notes(
+        tmp_path / "b", "image.repository=registry.example.com/aidp", "image.tag=1.2.3"
+    )
+    assert "WARNING: image" not in set_image
+    assert "image.repository" not in set_image
+
+
+def test_make_image_builds_the_image_the_chart_installs_by_default() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    default_image = f"{values['image']['repository']}:{values['image']['tag'] or chart['appVersion']}"
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", "image"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == f"docker build -t {default_image} ."
+    deployment = one(render(), "Deployment", "aidp-operator")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == default_image
+
+
+def test_the_report_crds_for_users_are_the_pinned_upstream_copies() -> None:
+    deploy = ROOT / "deploy" / "crds"
+    upstream = ROOT / "tests" / "upstream-crds"
+    pairs = {
+        "openreports.io_reports.yaml": "openreports-reports.yaml",
+        "wgpolicyk8s.io_policyreports.yaml": "wgpolicyk8s-policyreports.yaml",
+    }
+    assert {p.name for p in deploy.glob("*.yaml")} == set(pairs)
+    for mine, theirs in pairs.items():
+        assert (deploy / mine).read_bytes() == (upstream / theirs).read_bytes(), mine
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert "kubectl apply --server-side -f deploy/crds/openreports.io_reports.yaml" in install
+
+
+# ---- alert rules ---------------------------------------------------------------------------------------
+# Metrics the rules read that other components export, with the labels the rules may use.
+EXTERNAL_METRICS = {
+    "kube_deployment_status_replicas_ready": {"namespace", "deployment"},  # kube-state-metrics
+    "kube_deployment_spec_replicas": {"namespace", "deployment"},  # kube-state-metrics
+    # kube-apiserver (k8s.io/apiserver admission metrics)
+    "apiserver_admission_webhook_rejection_count": {
+        "name",
+        "type",
+        "operation",
+        "error_type",
+        "rejection_code",
+    },
+}
+PROMQL_FUNCTIONS = {"rate", "increase", "sum", "max", "min", "avg", "count", "absent", "time"}
+PROMQL_TOKEN = re.compile(
+    r"""\s*(?:(?P<number>\d+(?:\.\d+)?(?:e[+-]?\d+)?)|(?P<duration>\[\d+[smhdw]\])"""
+    r"""|(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)|(?P<string>"(?:[^"\\]|\\.)*")"""
+    r"""|(?P<op>==|!=|>=|<=|=~|!~|[-+*/<>=(){},])|(?P<bad>\S))"""
+)
+
+
+class PromQL:
+    """A recursive-descent parser for the PromQL the chart's rules use (comparisons and arithmetic
+    of function calls, aggregations and selectors with label matchers and ranges); raises
+    ValueError on anything else and returns the selectors it read: (metric, {label: value})."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = [(m.lastgroup or "", m.group(m.lastgroup or 0)) for m in PROMQL_TOKEN.finditer(text)]
+        if any(kind == "bad" for kind, _ in self.tokens):
+            raise ValueError(f"unexpected character in {text!r}")
+        self.i = 0
+        self.selectors: list[tuple[str, dict[str, str]]] = []
+        self.expr()
+        if self.i != len(self.tokens):
+            raise ValueError(f"trailing tokens {self.tokens[self.i :]} in {text!r}")
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("", "")
+
+    def take(self, kind: str, value: str | None = None) -> str:
+        got = self.peek()
+        if got[0] != kind or (value is not None and got[1] != value):
+            raise ValueError(f"expected {value or kind}, got {got}")
+        self.i += 1
+        return got[1]
+
+    def expr(self) -> None:
+        self.operand()
+        while self.peek()[1] in {"==", "!=", ">", "<", ">=", "<=", "+", "-", "*", "/"}:
+            self.i += 1
+            self.operand()
+
+    def operand(self) -> None:
+        kind, value = self.peek()
+        if kind == "number":
+            self.i += 1
+        elif value == "(":
+            self.i += 1
+            self.expr()
+            self.take("op", ")")
+        elif kind == "name" and self.tokens[self.i + 1 : self.i + 2] == [("op", "(")]:
+            if value not in PROMQL_FUNCTIONS:
+                raise ValueError(f"unknown function {value}")
+            self.i += 2
+            self.expr()
+            self.take("op", ")")
+        elif kind == "name":
+            self.i += 1
+            labels: dict[str, str] = {}
+            if self.peek() == ("op", "{"):
+                self.i += 1
+                while self.peek() != ("op", "}"):
+                    label = self.take("name")
+                    if self.peek()[1] not in {"=", "!=", "=~", "!~"}:
+                        raise ValueError(f"expected a label matcher after {label}")
+                    self.i += 1
+                    labels[label] = self.take("string")[1:-1].replace("\\\\", "\\")
+                    if self.peek() == ("op", ","):
+                        self.i += 1
+                self.take("op", "}")
+            if self.peek()[0] == "duration":
+                self.i += 1
+            self.selectors.append((value, labels))
+        else:
+            raise ValueError(f"unexpected {self.peek()}")
+
+
+def aidp_metrics() -> dict[str, set[str]]:
+    """The operator's metrics as Prometheus exposes them (counters with _total), with their labels."""
+    from prometheus_client import REGISTRY
+
+    from aidp import metrics
+
+    out: dict[str, set[str]] = {}
+    for collector in vars(metrics).values():
+        if hasattr(collector, "_name") and hasattr(collector, "_type"):
+            name = collector._name + ("_total" if collector._type == "counter" else "")
+            out[name] = set(collector._labelnames)
+    assert REGISTRY is not None and out
+    return out
+
+
+def test_promql_checker_refuses_what_prometheus_refuses() -> None:
+    assert PromQL('sum(rate(a_total{x="1",y=~"b|c"}[5m])) > 0.5').selectors == [
+        ("a_total", {"x": "1", "y": "b|c"})
+    ]
+    for bad in ("sum(rate(a[5m]) > 0", 'a{x="1"', "a{x 1}", "rat(a[5m])", "a >", 'a{x="1"}[5x]', "a # b"):
+        with pytest.raises(ValueError):
+            PromQL(bad)
+
+
+def test_alert_rules_parse_and_read_metrics_that_exist() -> None:
+    assert not [o for o in render() if o["kind"] == "PrometheusRule"]  # off by default
+    (rule_object,) = [
+        o for o in render(("metrics.prometheusRule.enabled=true",)) if o["kind"] == "PrometheusRule"
+    ]
+    assert rule_object["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = [r for group in rule_object["spec"]["groups"] for r in group["rules"]]
+    names = {r["alert"] for r in rules}
+    assert {"AIDPPolicyDegraded", "AIDPOPAReplicasNotLoaded", "AIDPWebhookRejectionsHigh"} <= names
+    known = {**aidp_metrics(), **EXTERNAL_METRICS}
+    webhooks = {w["name"] for w in webhook.render(OperatorConfig(), b"")["webhooks"]}
+    for rule in rules:
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule
+        selectors = PromQL(rule["expr"]).selectors
+        assert selectors, rule["alert"]
+        for metric, labels in selectors:
+            assert metric in known, (
+                f"{rule['alert']}: {metric} is no metric aidp or its documented sources export"
+            )
+            assert set(labels) <= known[metric], (
+                f"{rule['alert']}: {metric} has no labels {set(labels) - known[metric]}"
+            )
+            if metric == "aidp_policies":
+                assert labels["phase"] == "Degraded"
+            if "name" in labels and metric.startswith("apiserver_admission_webhook"):
+                pattern = re.compile(labels["name"])
+                assert {w for w in webhooks if pattern.fullmatch(w)}, labels["name"]
+            if "deployment" in labels:
+                assert labels == {"namespace": NAMESPACE, "deployment": "aidp-opa"}
+    threshold = render(
+        ("metrics.prometheusRule.enabled=true", "metrics.prometheusRule.rejectionsPerSecond=2")
+    )
+    (high,) = [
+        r
+        for o in threshold
+        if o["kind"] == "PrometheusRule"
+        for g in o["spec"]["groups"]
+        for r in g["rules"]
+        if r["alert"] == "AIDPWebhookRejectionsHigh"
+    ]
+    assert high["expr"].rstrip().endswith("> 2")

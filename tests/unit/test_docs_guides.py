@@ -40,3 +40,16 @@ def test_docs_spell_the_audit_file_option_as_the_cli_does() -> None:
         text = (ROOT / doc).read_text()
         assert "--output FILE" not in text, doc
         assert "[--output-file FILE]" in text, doc
+
+
+def test_the_readme_links_the_install_page_at_the_top() -> None:
+    top = README.read_text().split("\n## ", 1)[0]
+    head = "\n".join(top.splitlines()[:20])
+    assert "[docs/install.md](docs/install.md)" in head
+    install = (ROOT / "docs" / "install.md").read_text()
+    for section in ("## 1. The image", "## 2. The report CRD", "## 3. Install", "## Upgrade", "## Uninstall"):
+        assert section in install, section
+    assert "--set image.repository=" in install and "--set image.tag=" in install
+    # one install page: helm.md points at it instead of repeating install, upgrade and values
+    helm = (ROOT / "docs" / "helm.md").read_text()
+    assert "helm install aidp" not in helm and "helm upgrade aidp" not in helm
