@@ -100,7 +100,14 @@ async def _apply(
         state.desired[key] = obj
         if state.applied.get(key) == digest:
             continue
-        await client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        live: Any = await client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        if not covers(obj["spec"], _spec_of(live)):
+            # server-side apply keeps what another manager added to a list of type set (an extra
+            # validationAction, say): put the whole object back
+            live = await client.get(KINDS[obj["kind"]], obj["metadata"]["name"])
+            version = getattr(getattr(live, "metadata", None), "resourceVersion", None)
+            fixed = codecs.from_dict({**obj, "metadata": {**obj["metadata"], "resourceVersion": version}})
+            await client.replace(fixed, field_manager=FIELD_MANAGER)
         state.applied[key] = digest
         log.info("applied %s %s", *key)
 
@@ -117,6 +124,11 @@ async def _prune(client: AsyncClient) -> None:
                 except ApiError as err:
                     if err.status.code != 404:
                         raise
+
+
+def _spec_of(obj: Any) -> Any:
+    spec: Any = getattr(obj, "spec", None)
+    return None if spec is None else spec.to_dict()
 
 
 def covers(desired: Any, live: Any) -> bool:

@@ -1,0 +1,288 @@
+"""The `vap` admission engine live (contract section 7, docs/admission-engines.md): the operator's
+ValidatingAdmissionPolicy objects and no webhook; admission without OPA; drift repaired; the
+operator-only labels; UPDATEs that leave the template unchanged; the CEL at the schema's limits."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import Client, codecs
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
+)
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from lightkube.types import PatchType
+
+from aidp import kube, vap
+from aidp.devcluster import ControlPlane
+from aidp.devcluster.stack import AidpStack
+from tests.integration import helpers
+from tests.integration.conftest import Env, drop_env, make_env
+from tests.integration.helpers import create, violating, workload
+from tests.integration.vapstack import vap_stack
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.local_only
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[ControlPlane, AidpStack]:
+    return vap_stack(tmp_path_factory, request)
+
+
+@pytest.fixture(scope="module")
+def client(stack: tuple[ControlPlane, AidpStack]) -> Client:
+    return kube.client(stack[0].kubeconfig)
+
+
+@pytest.fixture
+def venv(client: Client, stack: tuple[ControlPlane, AidpStack]) -> Iterator[Env]:
+    e = make_env(client, stack[0].kubeconfig)
+    yield e
+    drop_env(client, e)
+
+
+def _rules(message: str) -> set[str]:
+    rules = ("review-expired", "service-account", "consent-basis", "retention-days", "zero-data-retention")
+    return {r for r in (*rules, "data-categories", "host-network") if f"[{r}]" in message}
+
+
+def test_policies_and_bindings_are_applied_and_no_webhook(
+    client: Client, stack: tuple[ControlPlane, AidpStack]
+) -> None:
+    for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
+        objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
+        assert set(objs) == set(vap.POLICY_NAMES)
+    actions = {
+        b.metadata.name: b.spec.validationActions for b in client.list(ValidatingAdmissionPolicyBinding)
+    }
+    assert actions["aidp-workloads-deny"] == ["Deny"]
+    assert actions["aidp-workloads-warn"] == ["Warn"]
+    assert actions["aidp-workloads-dryrun"] == ["Audit"]
+    with pytest.raises(ApiError) as err:
+        client.get(ValidatingWebhookConfiguration, stack[1].config.webhook_name)
+    assert err.value.status.code == 404
+    for pol in client.list(ValidatingAdmissionPolicy, labels={vap.ENGINE_LABEL: "vap"}):
+        warnings = (
+            pol.status.typeChecking.expressionWarnings if pol.status and pol.status.typeChecking else None
+        )
+        assert not warnings, (pol.metadata.name, warnings)
+
+
+def test_admission_holds_with_opa_killed(venv: Env, stack: tuple[ControlPlane, AidpStack]) -> None:
+    """No webhook on the request path: with OPA SIGKILLed, a violating create is still refused and
+    a compliant one admitted (real creates, not dry-runs)."""
+    venv.policy("bots")
+    aidp = stack[1]
+    assert aidp.opa is not None
+    aidp.opa.proc.kill()
+    wait_for(lambda: not aidp.opa.proc.alive(), timeout=10, what="OPA to die")  # type: ignore[union-attr]
+    try:
+        for kind in helpers.KINDS:
+            msg = create(venv.client, violating(kind, f"bad-{kind.lower()}", venv.ns, "retention-days"))
+            assert msg is not None and _rules(msg) == {"retention-days"}, (kind, msg)
+            assert create(venv.client, workload(kind, f"good-{kind.lower()}", venv.ns)) is None, kind
+    finally:
+        aidp.start_opa()
+        aidp.wait_for(aidp.enforcing, 60, "OPA back with the durable bundle")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param("delete-policy", id="policy-deleted"),
+        pytest.param("delete-binding", id="binding-deleted"),
+        pytest.param("edit-binding", id="binding-edited"),
+        pytest.param("edit-policy", id="policy-edited"),
+    ],
+)
+def test_drift_is_repaired(client: Client, change: str) -> None:
+    name = "aidp-workloads-deny"
+    if change == "delete-policy":
+        client.delete(ValidatingAdmissionPolicy, name)
+    elif change == "delete-binding":
+        client.delete(ValidatingAdmissionPolicyBinding, name)
+    elif change == "edit-binding":
+        client.patch(
+            ValidatingAdmissionPolicyBinding,
+            name,
+            {"spec": {"validationActions": ["Audit"]}},
+            patch_type=PatchType.MERGE,
+        )
+    else:
+        client.patch(
+            ValidatingAdmissionPolicy,
+            name,
+            {"spec": {"failurePolicy": "Ignore"}},
+            patch_type=PatchType.MERGE,
+        )
+
+    def repaired() -> bool:
+        pol = client.get(ValidatingAdmissionPolicy, name)
+        binding = client.get(ValidatingAdmissionPolicyBinding, name)
+        return (
+            pol.spec is not None
+            and pol.spec.failurePolicy == "Fail"
+            and binding.spec is not None
+            and binding.spec.validationActions == ["Deny"]
+        )
+
+    wait_for(repaired, timeout=30, what=f"the operator to repair {change}")
+
+
+def test_limits_of_the_schema(venv: Env) -> None:
+    """64 selector terms (32 matchLabels, 32 matchExpressions of 64 values each) and 64 allowed and
+    64 forbidden categories: evaluated within kube-apiserver's CEL budget, same verdicts."""
+    labels = {f"l{i}": "v" for i in range(32)}
+    expressions = [
+        {"key": f"e{i}", "operator": "In", "values": [f"x{j}" for j in range(63)] + ["yes"]}
+        for i in range(32)
+    ]
+    allowed = [f"allowed-{i}" for i in range(64)]
+    forbidden = [f"forbidden-{i}" for i in range(64)]
+    venv.policy(
+        "big",
+        workloadSelector={"matchLabels": labels, "matchExpressions": expressions},
+        serviceAccountNames=[f"sa-{i}" for i in range(63)] + [helpers.SA],
+        dataCategories={"allowed": allowed, "forbidden": forbidden},
+    )
+    pod_labels = {**labels, **{f"e{i}": "yes" for i in range(32)}}
+    ann = {**helpers.COMPLIANT, "aidp.io/data-categories": ",".join(allowed)}
+    for kind in ("Pod", "Deployment", "CronJob"):
+        ok = workload(kind, f"ok-{kind.lower()}", venv.ns, labels=pod_labels, annotations=ann)
+        assert create(venv.client, ok, dry_run=True) is None, kind
+        bad_ann = {**ann, "aidp.io/data-categories": ",".join([*allowed[:63], "forbidden-63"])}
+        bad = workload(kind, f"bad-{kind.lower()}", venv.ns, labels=pod_labels, annotations=bad_ann)
+        msg = create(venv.client, bad, dry_run=True)
+        assert msg is not None and _rules(msg) == {"data-categories"}, msg
+    other = workload("Deployment", "other", venv.ns, labels={**pod_labels, "e31": "no"}, annotations={})
+    assert create(venv.client, other, dry_run=True) is None
+
+
+def test_a_value_over_the_length_bound_fails_its_rule(venv: Env) -> None:
+    """The vap engine's bound (docs/admission-engines.md): a retention-days or data-categories value
+    longer than 1024 characters fails its rule, quickly, whatever it holds."""
+    venv.policy("bots")
+    long_days = "0" * 1100 + "7"
+    long_categories = ",".join(["internal"] * 20000)
+    for key, value in (("aidp.io/retention-days", long_days), ("aidp.io/data-categories", long_categories)):
+        obj = workload("Deployment", "long", venv.ns, annotations={**helpers.COMPLIANT, key: value})
+        msg = create(venv.client, obj, dry_run=True)
+        assert msg is not None and "longer than 1024 characters" in msg, msg
+
+
+def _editor(venv: Env, stack: tuple[ControlPlane, AidpStack], tmp: Path) -> Client:
+    """A user that is not the operator: a ServiceAccount with the edit role in the namespace and
+    the right to patch namespaces."""
+    rbac = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "editor", "namespace": venv.ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": venv.ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"ns-patcher-{venv.ns}"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "patch", "update"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"ns-patcher-{venv.ns}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"ns-patcher-{venv.ns}",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": venv.ns}],
+        },
+    ]
+    venv.client.create(ServiceAccount.from_dict({"metadata": {"name": "editor", "namespace": venv.ns}}))
+    for obj in rbac:
+        venv.client.create(codecs.from_dict(obj))
+    kc = helpers.sa_kubeconfig(stack[0], venv.client, "editor", venv.ns, tmp / "editor.kubeconfig")
+    return kube.client(kc)
+
+
+def test_only_the_operator_changes_its_labels(
+    venv: Env, stack: tuple[ControlPlane, AidpStack], tmp_path: Path
+) -> None:
+    venv.policy("bots")
+    wait_for(
+        lambda: (venv.client.get(Namespace, venv.ns).metadata.labels or {}).get("aidp.io/governed") == "true",
+        timeout=30,
+        what="the governed label",
+    )
+    editor = _editor(venv, stack, tmp_path)
+    for kind in ("Pod", "Deployment"):
+        obj = workload(
+            kind, f"tamper-{kind.lower()}", venv.ns, labels={"app": "bot", "aidp.io/approved": "true"}
+        )
+        msg = wait_for(lambda o=obj: create(editor, o, dry_run=True), timeout=10, what="refusal")  # type: ignore[misc]
+        assert "aidp.io/approved" in msg and "aidp operator only" in msg, msg
+    # the operator's user (the admin here) may
+    assert (
+        create(
+            venv.client,
+            workload("Pod", "approved", venv.ns, labels={"app": "bot", "aidp.io/approved": "true"}),
+            dry_run=True,
+        )
+        is None
+    )
+    with pytest.raises(ApiError) as err:
+        editor.patch(
+            Namespace,
+            venv.ns,
+            {"metadata": {"labels": {"aidp.io/governed": None}}},
+            patch_type=PatchType.MERGE,
+        )
+    assert "aidp.io/governed" in err.value.status.message
+
+
+def test_update_that_leaves_the_template_unchanged_is_admitted(venv: Env) -> None:
+    venv.policy("limits")
+    obj = workload("Deployment", "bot", venv.ns)
+    assert create(venv.client, obj) is None
+    venv.client.patch(
+        helpers.AIDataPolicy,
+        "limits",
+        {"spec": {"retention": {"maxDays": 7}}},
+        namespace=venv.ns,
+        patch_type=PatchType.MERGE,
+    )
+    wait_for(
+        lambda: create(venv.client, workload("Deployment", "probe", venv.ns), dry_run=True),
+        timeout=10,
+        what="the tightened policy",
+    )
+    res = type(from_dict(copy.deepcopy(obj)))
+    # a scale, a label the verdict does not read (the operator's) and a metadata change are admitted
+    venv.client.patch(res, "bot", {"spec": {"replicas": 3}}, namespace=venv.ns, patch_type=PatchType.MERGE)
+    venv.client.patch(
+        res,
+        "bot",
+        {"metadata": {"labels": {"team": "support"}}},
+        namespace=venv.ns,
+        patch_type=PatchType.MERGE,
+    )
+    operator_label = {"spec": {"template": {"metadata": {"labels": {"aidp.io/approved": "true"}}}}}
+    venv.client.patch(res, "bot", operator_label, namespace=venv.ns, patch_type=PatchType.MERGE)
+    template: dict[str, Any] = {
+        "spec": {"template": {"metadata": {"annotations": {"aidp.io/retention-days": "13"}}}}
+    }
+    with pytest.raises(ApiError) as err:
+        venv.client.patch(res, "bot", template, namespace=venv.ns, patch_type=PatchType.MERGE)
+    assert _rules(err.value.status.message) == {"retention-days"}, err.value.status.message
