@@ -11,6 +11,10 @@ The ConfigMap and the Secret are watched (one watch each, limited to the one nam
 API server sees one long-lived request per object and replica, plus a re-list with exponential
 back-off after an error. Only OPA, on the loopback, is asked for its revision every `--interval`.
 
+With `--bundle-port` the agent also serves the durable bundle to its OPA on the loopback, as an OPA
+bundle service (`BundleServer`): OPA, configured to pull it, activates modules and data in one
+transaction, and the agent never loads OPA through its REST API.
+
 Readiness (`--health-port`, `GET /readyz`): the pod may receive webhook traffic only once OPA holds
 a complete bundle (modules and data) whose revision is the durable bundle's current revision. Once
 it has been current, it stays ready while OPA holds a complete bundle, even at another revision:
@@ -38,7 +42,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Secret
 from lightkube.types import OnErrorAction, OnErrorResult
 
-from aidp.bundle import KEY, REVISION_ANNOTATION, Bundle
+from aidp.bundle import KEY, OPA_BUNDLE_MEDIA_TYPE, REVISION_ANNOTATION, Bundle
 from aidp.opa_loader import OpaLoadError, Replica, load, revision_of
 
 log = logging.getLogger("aidp.agent")
@@ -127,6 +131,92 @@ def _stop_on_error(exc: Exception, count: int) -> OnErrorResult:
     return OnErrorResult(OnErrorAction.STOP)
 
 
+class BundleServer:
+    """The durable bundle for this pod's OPA, served on the loopback as an OPA bundle service.
+
+    OPA's bundle plugin (configured with this service and long polling) downloads the bundle and
+    activates modules and data in one storage transaction, so OPA never holds a mix of two
+    revisions. `GET /bundles/aidp.tar.gz` answers 200 with the bundle and its revision as ETag, 304
+    when OPA's If-None-Match already names the current revision (after waiting up to the `Prefer:
+    wait=N` seconds OPA asks for, so a new revision is delivered the moment it is published), and
+    404 while there is no durable bundle yet (OPA retries).
+    """
+
+    PATH = "/bundles/aidp.tar.gz"
+
+    def __init__(self, host: str, port: int) -> None:
+        self._cond = threading.Condition()
+        self._blob: bytes | None = None
+        self._etag: str | None = None
+        self.served = 0  # 200 answers: bundles handed to OPA
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="bundle-server", daemon=True).start()
+
+    @property
+    def revision(self) -> str | None:
+        return self._etag.strip('"') if self._etag else None
+
+    def publish(self, bundle: Bundle) -> None:
+        etag = f'"{bundle.revision}"'
+        if etag == self._etag:
+            return
+        blob = bundle.opa_bundle()
+        with self._cond:
+            self._blob, self._etag = blob, etag
+            self._cond.notify_all()
+        log.info("serving bundle revision %s to OPA", bundle.revision)
+
+    def _current(self, known: str, wait: float) -> tuple[bytes | None, str | None]:
+        with self._cond:
+            if wait > 0 and self._etag is not None and self._etag in known:
+                self._cond.wait_for(lambda: self._etag is None or self._etag not in known, timeout=wait)
+            return self._blob, self._etag
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != server.PATH:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                known = self.headers.get("If-None-Match") or ""
+                blob, etag = server._current(known, _prefer_wait(self.headers.get("Prefer") or ""))
+                if blob is None or etag is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                if etag in known:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Content-Type", OPA_BUNDLE_MEDIA_TYPE)  # long polling supported
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Type", OPA_BUNDLE_MEDIA_TYPE)
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                self.wfile.write(blob)
+                server.served += 1
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
+
+
+def _prefer_wait(prefer: str) -> float:
+    """The `wait=N` of OPA's Prefer header (long polling), capped at 5 minutes; 0 without one."""
+    for part in prefer.replace(",", ";").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "wait" and value.isdigit():
+            return min(float(value), 300.0)
+    return 0.0
+
+
 @dataclass
 class Readiness:
     ready: bool = False
@@ -148,6 +238,9 @@ class Agent:
     opa_ca_file: Path | None = None
     readiness: Readiness = field(default_factory=Readiness)
     passes: int = 0
+    # OPA pulls the bundle from this agent (`--bundle-port`) instead of being loaded through its
+    # REST API: one activation for modules and data
+    bundles: BundleServer | None = None
     _was_current: bool = False  # OPA held the durable revision since it last held nothing
     _secret_watch: Watched | None = None
     _cm_watch: Watched | None = None
@@ -207,10 +300,15 @@ class Agent:
         replica = Replica(self.opa_url, self.token_file.read_text().strip(), self.ca_file())
         cm = self._configmap()
         durable = _revision_annotation(cm)
+        if self.bundles is not None and durable is not None and durable != self.bundles.revision:
+            blob = (cm.binaryData or {}).get(KEY) if cm is not None else None
+            if blob:
+                self.bundles.publish(Bundle.decode(base64.b64decode(blob)))
         held = revision_of(replica)
         if held is None:
             self._was_current = False
-            held = self._load_durable(replica, cm)
+            if self.bundles is None:
+                held = self._load_durable(replica, cm)
             if held is None:
                 return self._ready(False, "OPA holds no complete bundle")
         if held == durable:

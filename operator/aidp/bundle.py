@@ -16,6 +16,11 @@ from aidp.config import MANAGED_BY
 
 KEY = "bundle.json.gz"
 REVISION_ANNOTATION = "aidp.io/revision"
+# what OPA's bundle plugin owns when it pulls the bundle (`opa_bundle`): data.aidp and every module
+# under it; system/main.rego (package system) is loaded from a file at OPA's start instead, because
+# a bundle root `system` would also own (and erase) system.authz
+OPA_BUNDLE_ROOT = "aidp"
+OPA_BUNDLE_MEDIA_TYPE = "application/vnd.openpolicyagent.bundles"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,29 @@ class Bundle:
     def encode(self) -> bytes:
         doc = {"modules": self.modules, "data": self.data}
         return gzip.compress(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), mtime=0)
+
+    def opa_bundle(self) -> bytes:
+        """The bundle as OPA's bundle plugin takes it: a gzipped tarball with a manifest (revision,
+        root `aidp`), the modules under aidp/ and the data document at data.aidp. OPA activates
+        such a bundle in one storage transaction, so modules and data change together."""
+        import io
+        import tarfile
+
+        manifest = {"revision": self.revision, "roots": [OPA_BUNDLE_ROOT]}
+        files = {
+            "/.manifest": json.dumps(manifest, sort_keys=True).encode(),
+            f"/{OPA_BUNDLE_ROOT}/data.json": json.dumps(self.data, sort_keys=True).encode(),
+        }
+        for module_id, source in sorted(self.modules.items()):
+            if module_id.startswith(f"{OPA_BUNDLE_ROOT}/"):
+                files[f"/{module_id}"] = source.encode()
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+            for name, content in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(content), 0, 0o644
+                tar.addfile(info, io.BytesIO(content))
+        return out.getvalue()
 
     @classmethod
     def decode(cls, blob: bytes) -> Bundle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,12 +128,41 @@ def revision_of(replica: Replica) -> str | None:
     return value
 
 
+# how long a replica that pulls its bundle (below) may take to activate a newly written revision
+PULL_TIMEOUT = 15.0
+
+
 def load(replica: Replica, bundle: Bundle, *, data_only: bool = False) -> None:
     """Put every module and the data document into one replica; drop modules aidp no longer ships.
 
     `data_only`: the replica is known to hold these very modules (it confirmed a revision made
     with them), so only the data document is replaced; recompiling the modules costs OPA time.
+
+    A replica whose bundle plugin owns data.aidp (the Helm chart: OPA pulls the durable bundle
+    from its agent and activates modules and data in one transaction) refuses these writes; the
+    durable ConfigMap, written beside this call, reaches it through the agent, so `load` waits
+    until the replica reports the revision instead.
     """
+    try:
+        _push(replica, bundle, data_only=data_only)
+    except OpaLoadError as exc:
+        if "owned by bundle" not in str(exc):
+            raise
+        _await_revision(replica, bundle.revision)
+
+
+def _await_revision(replica: Replica, revision: str, timeout: float = PULL_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while (held := revision_of(replica)) != revision:
+        if time.monotonic() > deadline:
+            raise OpaLoadError(
+                f"{replica.url}: pulls its bundle and still holds revision {held} after {timeout:.0f}s, "
+                f"not {revision} (is its agent serving the durable bundle?)"
+            )
+        time.sleep(0.05)
+
+
+def _push(replica: Replica, bundle: Bundle, *, data_only: bool) -> None:
     try:
         with replica.client() as client:
             if data_only and not _modules_loaded(client):
@@ -161,11 +191,12 @@ def _put_modules(client: OpaClient, modules: dict[str, str]) -> None:
             try:
                 client.update_policy_from_string(modules[module_id], module_id, rego_compat=False)
             except Exception as exc:
+                if "owned by bundle" in str(exc):
+                    raise  # the replica pulls its bundle: nothing may be pushed (see `load`)
                 failed.append(module_id)
                 last = exc
         if len(failed) == len(pending):
-            assert last is not None
-            raise last
+            raise last or OpaLoadError("no module could be loaded")
         pending = failed
 
 

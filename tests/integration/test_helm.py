@@ -451,6 +451,9 @@ def test_chart_rbac_is_enough_for_the_operator(
     agent_args = replace_flag(agent_args, "--interval", "0.2")
     health_port = free_port()
     agent_args = replace_flag(agent_args, "--health-port", str(health_port))
+    # OPA here is loaded through its API by the operator (`--opa-url`); the agent's bundle service
+    # (which the chart's OPA pulls from) only needs a free port
+    agent_args = replace_flag(agent_args, "--bundle-port", str(free_port()))
     agent_args += ["--kubeconfig", str(agent_kc), "--namespace", ns]
 
     logs = tmp_path / "logs"

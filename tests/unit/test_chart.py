@@ -172,7 +172,15 @@ def test_opa_pod_as_specified() -> None:
         "--authorization=basic",
         "--log-level=error",
         "--log-format=json",
+        # modules and data: one bundle pulled from the agent, one activation
+        "--set=services.agent.url=http://127.0.0.1:8384",
+        "--set=bundles.aidp.service=agent",
+        "--set=bundles.aidp.resource=/bundles/aidp.tar.gz",
+        "--set=bundles.aidp.polling.long_polling_timeout_seconds=30",
+        "--set=bundles.aidp.polling.min_delay_seconds=1",
+        "--set=bundles.aidp.polling.max_delay_seconds=2",
         "/policies/authz.rego",
+        "/policies/main.rego",
     ]
     token = next(e for e in opa["env"] if e["name"] == "AIDP_OPA_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "aidp-opa-token", "key": "token"}
@@ -186,8 +194,9 @@ def test_opa_pod_as_specified() -> None:
     assert volumes["tls"]["secret"]["secretName"] == "aidp-webhook-tls"
     assert [i["key"] for i in volumes["tls"]["secret"]["items"]] == ["tls.crt", "tls.key"]
     assert volumes["authz"]["configMap"]["name"] == "aidp-opa-authz"
-    authz = one(objs, "ConfigMap", "aidp-opa-authz")["data"]["authz.rego"]
-    assert authz == (ROOT / "policies" / "system" / "authz.rego").read_text()
+    files = one(objs, "ConfigMap", "aidp-opa-authz")["data"]
+    assert files["authz.rego"] == (ROOT / "policies" / "system" / "authz.rego").read_text()
+    assert files["main.rego"] == (ROOT / "policies" / "system" / "main.rego").read_text()
     # OPA has no API credentials; the agent has its own projected token
     assert pod["automountServiceAccountToken"] is False
     agent = container(objs, "aidp-opa", "agent")
@@ -197,6 +206,7 @@ def test_opa_pod_as_specified() -> None:
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "agent-health"}
     assert {p["name"]: p["containerPort"] for p in agent["ports"]} == {"agent-health": 8383}
     assert agent["args"][agent["args"].index("--health-port") + 1] == "8383"
+    assert agent["args"][agent["args"].index("--bundle-port") + 1] == "8384"
     assert "kube-api-access" in [m["name"] for m in agent["volumeMounts"]]
     assert "kube-api-access" not in [m["name"] for m in opa["volumeMounts"]]
 
@@ -266,6 +276,7 @@ def test_several_operators_need_leader_election() -> None:
     [
         ("crds/aidp.io_aidatapolicies.yaml", "crds/aidp.io_aidatapolicies.yaml"),
         ("files/authz.rego", "policies/system/authz.rego"),
+        ("files/main.rego", "policies/system/main.rego"),
     ],
 )
 def test_chart_copies_equal_their_sources(copy: str, source: str) -> None:
@@ -486,6 +497,7 @@ def test_operator_accepts_every_flag_the_chart_passes(mode: str) -> None:
     agent_params = parse("opa-agent", agent[1:])
     assert agent_params["opa_url"] == "https://127.0.0.1:8181"
     assert agent_params["health_port"] == 8383
+    assert agent_params["bundle_port"] == 8384
     assert agent_params["allow_insecure_opa"] is False
     assert str(agent_params["opa_token_file"]) == "/var/run/aidp/opa-token/token"
 

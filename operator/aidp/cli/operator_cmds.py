@@ -265,10 +265,18 @@ def opa_agent(
     allow_insecure_opa: Annotated[
         bool, typer.Option(help="Accept an http:// --opa-url (the management token then travels in clear).")
     ] = False,
+    bundle_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve the durable bundle to OPA's bundle plugin on 127.0.0.1:PORT (0: off).",
+        ),
+    ] = 0,
 ) -> None:
     """Restore an OPA that lost its policies from the durable bundle (works while the operator is down)."""
     from aidp import kube, opa_loader
-    from aidp.agent import Agent
+    from aidp.agent import Agent, BundleServer
 
     if opa_token_file is None:
         raise typer.BadParameter("required", param_hint="--opa-token-file")
@@ -280,7 +288,7 @@ def opa_agent(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    Agent(
+    agent = Agent(
         kube.client(kubeconfig),
         namespace,
         configmap,
@@ -290,4 +298,7 @@ def opa_agent(
         tls_dir,
         interval,
         opa_ca_file,
-    ).run(once=once, health=(health_host, health_port) if health_port else None)
+    )
+    if bundle_port:
+        agent.bundles = BundleServer("127.0.0.1", bundle_port)
+    agent.run(once=once, health=(health_host, health_port) if health_port else None)
