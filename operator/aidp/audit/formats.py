@@ -205,6 +205,32 @@ def _md_record(r: ProcessingRecord) -> list[str]:
     ]
 
 
+def _md_guardrails(report: AuditReport) -> list[str]:
+    """The ClusterAIDataPolicies and the namespaces they govern (none: no section)."""
+    if not report.guardrails:
+        return []
+    rows = [
+        (
+            g.name,
+            _joined(g.namespaces),
+            _joined(g.policies),
+            _joined(g.out_of_bounds),
+            g.unapproved_ai,
+            g.problem,
+        )
+        for g in report.guardrails
+    ]
+    header = (
+        "ClusterAIDataPolicy",
+        "Namespaces",
+        "Policies in scope",
+        "Out of bounds",
+        "Unapproved AI",
+        "Problem",
+    )
+    return ["## Guardrails", "", *_md_table(header, rows), ""]
+
+
 def render_markdown(report: AuditReport) -> str:
     findings = report.sorted_findings()
     out = [
@@ -259,6 +285,7 @@ def render_markdown(report: AuditReport) -> str:
             for g in report.left_out_groups()
         ]
         out.append("")
+    out += _md_guardrails(report)
     out += ["## Findings", ""]
     if not findings:
         out += ["No findings.", ""]

@@ -17,9 +17,10 @@ namespaces once, and works out which namespaces each one selects as the operator
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace
@@ -33,6 +34,8 @@ from aidp.model import DEFAULT_EXCLUDED_NAMESPACES
 from aidp.policy import PolicyError
 
 Guardrails = governance.Guardrails
+T = TypeVar("T")
+RETRY_SECONDS = 20.0
 OUT_OF_BOUNDS_SEVERITY = "medium"
 
 
@@ -54,8 +57,7 @@ def read(
     gets none either, and the report says that the guardrails were not analysed."""
     out = Guardrails()
     try:
-        items = client.list(governance.ClusterAIDataPolicy)
-        for item in items:
+        for item in _retried(lambda: list(client.list(governance.ClusterAIDataPolicy))):
             obj = to_dict(item)
             name = str((obj.get("metadata") or {}).get("name", ""))
             out.objects[name] = obj
@@ -92,6 +94,22 @@ def read(
         return out
     out.of = governance.select(out.valid, labels, excluded)
     return out
+
+
+def _retried(read: Callable[[], T], budget: float = RETRY_SECONDS) -> T:
+    """`read()`, again while the API server answers 429 or 503 (as it does for a few seconds after a
+    CRD is installed: "storage is (re)initializing"), waiting as its Retry-After says (1 s if not),
+    for at most `budget` seconds."""
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            return read()
+        except kube.KUBE_ERRORS as err:
+            if kube.error_code(err) not in (429, 503) or time.monotonic() >= deadline:
+                raise
+            response = getattr(err, "response", None)
+            after = response.headers.get("Retry-After", "") if response is not None else ""
+            time.sleep(min(float(after) if after.isdigit() else 1.0, max(deadline - time.monotonic(), 0.0)))
 
 
 def fields_of(message: str, name: str) -> list[str]:
