@@ -580,15 +580,21 @@ def _result(
     violations = tuple(
         Violation(v["policy"], v["rule"], v["message"], v["enforcement"]) for v in decision["violations"]
     )
+    allowed = bool(decision["allowed"])
+    reason = _reason(request["namespace"], explained, violations)
+    if not allowed and not any(v.enforcement not in ("warn", "dryrun") for v in violations):
+        # refused before any policy's rules (the approval label set by someone else, say): the why
+        # is the message's
+        reason = str(decision["message"]).partition(" denied: ")[2] or reason
     return CheckResult(
         kind=request["kind"]["kind"],
         namespace=request["namespace"],
         name=meta.get("name") or meta.get("generateName") or "",
-        allowed=bool(decision["allowed"]),
+        allowed=allowed,
         violations=violations,
         warnings=tuple(decision["warnings"]),
         message=decision["message"],
-        reason=_reason(request["namespace"], explained, violations),
+        reason=reason,
         hints=tuple(hints),
         source=source,
     )

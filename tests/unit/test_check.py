@@ -601,3 +601,12 @@ def test_render_puts_the_files_guardrails_into_the_opa_data(tmp_path: Path) -> N
     assert data["guardrailsOf"] == {"support": ["org"]}
     assert data["policies"]["support"]["support-summaries"]["retention"]["maxDays"] == 30
     assert data["detector"]["env"]
+
+
+def test_a_refusal_before_the_policies_rules_gives_its_own_reason() -> None:
+    tampered = yaml.safe_load(deployment("bot", COMPLIANT))
+    tampered["spec"]["template"]["metadata"]["labels"]["aidp.io/approved"] = "true"
+    (result,) = check.check_manifests([*manifests(POLICY), tampered])
+    assert not result.allowed
+    assert result.violations == ()
+    assert result.reason.startswith("the label aidp.io/approved is set and removed by the aidp operator only")
