@@ -1,0 +1,168 @@
+"""The vap admission engine's objects (aidp.vap, pure rendering) and the operator's bookkeeping of
+them (aidp.controller.vap: drift detection); the verdicts themselves are checked against
+kube-apiserver in tests/integration/test_vap_differential.py and test_vap_engine.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aidp import vap, webhook
+from aidp.cli.main import app
+from aidp.config import OperatorConfig
+from aidp.controller import vap as vap_engine
+from aidp.vap import policies
+
+EXCLUDED = ("kube-system", "kube-public", "kube-node-lease", "aidp-system")
+DAY = dt.date(2026, 12, 1)
+
+
+def _objects(
+    users: tuple[str, ...] = ("system:serviceaccount:aidp-system:aidp",),
+) -> dict[tuple[str, str], Any]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in vap.render(EXCLUDED, users, DAY)}
+
+
+def test_one_policy_and_one_binding_per_name() -> None:
+    objs = vap.render(EXCLUDED, ["op"], DAY)
+    assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5
+    names = [o["metadata"]["name"] for o in objs[::2]]
+    assert names == list(vap.POLICY_NAMES)
+    for o in objs:
+        assert o["apiVersion"] == "admissionregistration.k8s.io/v1"
+        assert o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "aidp", vap.ENGINE_LABEL: "vap"}
+    assert vap.render(EXCLUDED, ["op"], DAY) == objs  # deterministic
+
+
+@pytest.mark.parametrize(("mode", "action"), [("deny", "Deny"), ("warn", "Warn"), ("dryrun", "Audit")])
+def test_each_enforcement_mode_has_its_binding(mode: str, action: str) -> None:
+    objs = _objects()
+    name = f"aidp-workloads-{mode}"
+    binding = objs[("ValidatingAdmissionPolicyBinding", name)]["spec"]
+    assert binding == {
+        "policyName": name,
+        "validationActions": [action],
+        "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
+    }
+    pol = objs[("ValidatingAdmissionPolicy", name)]["spec"]
+    assert pol["paramKind"] == {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"}
+    assert pol["failurePolicy"] == "Fail"
+    applies = next(v["expression"] for v in pol["variables"] if v["name"] == "applies")
+    assert policies.MODE_FILTER[mode] in applies
+    # deny: one message naming every failing rule; warn and dryrun: one per rule
+    assert len(pol["validations"]) == (1 if mode == "deny" else len(policies.RULE_VARIABLES))
+
+
+def test_the_checked_kinds_are_the_webhooks() -> None:
+    pol = _objects()[("ValidatingAdmissionPolicy", "aidp-workloads-deny")]["spec"]
+    rules = pol["matchConstraints"]["resourceRules"]
+    assert [(r["apiGroups"][0], r["apiVersions"][0], tuple(r["resources"])) for r in rules] == list(
+        webhook.CHECKED_RULES
+    )
+    assert all(r["operations"] == ["CREATE", "UPDATE"] for r in rules)
+    assert pol["matchConstraints"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": sorted(EXCLUDED)}
+        ]
+    }
+    assert pol["matchConditions"] == [{"name": "template-changed", "expression": policies.TEMPLATE_CHANGED}]
+
+
+def test_the_rules_in_the_regos_order() -> None:
+    ids = [rule for rule, _ in policies.RULE_VARIABLES]
+    assert ids == [
+        "review-expired",
+        "service-account",
+        "consent-basis",
+        "retention-days",
+        "zero-data-retention",
+        "data-categories",
+        "host-network",
+    ]
+    rego = (Path(__file__).parents[2] / "policies" / "aidp" / "admission.rego").read_text()
+    for rule in ids:
+        assert f'"{rule}"' in rego
+
+
+def test_today_is_rendered_into_the_expiry() -> None:
+    pol = _objects()[("ValidatingAdmissionPolicy", "aidp-workloads-deny")]["spec"]
+    expired = next(v["expression"] for v in pol["variables"] if v["name"] == "p_expired")
+    assert 'params.spec.review.expires < "2026-12-01"' in expired
+    assert "params.?status.?phase.orValue('') == 'Expired'" in expired
+    later = vap.render(EXCLUDED, ["op"], DAY + dt.timedelta(days=1))
+    assert later != vap.render(EXCLUDED, ["op"], DAY)
+
+
+def test_operator_users_are_cel_string_literals() -> None:
+    user = 'evil" || true || "x\\'
+    objs = _objects((user,))
+    for name in ("aidp-approval-labels", "aidp-governed-label"):
+        cond = objs[("ValidatingAdmissionPolicy", name)]["spec"]["matchConditions"][0]["expression"]
+        assert cond == f"!(request.userInfo.username in [{json.dumps(user)}])"
+    with pytest.raises(ValueError, match="user name"):
+        vap.render(EXCLUDED, [], DAY)
+
+
+def test_lower_maps_the_two_letters_whose_lower_case_is_ascii() -> None:
+    # Go's strings.ToLower (Rego's lower) maps U+0130 to i and U+212A (KELVIN SIGN) to k
+    expr = policies.lower("x")
+    assert expr == "x.replace('\\u0130', 'i').replace('\\u212a', 'k').lowerAscii()"
+    assert "\u0130".lower()[0] == "i" and "\u212a".lower() == "k"
+
+
+def test_the_approval_and_governed_label_policies_have_no_params() -> None:
+    objs = _objects()
+    for name in ("aidp-approval-labels", "aidp-governed-label"):
+        assert "paramKind" not in objs[("ValidatingAdmissionPolicy", name)]["spec"]
+        assert objs[("ValidatingAdmissionPolicyBinding", name)]["spec"] == {
+            "policyName": name,
+            "validationActions": ["Deny"],
+        }
+    scope = objs[("ValidatingAdmissionPolicy", "aidp-approval-labels")]["spec"]["matchConstraints"]
+    assert scope["namespaceSelector"]["matchLabels"] == {"aidp.io/governed": "true"}
+
+
+def test_drift_detection() -> None:
+    state = vap_engine.State()
+    desired = _objects()[("ValidatingAdmissionPolicyBinding", "aidp-workloads-deny")]
+    key = ("ValidatingAdmissionPolicyBinding", "aidp-workloads-deny")
+    state.desired[key] = desired
+    state.applied[key] = "digest"
+    live = json.loads(json.dumps(desired))
+    live["spec"]["matchResources"] = {"namespaceSelector": {}, "objectSelector": {}}  # defaults
+    live["metadata"]["resourceVersion"] = "7"
+    assert not vap_engine.observed(live, "MODIFIED", state)
+    assert state.applied[key] == "digest"
+    live["spec"]["validationActions"] = ["Deny", "Audit"]
+    assert vap_engine.observed(live, "MODIFIED", state)
+    assert key not in state.applied
+    state.applied[key] = "digest"
+    assert vap_engine.observed(desired, "DELETED", state)
+    other = {**desired, "metadata": {"name": "not-ours"}}
+    assert not vap_engine.observed(other, "DELETED", state)
+
+
+def test_engine_flags() -> None:
+    assert OperatorConfig().admission_engine == "opa"
+    assert vap_engine.uses_webhook(OperatorConfig()) and not vap_engine.uses_vap(OperatorConfig())
+    both = OperatorConfig(admission_engine="both")
+    assert vap_engine.uses_webhook(both) and vap_engine.uses_vap(both)
+    only = OperatorConfig(admission_engine="vap")
+    assert vap_engine.uses_vap(only) and not vap_engine.uses_webhook(only)
+
+
+def test_run_refuses_an_unknown_engine(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    result = CliRunner().invoke(
+        app,
+        ["run", "--opa-token-file", str(token), "--admission-engine", "gatekeeper"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 2
+    assert "--admission-engine" in result.stderr
