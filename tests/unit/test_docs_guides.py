@@ -53,3 +53,42 @@ def test_the_readme_links_the_install_page_at_the_top() -> None:
     # one install page: helm.md points at it instead of repeating install, upgrade and values
     helm = (ROOT / "docs" / "helm.md").read_text()
     assert "helm install aidp" not in helm and "helm upgrade aidp" not in helm
+
+
+def test_rollout_quotes_the_operators_observed_condition() -> None:
+    rollout = (ROOT / "docs" / "rollout.md").read_text()
+    source = (ROOT / "operator" / "aidp" / "controller" / "egressview.py").read_text()
+    quoted = re.search(r'"(every policy of the namespace is dryrun[^"]*)"', re.sub(r"\s+", " ", rollout))
+    assert quoted, "rollout.md quotes the Observed condition's message"
+    flat = re.sub(r'"\s*\n\s*"', "", source)
+    assert quoted.group(1) in flat
+    assert '"Observed"' in source
+    for mode in ("dryrun", "warn", "deny"):
+        assert f"`{mode}`" in rollout
+    audit = typer.main.get_command(app).commands["audit"]  # type: ignore[attr-defined]
+    options = {opt for p in audit.params for opt in p.opts}
+    for used in re.findall(r"aidp audit ([^\n`]*)", rollout):
+        for flag in re.findall(r"(--?[a-z][\w-]*)", used):
+            assert flag in options, flag
+
+
+def test_compatibility_names_the_versions_actually_pinned() -> None:
+    doc = (ROOT / "docs" / "compatibility.md").read_text()
+    pinned = dict(
+        line.split("=", 1)
+        for line in (ROOT / "hack" / "testbin.versions").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    tested = re.search(r"\*\*tested\*\* \| \*\*(v[\d.]+)\*\* only", doc)
+    assert tested and tested.group(1) == pinned["KUBERNETES_VERSION"]
+    for key in ("ETCD_VERSION", "OPA_VERSION", "HELM_VERSION", "COREDNS_VERSION", "KUBE_ROUTER_VERSION"):
+        assert pinned[key] in doc, key
+    chart = (ROOT / "charts" / "aidp" / "Chart.yaml").read_text()
+    declared = re.search(r'^kubeVersion: "(.*)"', chart, flags=re.MULTILINE)
+    assert declared and f"`kubeVersion: {declared.group(1)}`" in doc
+    sources = (ROOT / "tests" / "upstream-crds" / "SOURCES.md").read_text()
+    for version in ("v1.17.3", "v0.2.0", "v0.1.8", "v0.2.1", "v1.19.0"):
+        assert version in doc and version in sources, version
+    for path in re.findall(r"`((?:tests|policies|hack|deploy)/[\w./*-]+)`", doc):
+        if "*" not in path:
+            assert (ROOT / path.rstrip("/")).exists(), path
