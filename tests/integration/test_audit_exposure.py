@@ -269,6 +269,9 @@ def test_audit_reports_every_way_to_the_credentials_and_every_workload(
         ("shadow-ai", "Widget", "w1", "high", ""),
         ("egress-bypass", "Pod", "leaky", "high", ""),
         ("egress-bypass", "Pod", "host-agent", "high", ""),
+        # the policy names no controller or data subjects (contract 9): both records are incomplete
+        ("record-incomplete", "Deployment", "bot", "low", ""),
+        ("record-incomplete", "ReplicationController", "legacy", "low", ""),
     }, [(f["type"], f["kind"], f["name"], f["message"]) for f in report["findings"]]
     leaky = next(f for f in report["findings"] if f["name"] == "leaky")
     assert f"{cut.split('/')[0]}:443, a provider address the egress baseline cuts" in leaky["message"]

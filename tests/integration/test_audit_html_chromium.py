@@ -16,6 +16,7 @@ proves that filter against a page that does log errors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -27,8 +28,12 @@ from pathlib import Path
 
 import pytest
 
+from aidp.audit import pdf
+from aidp.audit import records as records_mod
 from aidp.audit.formats import render
-from aidp.audit.report import AuditReport, Finding, NamespaceTally, ProcessingRecord
+from aidp.audit.report import AuditReport, Changes, Finding, NamespaceTally, PolicyChange, ProcessingRecord
+from aidp.model import Policy
+from tests.integration import helpers
 
 TIMEOUT = 120.0
 
@@ -213,6 +218,58 @@ def sample_report() -> AuditReport:
         "recommendations": NamespaceTally(6, 2, 1),
         "kube-system": NamespaceTally(11, 0, 0),
     }
+    # the contract section 9 fields, as the audit builds them from the policies
+    policies = {
+        "fraud-openai": {
+            "controller": {"name": "Example Payments SE", "contact": "dpo@payments.example"},
+            "dataSubjects": ["card holders"],
+            "transfers": {"safeguard": "dpf"},
+        },
+        "chat-summaries": {
+            "provider": "anthropic",
+            "controller": {"name": "Example Support GmbH", "contact": "privacy@support.example"},
+            "dataSubjects": ["customers", "support agents"],
+            "transfers": {"safeguard": "scc"},
+        },
+        "search-embeddings": {"dataResidency": "eu"},
+    }
+    annotations = {"aidp.io/zero-data-retention": "true"}
+    records = [
+        dataclasses.replace(
+            r,
+            **records_mod.details(
+                Policy.from_object(helpers.policy(r.policy, r.namespace, **policies[r.policy])),
+                annotations,
+                {"app": r.name},
+                [
+                    {
+                        "metadata": {"name": "aidp-egress-baseline", "namespace": r.namespace},
+                        "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+                    }
+                ],
+            ),
+        )
+        for r in records
+    ]
+    changes = Changes(
+        since="2025-02-16T09:30:00Z",
+        workloads_added=["marketing/Deployment/copywriter"],
+        workloads_removed=["search/Deployment/old-indexer"],
+        findings_new=[findings[1]],
+        findings_resolved=[
+            Finding(
+                "policy-violation",
+                "high",
+                "search",
+                "Deployment",
+                "old-indexer",
+                "retention 40 > 30",
+                "s",
+                "r",
+            )
+        ],
+        policies_changed=[PolicyChange("payments/fraud-openai", 4, 3)],
+    )
     return AuditReport(
         generated_at="2025-02-17T09:30:00Z",
         workloads=sum(t.workloads for t in namespaces.values()),
@@ -221,6 +278,7 @@ def sample_report() -> AuditReport:
         findings=findings,
         records=records,
         namespaces=namespaces,
+        changes=changes,
     )
 
 
@@ -267,6 +325,15 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script" not in dom
     assert "approver &lt;script&gt;alert(1)&lt;/script&gt; &amp; co." in dom
     assert not re.search(r"\s(?:src|href)=", dom)
+    # what changed comes first; headings and a caption on every table for screen readers
+    main = dom[dom.index("<main>") :]
+    assert main.index('id="changes"') < main.index('id="summary"') < main.index('id="records"')
+    assert dom.count('data-change="') == 5
+    assert dom.count("<table") == dom.count("<caption>") > 5
+    assert re.findall(r"<h1[ >]", dom) == ["<h1>"]
+    assert dom.count('<tr class="namespace">') == 7  # the summary per namespace
+    assert dom.count('class="record-items"') == 3  # each record in full
+    assert "Example Support GmbH" in dom and "card holders" in dom
 
     for run in (shot, dump):
         assert page_console_messages(run.stderr, url) == [], run.stderr
@@ -286,3 +353,33 @@ def test_console_filter_catches_page_errors(tmp_path: Path) -> None:
     assert any("report-console-error" in m for m in messages), run.stderr
     assert any("Uncaught Error: report-uncaught" in m for m in messages), run.stderr
     assert page_console_messages(run.stderr, (tmp_path / "other.html").as_uri()) == []
+
+
+def _pages(pdf_file: Path) -> list[str]:
+    tool = shutil.which("pdftotext")
+    if tool is None:
+        pytest.fail(
+            "pdftotext is not installed: run make chromium (Debian package poppler-utils)", pytrace=False
+        )
+    out = subprocess.run([tool, "-layout", str(pdf_file), "-"], capture_output=True, text=True, check=True)
+    return [" ".join(page.split()) for page in out.stdout.split("\f") if page.strip()]
+
+
+def test_the_pdf_has_a_cover_and_keeps_each_record_on_one_page(tmp_path: Path) -> None:
+    """`aidp audit -o pdf`: Chromium prints the HTML with its print styles: a cover page (scope and
+    time, nothing else), then the report; a record's table is never split over two pages."""
+    report = sample_report()
+    data = pdf.html_to_pdf(render(report, "html"))
+    assert data.startswith(b"%PDF-")
+    (tmp_path / "r.pdf").write_bytes(data)
+    pages = _pages(tmp_path / "r.pdf")
+    cover, rest = pages[0], pages[1:]
+    assert "What this report covers" in cover and "Scope cluster" in cover
+    assert "2025-02-17T09:30:00Z" in cover and "2025-02-16T09:30:00Z" in cover  # time, and since when
+    assert "What changed" not in cover and "Summary" not in cover
+    assert rest and "What changed since 2025-02-16T09:30:00Z" in rest[0]
+    for r in report.records:
+        caption = f"{r.namespace}/{r.name} ({r.kind}) under policy {r.policy}"
+        [page] = [p for p in rest if caption in p]  # printed once, on one page ...
+        tail = page[page.index(caption) :]
+        assert "Controller" in tail and "Evidence" in tail and r.purpose in tail  # ... with all its rows

