@@ -14,7 +14,7 @@ so that `helm template` (which prints no NOTES) shows the same warnings. See doc
 {{- $file := ternary "wgpolicyk8s.io_policyreports.yaml" "openreports.io_reports.yaml" (eq .Values.audit.reportKind "policyreport") -}}
 {{- $install := printf "kubectl apply --server-side -f deploy/crds/%s" $file -}}
 {{- if not (lookup "v1" "Namespace" "" .Release.Namespace) -}}
-{{- $lines = append $lines (printf "NOTE: the report CRD %s could not be checked (no cluster to look it up in: helm template or\n  --dry-run). The audit writes its reports as these objects; without the CRD it writes none and\n  counts an error every run. Install it once (docs/install.md#2-the-report-crd):\n    %s" $crd $install) -}}
+{{- $lines = append $lines (printf "NOTE: the report CRD %s could not be checked (no cluster to look it up in:\n  helm template or --dry-run). The audit writes its reports as these objects; without the CRD it\n  writes none and counts an error every run. Install it once (docs/install.md#2-the-report-crd):\n    %s" $crd $install) -}}
 {{- else if not (lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $crd) -}}
 {{- $lines = append $lines (printf "WARNING: the report CRD %s is missing: the audit writes no report and counts an error every\n  run (aidp_audit_errors_total) until it is installed (docs/install.md#2-the-report-crd):\n    %s" $crd $install) -}}
 {{- end -}}
