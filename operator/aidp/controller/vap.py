@@ -122,7 +122,9 @@ async def _prune(client: AsyncClient) -> None:
                     await client.delete(res, name)
                     log.info("deleted %s %s (admission engine opa)", res.__name__, name)
                 except ApiError as err:
-                    if err.status.code != 404:
+                    if err.status.code == 403:  # the chart's opa RBAC: list and watch only
+                        log.warning("%s %s left from the vap engine: delete it (%s)", res.__name__, name, err)
+                    elif err.status.code != 404:
                         raise
 
 
@@ -171,7 +173,11 @@ class _NoWebhookClient:
                 await self._client.delete(ValidatingWebhookConfiguration, str(name))
                 log.info("deleted ValidatingWebhookConfiguration %s (admission engine vap)", name)
             except ApiError as err:
-                if err.status.code != 404:
+                if err.status.code == 403:
+                    log.debug(
+                        "may not delete ValidatingWebhookConfiguration %s: %s", name, err.status.message
+                    )
+                elif err.status.code != 404:
                     raise
             return obj
         return await self._client.apply(obj, *args, **kwargs)
