@@ -317,3 +317,40 @@ def test_the_operator_says_what_changed_since_its_previous_audit(
         assert changed["counts"]["policiesChanged"] == 1 and changed["counts"]["workloadsAdded"] == 0
     finally:
         drop_env(kube_client, env)
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"controller": {"contact": "privacy@example.com"}}, "spec.controller.name"),
+        ({"controller": {"name": ""}}, "spec.controller.name"),
+        ({"controller": {"name": "x" * 254}}, "spec.controller.name"),
+        ({"controller": {"name": "x", "contact": "y" * 254}}, "spec.controller.contact"),
+        ({"dataSubjects": ["customers", "customers"]}, "spec.dataSubjects[1]"),
+        ({"dataSubjects": [""]}, "spec.dataSubjects[0]"),
+        ({"dataSubjects": ["x" * 129]}, "spec.dataSubjects[0]"),
+        ({"dataSubjects": [f"s{i}" for i in range(65)]}, "spec.dataSubjects"),
+        ({"transfers": {"safeguard": "trust-me"}}, "spec.transfers.safeguard"),
+        ({"controller": {"name": " \t"}, "dataSubjects": [" "], "transfers": {"safeguard": "none"}}, None),
+        (RECORDED, None),
+    ],
+)
+def test_the_api_server_and_the_parser_agree_on_the_record_fields(
+    seeded: Env, kube_client: Client, fields: dict[str, Any], path: str | None
+) -> None:
+    """Server-side dry-run creates: the CRD refuses what the parser refuses, naming the same field,
+    and accepts what it accepts (a blank controller name too: the audit flags it as missing)."""
+    from aidp.model import Policy, PolicyError
+
+    obj = helpers.policy("agree", seeded.ns, **fields)
+    refused = helpers.create(kube_client, obj, dry_run=True)
+    try:
+        Policy.from_object(obj)
+        parsed: str | None = None
+    except PolicyError as err:
+        parsed = err.path
+    if path is None:
+        assert (refused, parsed) == (None, None)
+    else:
+        assert refused is not None and path.split("[")[0] in refused, refused
+        assert parsed == path
