@@ -339,7 +339,11 @@ def test_a_namespace_admin_gets_an_audit_that_names_what_it_could_not_analyse(
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["summary"]["workloads"] == 1 and report["summary"]["approved"] == 1
-    [skipped] = report["skipped"]
-    assert skipped["analysis"] == "credential-exposure"
+    by_analysis = {s["analysis"]: s for s in report["skipped"]}
+    assert set(by_analysis) == {"credential-exposure", "guardrails"}, report["skipped"]
+    skipped, guardrails = by_analysis["credential-exposure"], by_analysis["guardrails"]
     assert "clusterroles" in skipped["reason"] and "forbidden" in skipped["reason"]
     assert "aidp audit: credential-exposure: not analysed" in proc.stderr
+    # nor the ClusterAIDataPolicies (cluster-scoped): the guardrails are not analysed either
+    assert "clusteraidatapolicies" in guardrails["reason"]
+    assert "aidp audit: guardrails: not analysed" in proc.stderr
