@@ -215,3 +215,25 @@ def test_guardrails_the_caller_may_not_read_are_named_as_not_analysed() -> None:
     skipped: list[Skipped] = []
     got = audit_guardrails.read(_Refusing(403), None, skipped)  # type: ignore[arg-type]
     assert got.valid == [] and [s.analysis for s in skipped] == ["guardrails"]
+
+
+def test_a_namespace_a_guardrail_selects_is_governed(audit_opa: Any) -> None:
+    """Without an explicit `governed`, the Auditor counts the guardrails' namespaces as governed: an
+    unselected hostNetwork pod there escapes the baseline the guardrail brings (egress-bypass);
+    in a namespace nothing governs it escapes nothing."""
+    pods = []
+    for ns in (NS, OTHER):
+        pod = helpers.workload("Pod", "hostnet", ns, labels={"app": "x"}, annotations={})
+        pod["spec"]["hostNetwork"] = True
+        pods.append(pod)
+    auditor = Auditor(
+        audit_opa,
+        [],
+        TODAY,
+        network_policies=[],
+        guardrails=[GUARDRAIL],
+        guardrails_of=governance.select([GUARDRAIL], NAMESPACES, ()),
+    )
+    auditor.add(pods)
+    report = auditor.finish()
+    assert [(f.type, f.namespace) for f in report.findings] == [("egress-bypass", NS)]

@@ -206,7 +206,7 @@ class Auditor:
     scope: str = "cluster"
     owners: OwnerLookup | None = None  # reads unknown controllers; None: report the object itself
     # namespaces whose egress aidp cuts (see `governed_namespaces`, and those a guardrail
-    # selects); None: those of `policies`
+    # selects); None: those of `policies` and `guardrails_of`
     governed: Collection[str] | None = None
     # ClusterAIDataPolicies (contract 6) and, per namespace, the names of those that select it: the
     # decisions apply their rules (the evaluator's data must hold the same), their namespaces are
@@ -237,8 +237,11 @@ class Auditor:
                     self._egress_targets.setdefault(p.namespace, []).append(
                         (p.name, e.host, e.port, _cidr(cidr))
                     )
+        guarded = {ns for ns, names in self.guardrails_of.items() if names}
         self._governed = (
-            set(self.governed) if self.governed is not None else governed_namespaces(self.policies, [])
+            set(self.governed)
+            if self.governed is not None
+            else governed_namespaces(self.policies, []) | guarded
         )
         # observed (CONTRACT 4): valid policies, all dryrun, and nothing else governs the namespace
         self._observed = {
@@ -255,7 +258,6 @@ class Auditor:
         for (_, host), cidrs in self.addresses.items():
             by_host.setdefault(host, set()).update(_cidr(c) for c in cidrs)
         host_of = {cidr: host for host, cidrs in sorted(by_host.items()) for cidr in cidrs}
-        guarded = {ns for ns, names in self.guardrails_of.items() if names}
         for ns in sorted(set(self._by_ns) | set(self._netpols_by_ns) | guarded):
             targets = self._egress_targets.setdefault(ns, [])
             known = {t[3] for t in targets}
