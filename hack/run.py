@@ -240,7 +240,11 @@ def main() -> int:
     if not with_node:
         print(f"    no node, so no pods and no packets: {'; '.join(why)}")
     t0 = time.monotonic()
-    st = dev.up(args.state_dir.resolve(), node=with_node)
+    try:
+        st = dev.up(args.state_dir.resolve(), node=with_node)
+    except nodemod.NodeError as err:  # e.g. another node runs on this machine
+        print(f"    no node, so no pods and no packets: {err}")
+        st = dev.up(args.state_dir.resolve())
     print(
         f"    {'started' if st.started else 'already running'} in {time.monotonic() - t0:.1f}s; "
         f"KUBECONFIG={st.kubeconfig}"
