@@ -606,9 +606,13 @@ def run_check(
     opa: Path | None = None,
     excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
     cluster_policies: Sequence[Policy] | None = None,
+    cluster_guardrails: Sequence[ClusterPolicy] = (),
+    cluster_namespaces: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Report:
     """Lint the manifests, then evaluate their workloads against their AIDataPolicies (and, when
     given, the cluster's: a policy of the files replaces the cluster's policy of the same name).
+    Likewise the cluster's ClusterAIDataPolicies (a guardrail of the files replaces the cluster's
+    of the same name) and its namespaces' labels (a Namespace of the files replaces the cluster's).
 
     With ClusterAIDataPolicies in the files, their AIDataPolicies are first admitted as objects
     (bounds): a refused one is a DENIED result and takes no part in the workloads' evaluation."""
@@ -620,7 +624,9 @@ def run_check(
         raise CheckError(f"nothing to check: the manifests contain no AIDataPolicy and no workload ({kinds})")
     reviews = [admission_review(m.obj, kind, f"aidp-check-{i}") for i, (kind, m) in enumerate(workloads)]
     workload_namespaces = [r["request"]["namespace"] for r in reviews]
-    rails, labels = linted.guardrails, linted.namespaces
+    mine_rails = {g.name for g in linted.guardrails}
+    rails = [g for g in cluster_guardrails if g.name not in mine_rails] + linted.guardrails
+    labels = {**{ns: dict(v) for ns, v in (cluster_namespaces or {}).items()}, **linted.namespaces}
 
     def data(policies: Sequence[Policy]) -> dict[str, Any]:
         return guardrail_data(policies, rails, labels, excluded, also=workload_namespaces)
@@ -706,6 +712,56 @@ def cluster_policies(
         except PolicyError as err:
             warnings.append(f"skipped: {err}")
     return policies, warnings
+
+
+def cluster_guardrails(
+    kubeconfig: Path | None, namespaces: Iterable[str]
+) -> tuple[list[ClusterPolicy], dict[str, dict[str, str]], list[str]]:
+    """The ClusterAIDataPolicies live in the cluster (list) and the labels of `namespaces` (get),
+    read-only, with a warning for what cannot be read: no CRD means no guardrails; a namespace that
+    does not exist has only its name label; without the right to read them, the files' alone."""
+    from lightkube.resources.core_v1 import Namespace
+
+    from aidp import kube
+    from aidp.controller.governance import ClusterAIDataPolicy
+
+    client = kube.client(kubeconfig)
+    warnings: list[str] = []
+    try:
+        objects = [o.to_dict() for o in client.list(ClusterAIDataPolicy)]  # type: ignore[no-untyped-call]
+    except kube.KUBE_ERRORS as err:
+        if kube.error_code(err) == 404:
+            return [], {}, []
+        if kube.error_code(err) != 403:
+            raise
+        return (
+            [],
+            {},
+            [f"cannot list the ClusterAIDataPolicies ({kube.error_text(err)}): only the files' apply"],
+        )
+    guardrails: list[ClusterPolicy] = []
+    for obj in objects:
+        try:
+            guardrails.append(ClusterPolicy.from_object(obj))
+        except PolicyError as err:
+            warnings.append(f"skipped: {err}")
+    labels: dict[str, dict[str, str]] = {}
+    if not guardrails:
+        return guardrails, labels, warnings
+    for name in sorted(set(namespaces)):
+        try:
+            ns = client.get(Namespace, name)
+        except kube.KUBE_ERRORS as err:
+            if kube.error_code(err) == 404:
+                continue
+            if kube.error_code(err) != 403:
+                raise
+            warnings.append(
+                f"cannot read Namespace {name} ({kube.error_text(err)}): judged by its name alone"
+            )
+            continue
+        labels[name] = dict((ns.metadata.labels if ns.metadata else None) or {})
+    return guardrails, labels, warnings
 
 
 def cluster_excluded_namespaces(

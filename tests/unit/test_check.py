@@ -610,3 +610,20 @@ def test_a_refusal_before_the_policies_rules_gives_its_own_reason() -> None:
     assert not result.allowed
     assert result.violations == ()
     assert result.reason.startswith("the label aidp.io/approved is set and removed by the aidp operator only")
+
+
+def test_the_clusters_guardrails_and_namespace_labels_take_part_and_the_files_replace_them() -> None:
+    """As with --kubeconfig: the live guardrails and namespace labels are used; a guardrail or a
+    Namespace of the files replaces the cluster's of the same name."""
+    live = [check.ClusterPolicy.from_object(yaml.safe_load(GUARDRAIL))]
+    labels = {"support": {"tier": "regulated"}}
+    loose = POLICY.replace("maxDays: 30", "maxDays: 90")
+    report = check.run_check(manifests(loose), cluster_guardrails=live, cluster_namespaces=labels)
+    (refused,) = report.results
+    assert (refused.kind, refused.reason) == ("AIDataPolicy", "looser than ClusterAIDataPolicy/org")
+    relaxed = GUARDRAIL.replace("maxDays: 7", "maxDays: 120")
+    within = check.run_check(manifests(relaxed, loose), cluster_guardrails=live, cluster_namespaces=labels)
+    assert within.results == () and [p.ref for p in within.policies] == ["support/support-summaries"]
+    unlabelled = "apiVersion: v1\nkind: Namespace\nmetadata: {name: support}\n"
+    moved = check.run_check(manifests(unlabelled, loose), cluster_guardrails=live, cluster_namespaces=labels)
+    assert moved.results == () and moved.allowed

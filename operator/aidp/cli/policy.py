@@ -184,9 +184,9 @@ def check(
         Path | None,
         typer.Option(
             "--kubeconfig",
-            help="Also evaluate against the AIDataPolicies live in this cluster (read-only: lists them "
-            "and gets the operator's bundle ConfigMap); a policy in the files replaces the cluster's "
-            "policy of the same name.",
+            help="Also evaluate against the AIDataPolicies and ClusterAIDataPolicies live in this "
+            "cluster (read-only: lists them, gets the files' namespaces and the operator's bundle "
+            "ConfigMap); an object in the files replaces the cluster's of the same name.",
         ),
     ] = None,
     aidp_namespace: Annotated[
@@ -212,11 +212,20 @@ def check(
     try:
         manifests = lint.load_files(filename)
         live = None
+        rails: list[ClusterPolicy] = []
+        labels: dict[str, dict[str, str]] = {}
         excluded: list[str] | tuple[str, ...] = DEFAULT_EXCLUDED_NAMESPACES
         if kubeconfig is not None:
             live = _cluster_policies(kubeconfig, manifests)
+            rails, labels = _cluster_guardrails(kubeconfig, manifests)
             excluded = _cluster_excluded(kubeconfig, aidp_namespace)
-        report = checking.run_check(manifests, cluster_policies=live, excluded_namespaces=excluded)
+        report = checking.run_check(
+            manifests,
+            cluster_policies=live,
+            excluded_namespaces=excluded,
+            cluster_guardrails=rails,
+            cluster_namespaces=labels,
+        )
     except (rendering.ManifestError, checking.CheckError) as err:
         lines = err.lines() if isinstance(err, checking.CheckError) else [str(err)]
         for line in lines:
@@ -241,12 +250,33 @@ def _cluster_excluded(kubeconfig: Path, aidp_namespace: str) -> list[str] | tupl
     return excluded
 
 
-def _cluster_policies(kubeconfig: Path, manifests: list[lint.Manifest]) -> list[Policy]:
-    namespaces = {
+def _namespaces(manifests: list[lint.Manifest]) -> set[str]:
+    return {
         str((m.obj.get("metadata") or {}).get("namespace") or checking.DEFAULT_NAMESPACE)
         for m in manifests
         if isinstance(m.obj.get("metadata"), dict)
     }
+
+
+def _cluster_guardrails(
+    kubeconfig: Path, manifests: list[lint.Manifest]
+) -> tuple[list[ClusterPolicy], dict[str, dict[str, str]]]:
+    try:
+        rails, labels, warnings = checking.cluster_guardrails(kubeconfig, _namespaces(manifests))
+    except Exception as err:  # lightkube and httpx raise many kinds; all mean "cannot read"
+        raise checking.CheckError(
+            f"cannot read the ClusterAIDataPolicies of the cluster ({kubeconfig}): "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    for warning in warnings:
+        typer.echo(f"aidp check: {warning}", err=True)
+    if rails:
+        typer.echo(f"aidp check: {len(rails)} ClusterAIDataPolicies read from the cluster", err=True)
+    return rails, labels
+
+
+def _cluster_policies(kubeconfig: Path, manifests: list[lint.Manifest]) -> list[Policy]:
+    namespaces = _namespaces(manifests)
     try:
         policies, warnings = checking.cluster_policies(kubeconfig, namespaces)
     except Exception as err:  # lightkube and httpx raise many kinds; all mean "cannot read"
