@@ -62,12 +62,17 @@ class Watched:
     """
 
     def __init__(
-        self, client: Client, kind: type[Secret] | type[ConfigMap], name: str, namespace: str
+        self,
+        client: Client,
+        kind: type[Secret] | type[ConfigMap],
+        name: str,
+        namespace: str,
+        changed: threading.Event | None = None,
     ) -> None:
         self.client, self.kind, self.name, self.namespace = client, kind, name, namespace
         self.obj: Any = None
         self.synced = threading.Event()  # the first GET answered (the object or its absence)
-        self.changed = threading.Event()
+        self.changed = changed or threading.Event()  # set on every change (may be shared)
         self.requests = 0  # GETs and watch requests sent (each re-list counts one of each)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
@@ -328,19 +333,19 @@ class Agent:
         if once:
             self._pass()
             return
-        self._cm_watch = Watched(self.client, ConfigMap, self.configmap, self.namespace).start()
+        changed = threading.Event()  # either object changed: act at once, not at the next interval
+        self._cm_watch = Watched(self.client, ConfigMap, self.configmap, self.namespace, changed).start()
         if self.tls_dir is not None:
-            self._secret_watch = Watched(self.client, Secret, self.secret, self.namespace).start()
+            self._secret_watch = Watched(self.client, Secret, self.secret, self.namespace, changed).start()
         if health is not None:
             serve_health(self, *health)
-        watches = [w for w in (self._cm_watch, self._secret_watch) if w is not None]
-        for w in watches:
-            w.synced.wait(timeout=30)
+        for w in (self._cm_watch, self._secret_watch):
+            if w is not None:
+                w.synced.wait(timeout=30)
         while True:
-            for w in watches:
-                w.changed.clear()
+            changed.clear()
             self._pass()
-            _wait_any([w.changed for w in watches], self.interval)
+            changed.wait(self.interval)
 
     def _pass(self) -> None:
         try:
@@ -348,15 +353,6 @@ class Agent:
         except Exception as exc:
             log.exception("agent iteration failed")
             self._ready(False, f"agent iteration failed: {exc}")
-
-
-def _wait_any(events: list[threading.Event], timeout: float) -> None:
-    """Until one of `events` is set or `timeout` passes (a changed object is acted on at once)."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        if any(e.is_set() for e in events):
-            return
-        time.sleep(min(left, 0.05))
 
 
 def _get_or_none(client: Client, kind: type[Any], name: str, namespace: str) -> Any:
