@@ -220,6 +220,9 @@ def test_the_operator_load_waits_for_the_pull_and_restarts_pull_again(pull: Pull
     assert revision_of(replica) == new.revision
     assert time.monotonic() - began < opa_loader.PULL_TIMEOUT
     writer.join()
+    # the data-only path (the reconciler's for replicas that hold the same modules) is refused too
+    opa_loader.load(replica, new, data_only=True)
+    assert revision_of(replica) == new.revision
     # a restarted OPA is empty, then pulls the current revision by itself
     opa.kill()
     wait_for(lambda: pull.health()[0] == 503, timeout=30, what="not ready once OPA is gone")
