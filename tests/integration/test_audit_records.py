@@ -5,6 +5,8 @@ changed between two audits (`aidp audit --previous`, and the operator's own audi
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import re
 import shutil
@@ -163,6 +165,14 @@ def test_every_record_carries_every_section_9_field(
         assert item in incomplete[0]["message"]
     assert recs["drafter"]["controller"] == {"name": None, "contact": None}
     assert recs["drafter"]["transfers"]["thirdCountries"] == ["United States"]  # api.openai.com
+    # the same records as CSV, one row each
+    rows = list(csv.DictReader(io.StringIO(_audit(aidp_stack, seeded.ns, "-o", "records-csv").stdout)))
+    assert {(x["name"], x["purpose"], x["controllerName"]) for x in rows} == {
+        ("summarizer", PURPOSES["summarizer"], RECORDED["controller"]["name"]),
+        ("gone", PURPOSES["gone"], RECORDED["controller"]["name"]),
+        ("drafter", PURPOSES["drafter"], ""),
+    }
+    assert next(x for x in rows if x["name"] == "drafter")["incomplete"]
     # per-namespace summary
     assert report["namespaces"][seeded.ns]["severities"]["low"] == 1
     assert report["namespaces"][seeded.ns]["approved"] == 3

@@ -84,7 +84,12 @@ def test_audit_output_options(
 @pytest.mark.parametrize(
     ("outputs", "output_format", "output_file", "message"),
     [
-        (["jsn"], None, None, "'jsn' is not a format: json, markdown, html, csv, pdf; did you mean json?"),
+        (
+            ["jsn"],
+            None,
+            None,
+            "'jsn' is not a format: json, markdown, html, csv, pdf, records-csv; did you mean json?",
+        ),
         (["json", "csv"], None, None, "more than one format: json, csv"),
         (["html"], audit_cmd.Format.csv, None, "more than one format: html, csv"),
         (["a.html"], None, Path("b.html"), "more than one output file: a.html, b.html"),
@@ -108,7 +113,7 @@ def test_audit_output_file_name_still_works_with_a_deprecation_warning(tmp_path:
     assert result.stderr.splitlines()[0] == (
         f"aidp audit: warning: --output {tmp_path / 'report.html'}: a file name for --output is deprecated "
         f"and will be refused in the next release; use --output-file {tmp_path / 'report.html'} "
-        "(-o/--output is the format: json, markdown, html, csv, pdf)"
+        "(-o/--output is the format: json, markdown, html, csv, pdf, records-csv)"
     )
     assert result.exit_code == 2  # then the (missing) cluster
     old = audit(["--kubeconfig", str(missing), "--output-format", "html"])

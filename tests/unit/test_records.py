@@ -453,3 +453,25 @@ def test_pdf_without_chromium_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, 
     bad.write_text("[1, 2]")
     out = runner.invoke(app, ["audit", "--previous", str(bad)])
     assert out.exit_code == 2 and "must be a JSON object" in out.output, out.output
+
+
+def test_records_csv_has_one_row_per_record_with_the_section_9_fields() -> None:
+    import csv
+    import io
+
+    complete, bare = policy(**COMPLETE), policy()
+    report = AuditReport(generated_at="2026-12-01T10:05:00Z")
+    report.records = [record(complete), dataclasses.replace(record(bare), name='legacy, "old"')]
+    records.finalise(report, [])
+    text = formats.render(report, "records-csv")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert list(rows[0]) == list(formats.RECORDS_CSV_HEADER)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"bot", 'legacy, "old"'}  # quoted as RFC 4180 says
+    bot = by_name["bot"]
+    assert (bot["controllerName"], bot["controllerContact"]) == ("Example GmbH", "privacy@example.com")
+    assert bot["dataSubjects"] == "customers; support agents"
+    assert (bot["thirdCountries"], bot["transferSafeguard"]) == ("United States", "dpf")
+    assert bot["egressRules"] == "" and bot["incomplete"] == "" and bot["retentionDays"] == "14"
+    assert by_name['legacy, "old"']["incomplete"].startswith("the controller's name (spec.controller.name)")
+    assert text.endswith("\r\n")

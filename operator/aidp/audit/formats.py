@@ -29,9 +29,40 @@ from .report import (
     ProcessingRecord,
 )
 
-FORMATS = ("json", "markdown", "csv", "html")
+FORMATS = ("json", "markdown", "csv", "html", "records-csv")
 
 CSV_HEADER = ("type", "severity", "namespace", "kind", "name", "policy", "rule", "message")
+# -o records-csv: one row per record of processing (contract sections 5 and 9, flattened)
+RECORDS_CSV_HEADER = (
+    "namespace",
+    "kind",
+    "name",
+    "policy",
+    "purpose",
+    "endpoints",
+    "consentBasis",
+    "retentionDays",
+    "dataCategories",
+    "dataResidency",
+    "approvedBy",
+    "expires",
+    "controllerName",
+    "controllerContact",
+    "dataSubjects",
+    "recipientLegalEntity",
+    "recipientProcessorTerms",
+    "thirdCountries",
+    "transferSafeguard",
+    "providerRetention",
+    "providerRetentionDays",
+    "zeroDataRetention",
+    "tls",
+    "egressRules",
+    "admission",
+    "bundleRevision",
+    "egressRulesVerifiedAt",
+    "incomplete",
+)
 
 # the HTML chart shows at most this many namespaces (those with the most workloads)
 CHART_MAX_NAMESPACES = 40
@@ -76,6 +107,64 @@ def render_csv(report: AuditReport) -> str:
         writer.writerow(
             (f.type, f.severity, f.namespace, f.kind, f.name, f.policy or "", f.rule or "", f.message)
         )
+    return buf.getvalue()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def render_records_csv(report: AuditReport) -> str:
+    """One row per record of processing under `RECORDS_CSV_HEADER` (RFC 4180 as `render_csv`): the
+    record for a spreadsheet. Lists are joined with "; "; `incomplete` names the missing Art. 30(1)
+    items (the record-incomplete finding's message), empty when the record is complete."""
+    incomplete = {
+        (f.namespace, f.kind, f.name, f.policy): f.message.split(": ", 1)[-1]
+        for f in report.findings
+        if f.type == "record-incomplete"
+    }
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, dialect="excel", lineterminator="\r\n")
+    writer.writerow(RECORDS_CSV_HEADER)
+    for r in _sorted_records(report.records):
+        sm, ev = r.securityMeasures, r.evidence
+        row = (
+            r.namespace,
+            r.kind,
+            r.name,
+            r.policy,
+            r.purpose,
+            r.endpoints,
+            r.consentBasis,
+            r.retentionDays,
+            r.dataCategories,
+            r.dataResidency,
+            r.approvedBy,
+            r.expires,
+            r.controller.name,
+            r.controller.contact,
+            r.dataSubjects,
+            r.recipient.legalEntity,
+            r.recipient.processorTerms,
+            r.transfers.thirdCountries,
+            r.transfers.safeguard,
+            r.providerRetention.retention,
+            r.providerRetention.days,
+            r.providerRetention.zeroDataRetention,
+            sm.tls,
+            sm.egressRules,
+            sm.admission,
+            ev.bundleRevision,
+            ev.egressRulesVerifiedAt,
+            incomplete.get((r.namespace, r.kind, r.name, r.policy)),
+        )
+        writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
 
 
@@ -558,4 +647,5 @@ _RENDERERS: dict[str, Callable[[AuditReport], str]] = {
     "markdown": render_markdown,
     "csv": render_csv,
     "html": render_html,
+    "records-csv": render_records_csv,
 }

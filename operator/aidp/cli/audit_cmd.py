@@ -25,6 +25,7 @@ class Format(enum.StrEnum):
     html = "html"
     csv = "csv"
     pdf = "pdf"
+    records_csv = "records-csv"
 
 
 class FailOn(enum.StrEnum):
@@ -91,8 +92,9 @@ def audit(
             "--output",
             "-o",
             metavar="FORMAT",
-            help="Report format: json (default), markdown, html, csv or pdf (the HTML report printed by "
-            "headless Chromium; needs --output-file). "
+            help="Report format: json (default), markdown, html, csv (the findings), pdf (the HTML "
+            "report printed by headless Chromium; needs --output-file) or records-csv (the records of "
+            "processing). "
             "(Deprecated for one release: a file name here, e.g. report.html, is the destination.)",
         ),
     ] = None,
