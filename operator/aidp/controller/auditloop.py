@@ -123,6 +123,9 @@ class AuditLoop:
         except ApiError as err:
             log.info("audit: no previous reports to compare with: %s", err.status.message)
             return None
+        except Exception as err:  # the audit itself stands: it just cannot say what changed
+            log.warning("audit: previous reports not read: %s", kube.error_text(err))
+            return None
         return crs.previous_summary(objs)
 
     async def _write_reports(self, report: Any) -> None:
