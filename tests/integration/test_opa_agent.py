@@ -285,7 +285,7 @@ def test_the_agent_watches_instead_of_polling(setup: Setup) -> None:
     )
     wait_for(
         lambda: (setup.tls_dir / "tls.crt").read_bytes() == renewed.tls_crt,
-        timeout=5,
+        timeout=15,
         what="the rotated certificate in the agent's files",
     )
     log = setup.tmp / "agent.log"

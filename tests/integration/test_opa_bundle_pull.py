@@ -39,10 +39,13 @@ POLICIES = paths.policies_dir() / "system"
 def probe_bundle(tag: str) -> bundle_mod.Bundle:
     """aidp's modules plus one whose constant must match the data's: `consistent` is false exactly
     when OPA evaluates modules of one revision with the data of another."""
-    modules = dict(render.policy_modules())
-    modules["aidp/probe.rego"] = (
-        f'package aidp.probe\n\ntag := "{tag}"\n\nconsistent := data.aidp.config.probeTag == tag\n'
-    )
+    # first: pushed through the API, it is PUT before the other modules and long before the data
+    modules = {
+        "aidp/probe.rego": (
+            f'package aidp.probe\n\ntag := "{tag}"\n\nconsistent := data.aidp.config.probeTag == tag\n'
+        ),
+        **render.policy_modules(),
+    }
     data = render.render_data([])
     data["config"]["probeTag"] = tag
     return make_bundle(modules, data)
