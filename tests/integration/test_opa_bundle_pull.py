@@ -189,22 +189,21 @@ def test_modules_and_data_activate_together(pull: PullSetup) -> None:
     log = (pull.tmp / "agent.log").read_text()
     assert "restored OPA" not in log, "the agent pushed through OPA's API instead of serving the bundle"
 
-
-def test_pushing_module_changes_through_the_api_shows_a_mixed_state(tmp_path: Path) -> None:
-    """The contrast: what OPA served while the operator loaded modules and data with separate PUTs
-    (the `--opa-url` test beds still do; the chart no longer does)."""
-    opa = OpaServer(tmp_path / "opa", new_token()).start()
+    # the contrast, so that the probe is known to see a mixed state when there is one: the same
+    # changes pushed through OPA's API, modules one PUT each and then the data (as the operator did,
+    # and the `--opa-url` test beds still do)
+    api = OpaServer(pull.tmp / "api-opa", new_token()).start()
     try:
-        replica = Replica(opa.url, opa.token, opa.ca_file)
-        opa_loader.load(replica, probe_bundle("w0"))
-        consistency = Consistency(replica)
+        pushed = Replica(api.url, api.token, api.ca_file)
+        opa_loader.load(pushed, probe_bundle("w0"))
+        consistency = Consistency(pushed)
         consistency.start()
         for i in range(1, 11):
-            opa_loader.load(replica, probe_bundle(f"w{i}"))
+            opa_loader.load(pushed, probe_bundle(f"w{i}"))
         answers = consistency.stop()
     finally:
-        opa.stop()
-    assert False in answers, "no mixed state observed while modules and data were PUT one by one"
+        api.stop()
+    assert False in answers, "the probe saw no mixed state even while modules and data were PUT one by one"
 
 
 def test_the_operator_load_waits_for_the_pull_and_restarts_pull_again(pull: PullSetup) -> None:
