@@ -132,7 +132,10 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                 "matchPolicy": "Equivalent",
                 "clientConfig": dict(client_config),
                 "matchConditions": [{"name": "spec-changed", "expression": SPEC_CHANGED}],
-                "namespaceSelector": {"matchLabels": {GUARDRAILED_LABEL: "true"}, "matchExpressions": [excluded]},
+                "namespaceSelector": {
+                    "matchLabels": {GUARDRAILED_LABEL: "true"},
+                    "matchExpressions": [excluded],
+                },
                 "rules": [
                     {
                         "apiGroups": ["aidp.io"],

@@ -172,7 +172,13 @@ def test_render_objects() -> None:
     assert objects[n] == {"kind": "OPAData", "path": "aidp", "data": render.render_data(policies())}
     # then the default backend's egress objects: a baseline per governed namespace and one per policy
     assert set(kinds[n + 1 :]) == {"NetworkPolicy"}
-    with pytest.raises(ValueError, match="unknown egress backend 'nope'; one of: adminnetworkpolicy, cilium, clusternetworkpolicy, networkpolicy"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            "unknown egress backend 'nope'; one of: "
+            "adminnetworkpolicy, cilium, clusternetworkpolicy, networkpolicy"
+        ),
+    ):
         render.render_objects(policies(), backend="nope")
 
 

@@ -17,7 +17,11 @@ BUNDLE = b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
 
 def the_webhook(config: OperatorConfig, bundle: bytes = BUNDLE) -> dict[str, Any]:
     vwc = webhook.render(config, bundle)
-    assert [h["name"] for h in vwc["webhooks"]] == ["validate.aidp.io", "governed-label.aidp.io", "bounds.aidp.io"]
+    assert [h["name"] for h in vwc["webhooks"]] == [
+        "validate.aidp.io",
+        "governed-label.aidp.io",
+        "bounds.aidp.io",
+    ]
     hook: dict[str, Any] = vwc["webhooks"][0]
     return hook
 
