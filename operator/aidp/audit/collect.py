@@ -29,7 +29,6 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 from aidp import kube
 from aidp.audit import guardrails as audit_guardrails
 from aidp.audit.engine import Auditor, Evaluate, governed_namespaces
-from aidp.audit.evaluate import LocalOpa
 from aidp.audit.owners import OwnerResolver
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport, Skipped
@@ -297,6 +296,8 @@ def _audit_cluster(
 ) -> tuple[AuditReport, Auditor, list[dict[str, Any]]]:
     skipped: list[Skipped] = []
     guardrails = audit_guardrails.read(client, namespace, skipped, excluded)
+    from aidp.audit.evaluate import LocalOpa  # not at import: listing alone needs no OPA server code
+
     if isinstance(evaluate, LocalOpa):
         evaluate.use_guardrails(guardrails.documents(), guardrails.of)
     policy_objs = policy_objects if policy_objects is not None else list_policies(client, namespace)
