@@ -6,6 +6,9 @@
     same rounds: a third namespace served by a no-op webhook (a second OPA server started exactly
     like aidp's, TLS, token and authorization policy, whose decision allows everything without
     looking), so the results show how much of the overhead any OPA webhook costs on this machine.
+    The vap engine runs in the same rounds: a fourth namespace, which aidp's webhook excludes
+    (`--exclude-namespace bench-vap`), admitted by copies of the vap engine's workload policies
+    bound to that namespace alone (CEL inside kube-apiserver, no webhook call).
 (b) Reconcile latency: patch an AIDataPolicy (tighten maxDays) -> the next violating create is
     denied, with 1, 100 and 1,000 policies present.
 """
@@ -31,6 +34,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.types import PatchType
 from tests.integration import helpers
 
+from aidp import vap
 from aidp.config import OperatorConfig
 from aidp.devcluster.opa import OpaServer, new_token
 from bench.common import summary
@@ -131,26 +135,72 @@ def noop_webhook(client: Client, namespace: str) -> Iterator[None]:
             server.stop()
 
 
+VAP_NAMESPACE = "bench-vap"  # bench/run.py excludes it from aidp's webhook
+
+
+@contextlib.contextmanager
+def vap_engine(client: Client, namespace: str) -> Iterator[None]:
+    """The vap engine's workload policies (aidp.vap.render) for `namespace` only, named
+    aidp-bench-* and unlabelled (the operator, running `opa`, leaves them alone)."""
+    names = []
+    for obj in vap.render((), ["aidp-bench"]):
+        name = obj["metadata"]["name"]
+        if not name.startswith("aidp-workloads-"):
+            continue
+        copy_ = copy.deepcopy(obj)
+        copy_["metadata"] = {"name": name.replace("aidp-workloads-", "aidp-bench-vap-")}
+        if copy_["kind"] == "ValidatingAdmissionPolicy":
+            copy_["spec"]["matchConstraints"]["namespaceSelector"] = {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace}
+            }
+        else:
+            copy_["spec"]["policyName"] = copy_["metadata"]["name"]
+        client.create(from_dict(copy_))
+        names.append((type(from_dict(copy_)), copy_["metadata"]["name"]))
+    try:
+        yield
+    finally:
+        for res, name in reversed(names):
+            client.delete(res, name)
+
+
+def _wait_vap(client: Client, ns: str, timeout: float = 30.0) -> None:
+    """Until kube-apiserver enforces the copies (it compiles new policies about once a second)."""
+    bad = helpers.violating("Deployment", "vap-probe", ns, "retention-days")
+    deadline = time.monotonic() + timeout
+    while not _denied(client, bad):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the vap engine's policies are not enforced")
+        time.sleep(0.1)
+
+
 def admission_overhead(
     client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100
 ) -> dict[str, float]:
-    governed, plain, noop = "bench-governed", "bench-plain", "bench-noop"
-    for ns in (governed, plain, noop):
+    governed, plain, noop, cel = "bench-governed", "bench-plain", "bench-noop", VAP_NAMESPACE
+    for ns in (governed, plain, noop, cel):
         _ensure_ns(client, ns)
     client.create(helpers.AIDataPolicy(helpers.policy("bots", governed)))
     helpers.wait_enforced(client, governed, "bots")
+    client.create(helpers.AIDataPolicy(helpers.policy("bots", cel)))
     figures: dict[str, float] = {}
-    with noop_webhook(client, noop):
+    with noop_webhook(client, noop), vap_engine(client, cel):
+        _wait_vap(client, cel)
         for conc in (1, 50):
-            samples: dict[str, list[float]] = {governed: [], plain: [], noop: []}
+            samples: dict[str, list[float]] = {governed: [], plain: [], noop: [], cel: []}
             for ns in samples:  # warm-up: connections, caches, OPA's compiled policy
                 asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
             for r in range(rounds):
-                order = [governed, plain, noop]
-                order = order[r % 3 :] + order[: r % 3]
+                order = [governed, plain, noop, cel]
+                order = order[r % 4 :] + order[: r % 4]
                 for ns in order:
                     samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
             g, p, n = summary(samples[governed]), summary(samples[plain]), summary(samples[noop])
+            v = summary(samples[cel])
+            figures[f"admission_create_p50_seconds_vap_c{conc}"] = v["p50"]
+            figures[f"admission_create_p99_seconds_vap_c{conc}"] = v["p99"]
+            figures[f"admission_vap_overhead_p50_ratio_c{conc}"] = v["p50"] / p["p50"]
+            figures[f"admission_vap_overhead_p99_ratio_c{conc}"] = v["p99"] / p["p99"]
             figures[f"admission_create_p50_seconds_webhook_c{conc}"] = g["p50"]
             figures[f"admission_create_p99_seconds_webhook_c{conc}"] = g["p99"]
             figures[f"admission_create_p50_seconds_no_webhook_c{conc}"] = p["p50"]
@@ -164,10 +214,11 @@ def admission_overhead(
             print(
                 f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
                 f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms; "
-                f"no-op webhook p50 {n['p50'] * 1000:.1f} ms p99 {n['p99'] * 1000:.1f} ms "
-                f"(n={int(g['n'])}+{int(p['n'])}+{int(n['n'])})"
+                f"no-op webhook p50 {n['p50'] * 1000:.1f} ms p99 {n['p99'] * 1000:.1f} ms; "
+                f"vap p50 {v['p50'] * 1000:.1f} ms p99 {v['p99'] * 1000:.1f} ms "
+                f"(n={int(g['n'])}+{int(p['n'])}+{int(n['n'])}+{int(v['n'])})"
             )
-    for ns in (governed, plain, noop):
+    for ns in (governed, plain, noop, cel):
         client.delete(Namespace, ns)
     return figures
 

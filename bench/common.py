@@ -23,6 +23,16 @@ TARGETS: dict[str, tuple[float, str, str]] = {
         "max",
         "Deployment create p99 with/without the webhook, 50 clients",
     ),
+    "admission_vap_overhead_p99_ratio_c1": (
+        1.1,
+        "max",
+        "Deployment create p99 with the vap engine (CEL in kube-apiserver) / without admission, 1 client",
+    ),
+    "admission_vap_overhead_p99_ratio_c50": (
+        1.1,
+        "max",
+        "Deployment create p99 with the vap engine (CEL in kube-apiserver) / without admission, 50 clients",
+    ),
     "reconcile_p99_seconds_1000_policies": (1.0, "max", "policy change -> next violating create denied, p99"),
     "reconcile_p99_seconds_1000_policies_100_guardrailed_namespaces": (
         1.0,

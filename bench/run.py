@@ -21,7 +21,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aidp-bench-") as tmp:
         cp = ControlPlane(Path(tmp) / "cp").start()
-        stack = AidpStack(cp, Path(tmp) / "aidp", operator_args=("--resync-seconds", "300"))
+        # bench-vap: the vap engine's namespace in the admission rounds (bench/admission.py)
+        stack = AidpStack(
+            cp,
+            Path(tmp) / "aidp",
+            operator_args=("--resync-seconds", "300", "--exclude-namespace", admission.VAP_NAMESPACE),
+        )
         try:
             stack.start()
             client = kube.client(cp.kubeconfig)
