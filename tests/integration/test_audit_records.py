@@ -152,6 +152,8 @@ def test_every_record_carries_every_section_9_field(
     assert sm["tls"] == ["HTTPS (TLS) to us.api.openai.com:443"]
     assert BASELINE_NAME in sm["egressRules"] and len(sm["egressRules"]) >= 2, sm  # baseline + the policy's
     assert "enforcement deny" in sm["admission"]
+    # the session's stack runs the opa engine: aidp's webhook configuration, no aidp VAPs
+    assert sm["admission"].startswith("admission engine opa (OPA as the validating webhook); "), sm
     ev = r["evidence"]
     assert ev["bundleRevision"] == status["revision"]
     assert ev["egressRulesVerifiedAt"] == egress["lastTransitionTime"]

@@ -238,6 +238,12 @@ def test_finalise_adds_evidence_and_flags_incomplete_records_once() -> None:
     ]
     assert "spec.controller.name" in incomplete[0].message and "GDPR Art. 30(1)" in incomplete[0].message
     assert records.evidence(None) == records.evidence({"metadata": {}})
+    # the admission engine in force, when the caller knows it (the operator does)
+    records.finalise(report, [obj], "vap")
+    records.finalise(report, [obj], "both")  # once named, kept
+    admission = report.records[0].securityMeasures.admission or ""
+    assert admission.startswith("admission engine vap (ValidatingAdmissionPolicy"), admission
+    assert admission.endswith("create and update of the workload's pods")
 
 
 def test_records_carry_every_section_9_field_in_every_format() -> None:

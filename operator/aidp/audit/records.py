@@ -303,15 +303,59 @@ def missing(r: ProcessingRecord) -> list[str]:
     return out
 
 
-def finalise(report: AuditReport, policy_objects: Iterable[Mapping[str, Any]]) -> None:
-    """Evidence from the policies' status on every record, then a `record-incomplete` finding for
-    each record that lacks a mandatory item. Idempotent."""
+ENGINES: Mapping[str, str] = {
+    "opa": "admission engine opa (OPA as the validating webhook)",
+    "vap": "admission engine vap (ValidatingAdmissionPolicy, CEL inside kube-apiserver)",
+    "both": "admission engine both (OPA as the validating webhook and ValidatingAdmissionPolicy)",
+}
+
+
+def detect_admission_engine(client: Any) -> str | None:
+    """opa, vap or both, from what aidp installed (its ValidatingWebhookConfiguration, its
+    ValidatingAdmissionPolicies); None when the caller may not read them or neither is there."""
+    from lightkube.resources.admissionregistration_v1 import (
+        ValidatingAdmissionPolicy,
+        ValidatingWebhookConfiguration,
+    )
+
+    from aidp import kube
+    from aidp.config import MANAGED_BY
+    from aidp.vap.policies import ENGINE_LABEL
+
+    found = []
+    for engine, res, labels in (
+        ("opa", ValidatingWebhookConfiguration, dict(MANAGED_BY)),
+        ("vap", ValidatingAdmissionPolicy, {**MANAGED_BY, ENGINE_LABEL: "vap"}),
+    ):
+        try:
+            if any(True for _ in client.list(res, labels=labels)):
+                found.append(engine)
+        except kube.KUBE_ERRORS:
+            return None  # 403 (or not served): unknown, rather than a wrong answer
+    return {("opa",): "opa", ("vap",): "vap", ("opa", "vap"): "both"}.get(tuple(found))
+
+
+def finalise(
+    report: AuditReport, policy_objects: Iterable[Mapping[str, Any]], admission_engine: str | None = None
+) -> None:
+    """Evidence from the policies' status on every record (and the admission engine in force, when
+    known), then a `record-incomplete` finding for each record that lacks a mandatory item.
+    Idempotent."""
     by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
     for obj in policy_objects:
         meta = obj.get("metadata") or {}
         by_key[(str(meta.get("namespace")), str(meta.get("name")))] = obj
+    engine = ENGINES.get(admission_engine or "")
+
+    def sm(r: ProcessingRecord) -> SecurityMeasures:
+        admission = r.securityMeasures.admission or ""
+        if engine is None or admission.startswith("admission engine"):
+            return r.securityMeasures
+        return dataclasses.replace(r.securityMeasures, admission=f"{engine}; {admission}")
+
     report.records = [
-        dataclasses.replace(r, evidence=evidence(by_key.get((r.namespace, r.policy)))) for r in report.records
+        dataclasses.replace(r, evidence=evidence(by_key.get((r.namespace, r.policy))), securityMeasures=sm(r))
+        for r in report.records
     ]
     report.findings = [f for f in report.findings if f.type != "record-incomplete"]
     for r in report.records:

@@ -184,7 +184,7 @@ def audit(
             typer.echo("", err=True)
         for skipped in report.skipped:
             typer.echo(f"aidp audit: {skipped.analysis}: {skipped.reason}", err=True)
-        records.finalise(report, policy_objs)
+        records.finalise(report, policy_objs, records.detect_admission_engine(client))
         changes.compare(report, policy_objs, before)
         if output_format is Format.pdf:
             data: str | bytes = pdf.html_to_pdf(formats.render(report, "html"))

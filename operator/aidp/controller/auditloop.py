@@ -74,7 +74,7 @@ class AuditLoop:
         metrics.AUDIT_DURATION.observe(time.monotonic() - t0)
         for skipped in report.skipped:
             log.warning("audit: %s: %s", skipped.analysis, skipped.reason)
-        records.finalise(report, policy_objs)
+        records.finalise(report, policy_objs, self.config.admission_engine)
         diff = changes.compare(report, policy_objs, await self._previous())
         if diff.since:
             log.info("audit: changes since %s: %s", diff.since, diff.counts())
