@@ -6,6 +6,7 @@ asks for it, and one node runs per machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -85,3 +86,38 @@ def test_dev_up_node_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     wait_for(lambda: host_snapshot() == before, timeout=10, what="the host as it was before `dev up --node`")
     for name, pid in pids.items():
         assert not nodemod.pid_alive(int(pid)), name
+
+
+def kill_everything(state: Path) -> None:
+    """What the end of a session does to a node left running: every process SIGKILLed, no teardown."""
+    import os
+    import signal
+
+    pids = [int(p) for p in json.loads((state / "node" / "node.json").read_text())["pids"].values()]
+    pids += [int(p) for p in json.loads((state / "controlplane.json").read_text())["pids"].values()]
+    pids += [int(p) for p in json.loads((state / "aidp-processes.json").read_text()).values()]
+    pids += nodemod._shims(state / "node" / "run" / "containerd.sock") + sorted(nodemod._cgroup_pids())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(nodemod.pid_alive(p) for p in pids), timeout=30, what="the processes gone")
+
+
+def test_a_node_killed_without_teardown_is_cleaned_up_by_the_next_start(tmp_path: Path) -> None:
+    require_node_machine()
+    first, second = tmp_path / "first", tmp_path / "second"
+    before = host_snapshot()
+    try:
+        assert aidp("dev", "up", "--node", "--state-dir", str(first)).returncode == 0
+        kill_everything(first)
+        assert nodemod._links() and nodemod._chains()  # the killed node's network is still there
+        up = aidp("dev", "up", "--node", "--state-dir", str(second))
+        assert up.returncode == 0, up.stderr
+        # the first node's mounts went with it (its network is the second's now)
+        assert nodemod._mounts_under(first / "node") == []
+    finally:
+        for state in (second, first):
+            down = aidp("dev", "down", "--state-dir", str(state))
+            assert down.returncode == 0, down.stderr + down.stdout
+    assert nodemod.leftovers(second / "node") == []
+    wait_for(lambda: host_snapshot() == before, timeout=10, what="the host as it was before")

@@ -200,13 +200,17 @@ class Node:
         why = missing_prerequisites(self.bin_dir, self.images_dir)
         if why:
             raise NodeError("the node cannot start: " + "; ".join(why))
-        self._take_lock()
+        previous = self._take_lock()
         clash = _ranges_in_use()
         if clash:
             raise NodeError(f"the node's address ranges are in use on this machine: {'; '.join(clash)}")
         t0 = time.monotonic()
         try:
-            teardown(self.dir, quiet=True)  # whatever an earlier run left behind
+            # whatever an earlier node left behind: its own state directory's, then the machine's
+            # (the fixed names: bridge, namespace, chains, ipsets, cgroups) whoever made them
+            if previous is not None:
+                teardown(previous, quiet=True)
+            teardown(self.dir, quiet=True)
             self._take_lock()
             self.dir.mkdir(parents=True, exist_ok=True)
             for name in (
@@ -306,15 +310,21 @@ class Node:
         }
         (self.dir / "node.json").write_text(json.dumps(state, indent=2))
 
-    def _take_lock(self) -> None:
+    def _take_lock(self) -> Path | None:
+        """Own the machine's node; returns the state directory of an earlier node whose processes
+        are gone (killed without a teardown), whose leftovers the start removes."""
+        previous: Path | None = None
         with contextlib.suppress(OSError):
             owner = Path(LOCK.read_text().strip())
-            if owner != self.dir and _alive_pids(owner):
-                raise NodeError(
-                    f"a node test bed already runs from {owner.parent}: stop it first "
-                    f"(`aidp dev down --state-dir {owner.parent}`); one node per machine"
-                )
+            if owner != self.dir:
+                if _alive_pids(owner):
+                    raise NodeError(
+                        f"a node test bed already runs from {owner.parent}: stop it first "
+                        f"(`aidp dev down --state-dir {owner.parent}`); one node per machine"
+                    )
+                previous = owner
         LOCK.write_text(f"{self.dir}\n")
+        return previous
 
     # ---- PKI and kubeconfigs -------------------------------------------------------------
     def _ensure_pki(self) -> None:
