@@ -20,8 +20,8 @@ from typing import Any
 
 from aidp.audit.report import AuditReport, Changes, Finding, PolicyChange, workload_ref
 
-# an in-cluster report's annotations hold at most 256 KiB in all; the summary stays well under
-MAX_ENCODED = 192 * 1024
+# an in-cluster report's annotations hold at most 256 KiB in all; the summary stays well under,
+MAX_ENCODED = 128 * 1024  # with at most 1,000 results (~600 KB) the object stays under 1 MB
 _TIME_DEPENDENT = frozenset({"review-expiring"})
 
 
