@@ -57,8 +57,8 @@ test-node: venv testbin node-deps images ## e2e tests on a real node: packets fr
 	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 .PHONY: chromium
-chromium: ## headless Chromium for the HTML report test (Debian package, needs root)
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+chromium: ## headless Chromium (HTML report test, aidp audit -o pdf) and pdftotext (Debian packages, needs root)
+	(command -v chromium && command -v pdftotext) >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium poppler-utils)
 
 lint: venv testbin ## ruff, mypy --strict, opa check --strict, opa fmt
 	$(VENV)/bin/ruff check operator tests bench hack
