@@ -62,7 +62,7 @@ def test_policies_and_bindings_are_applied_and_no_webhook(
 ) -> None:
     for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
         objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
-        assert set(objs) == set(vap.POLICY_NAMES)
+        assert set(objs) == set(vap.POLICY_NAMES) - {"aidp-guardrails"}  # no ClusterAIDataPolicy yet
     actions = {
         b.metadata.name: b.spec.validationActions for b in client.list(ValidatingAdmissionPolicyBinding)
     }
@@ -286,3 +286,88 @@ def test_update_that_leaves_the_template_unchanged_is_admitted(venv: Env) -> Non
     with pytest.raises(ApiError) as err:
         venv.client.patch(res, "bot", template, namespace=venv.ns, patch_type=PatchType.MERGE)
     assert _rules(err.value.status.message) == {"retention-days"}, err.value.status.message
+
+
+def test_guardrail_rules_for_workloads_agree_with_the_rego(venv: Env, client: Client) -> None:
+    """ClusterAIDataPolicy rules for workloads (contract section 6) in the vap engine: a workload
+    that a namespace policy selects must pass every guardrail selecting its namespace; the same
+    verdicts and rule ids as the Rego (aidp check's evaluate). Unapproved AI and the bounds of
+    AIDataPolicy writes are not in the vap engine (docs/admission-engines.md)."""
+    from lightkube.generic_resource import create_global_resource
+
+    from aidp import check, render
+    from aidp.guardrail import ClusterPolicy
+    from aidp.model import CHECKED_KINDS, Policy
+
+    guardrail_res = create_global_resource(
+        "aidp.io", "v1alpha1", "ClusterAIDataPolicy", "clusteraidatapolicies"
+    )
+    label = f"guardrail-{venv.ns}"
+    client.patch(
+        Namespace, venv.ns, {"metadata": {"labels": {"aidp-test": label}}}, patch_type=PatchType.MERGE
+    )
+    # loose at the namespace level: only the guardrail's rules fail
+    policy = venv.policy(
+        "bots",
+        retention={"maxDays": 3650, "requireZeroDataRetention": False},
+        dataCategories={"allowed": [], "forbidden": []},
+    )
+    name = f"g-{venv.ns}"
+    rail = {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "ClusterAIDataPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"aidp-test": label}},
+            "consent": {"allowedBases": ["contract"]},
+            "retention": {"maxDays": 7, "requireZeroDataRetention": True},
+            "dataCategories": {"forbidden": ["pseudonymised", "kids"]},
+        },
+    }
+    live = client.create(guardrail_res(rail)).to_dict()
+    try:
+        cases = {
+            "ok": {"aidp.io/retention-days": "7", "aidp.io/data-categories": "internal"},
+            "days": {"aidp.io/retention-days": "14", "aidp.io/data-categories": "internal"},
+            "zeros": {"aidp.io/retention-days": "0000000000000007", "aidp.io/data-categories": "internal"},
+            "kelvin": {"aidp.io/retention-days": "7", "aidp.io/data-categories": "internal,\u212aids"},
+            "consent": {
+                "aidp.io/retention-days": "7",
+                "aidp.io/data-categories": "internal",
+                "aidp.io/consent-basis": " CONTRACT ",
+            },
+            "everything": {
+                "aidp.io/retention-days": "3000",
+                "aidp.io/data-categories": "pseudonymised",
+                "aidp.io/consent-basis": "consent",
+                "aidp.io/zero-data-retention": "no",
+            },
+        }
+        objs = [
+            workload("Deployment", f"g-{case}", venv.ns, annotations={**helpers.COMPLIANT, **ann})
+            for case, ann in cases.items()
+        ]
+        objs.append(workload("Deployment", "unselected", venv.ns, labels={"app": "other"}, annotations={}))
+        kinds = {k.kind: k for k in CHECKED_KINDS}
+        reviews = [check.admission_review(o, kinds[o["kind"]], f"g-{i}") for i, o in enumerate(objs)]
+        doc = ClusterPolicy.from_object(live).to_document()
+        data = render.render_data(
+            [Policy.from_object(policy)], guardrails={name: doc}, guardrails_of={venv.ns: [name]}
+        )
+        decisions = check.evaluate(reviews, data)
+        assert decisions[0]["allowed"] and not decisions[1]["allowed"]  # the cases mean something
+        assert all(v["policy"] == f"ClusterAIDataPolicy/{name}" for d in decisions for v in d["violations"])
+
+        def verdicts() -> list[tuple[bool, set[str]]]:
+            return [(m is None, _rules(m or "")) for m in (create(client, o, dry_run=True) for o in objs)]
+
+        expected = [
+            (
+                d["allowed"],
+                {v["rule"] for v in d["violations"] if v["policy"] == f"ClusterAIDataPolicy/{name}"},
+            )
+            for d in decisions
+        ]
+        wait_for(lambda: verdicts() == expected, timeout=30, what=f"the guardrail's verdicts {expected}")
+    finally:
+        client.delete(guardrail_res, name)

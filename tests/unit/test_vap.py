@@ -32,7 +32,7 @@ def test_one_policy_and_one_binding_per_name() -> None:
     objs = vap.render(EXCLUDED, ["op"], DAY)
     assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5
     names = [o["metadata"]["name"] for o in objs[::2]]
-    assert names == list(vap.POLICY_NAMES)
+    assert names == [n for n in vap.POLICY_NAMES if n != "aidp-guardrails"]  # no ClusterAIDataPolicy
     for o in objs:
         assert o["apiVersion"] == "admissionregistration.k8s.io/v1"
         assert o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "aidp", vap.ENGINE_LABEL: "vap"}
@@ -166,3 +166,26 @@ def test_run_refuses_an_unknown_engine(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--admission-engine" in result.stderr
+
+
+def test_guardrails_add_a_policy_of_their_own() -> None:
+    doc = {
+        "name": "org",
+        "namespaceSelector": {"matchLabels": {"aidp.io/guardrail": "org"}},
+        "consent": {"allowedBases": ["contract"]},
+        "retention": {"maxDays": 30, "requireZeroDataRetention": False},
+        "dataCategories": {"forbidden": ["health"]},
+    }
+    objs = vap.render(
+        EXCLUDED, ["op"], DAY, {"org": doc, "all": {**doc, "name": "all", "namespaceSelector": {}}}
+    )
+    pol = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails")
+    assert pol["kind"] == "ValidatingAdmissionPolicy"
+    assert pol["spec"]["paramKind"] == {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"}
+    failures = next(v["expression"] for v in pol["spec"]["variables"] if v["name"] == "guardrail_failures")
+    assert '"ClusterAIDataPolicy/org"' in failures and '"ClusterAIDataPolicy/all"' in failures
+    assert failures.startswith("[string((true) ? ")  # {} selects every namespace: "all" sorts first
+    assert "zero-data-retention" not in failures  # not required by either
+    binding = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails" and o is not pol)
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policies._namespace_selected({"matchExpressions": [{"key": "k", "operator": "Gt"}]}) == "false"

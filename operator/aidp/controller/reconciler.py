@@ -149,13 +149,13 @@ class Reconciler:
                 parsed[key] = err
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
         users = await self._operator_users()
-        await vap_engine.sync(self.client, self.config, users)  # hook: the vap admission engine
         excluded = set(self.config.all_excluded_namespaces)
         guardrails = await governance.read_guardrails(self.client)
         if guardrails.valid:
             namespaces = await governance.read_namespaces(self.client)
             guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
         self.guardrails = guardrails
+        await vap_engine.sync(self.client, self.config, users, guardrails.documents())  # hook: vap engine
         data = render.render_data(
             policies,
             self.config.all_excluded_namespaces,

@@ -42,10 +42,12 @@ class State:
     def __init__(self) -> None:
         self.desired: dict[tuple[str, str], dict[str, Any]] = {}
         self.applied: dict[tuple[str, str], str] = {}
+        self.absent: set[tuple[str, str]] = set()  # not rendered, and known to be deleted
         self.pruned = False
 
     def forget(self, kind: str, name: str) -> None:
         self.applied.pop((kind, name), None)
+        self.absent.discard((kind, name))
         self.pruned = False
 
 
@@ -68,6 +70,7 @@ async def sync(
     client: AsyncClient,
     config: OperatorConfig,
     operator_users: Sequence[str],
+    guardrails: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     today: dt.date | None = None,
     state: State = STATE,
@@ -77,7 +80,7 @@ async def sync(
     are logged, not raised: the next sync retries, and the OPA side of the sync goes on."""
     try:
         if uses_vap(config):
-            await _apply(client, config, operator_users, today, state)
+            await _apply(client, config, operator_users, today, guardrails, state)
         elif not state.pruned:
             await _prune(client)
             state.pruned = True
@@ -91,9 +94,26 @@ async def _apply(
     config: OperatorConfig,
     operator_users: Sequence[str],
     today: dt.date | None,
+    guardrails: Mapping[str, Mapping[str, Any]] | None,
     state: State,
 ) -> None:
-    objects = vap.render(config.all_excluded_namespaces, operator_users, today)
+    objects = vap.render(config.all_excluded_namespaces, operator_users, today, guardrails)
+    rendered = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    # what is not rendered (aidp-guardrails without ClusterAIDataPolicies) must not be left behind,
+    # by this process or an earlier one
+    every = {(kind, name) for kind in KINDS for name in vap.POLICY_NAMES}
+    for key in sorted(every - rendered - state.absent, reverse=True):  # bindings first
+        kind, name = key
+        try:
+            await client.delete(KINDS[kind], name)
+            log.info("deleted %s %s (no longer rendered)", kind, name)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+        state.desired.pop(key, None)
+        state.applied.pop(key, None)
+        state.absent.add(key)
+    state.absent -= rendered
     for obj in objects:
         key = (obj["kind"], obj["metadata"]["name"])
         digest = _digest(obj)

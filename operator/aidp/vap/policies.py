@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, MANAGED_BY
@@ -41,6 +41,7 @@ POLICY_NAMES: Final = (
     APPROVAL_POLICY,
     NAMESPACE_POLICY,
     *(WORKLOAD_POLICY.format(mode=m) for m in MODES),
+    "aidp-guardrails",
 )
 OPERATOR_LABELS: Final = (APPROVAL_LABEL, ISOLATED_LABEL)
 # the label that tells which engine rendered an object (the operator prunes the others)
@@ -455,6 +456,125 @@ def namespace_policy(excluded_namespaces: Sequence[str], operator_users: Sequenc
     }
 
 
+GUARDRAIL_POLICY: Final = "aidp-guardrails"
+
+
+def _namespace_selected(selector: Mapping[str, Any]) -> str:
+    """CEL: the request's namespace's labels match a ClusterAIDataPolicy's namespaceSelector
+    (Kubernetes semantics: `{}` selects every namespace)."""
+    labels = "namespaceObject.metadata.?labels.orValue({})"
+    terms = [
+        f"{labels}[?{lit(k)}].orValue('') == {lit(v)} && {lit(k)} in {labels}"
+        for k, v in sorted((selector.get("matchLabels") or {}).items())
+    ]
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = lit(e["key"]), e["operator"], lit_list(e.get("values") or [])
+        has = f"{key} in {labels}"
+        if op == "In":
+            terms.append(f"({has} && {labels}[{key}] in {values})")
+        elif op == "NotIn":
+            terms.append(f"!({has} && {labels}[{key}] in {values})")
+        elif op == "Exists":
+            terms.append(has)
+        elif op == "DoesNotExist":
+            terms.append(f"!({has})")
+        else:
+            terms.append("false")
+    return " && ".join(terms) or "true"
+
+
+def _guardrail_failures(doc: Mapping[str, Any]) -> str:
+    """CEL: '' when the workload passes the guardrail's workload rules (policies/aidp/guardrails.rego
+    `guardrail_problems`), else "ClusterAIDataPolicy/<name>: [rule] explanation; ..."."""
+    parts: list[str] = []
+    bases = (doc.get("consent") or {}).get("allowedBases")
+    if bases is not None:
+        ceiling = lit_list(bases)
+        parts.append(
+            f"!({lower(_raw(CONSENT))} in {ceiling}) ? '[consent-basis] annotation {CONSENT} ' + "
+            f"({_raw(CONSENT)} == '' ? 'is missing' : 'is \"' + {_raw(CONSENT)} + '\"') + "
+            f"'; the ceiling of the cluster: {', '.join(bases)}' : ''"
+        )
+    retention = doc.get("retention") or {}
+    if retention.get("maxDays") is not None:
+        days = int(retention["maxDays"])
+        raw = _raw(RETENTION)
+        # the Rego's within_days: ^[0-9]{1,15}$ and at most maxDays (a longer value fails: no
+        # other bound needed)
+        parts.append(
+            f"!({raw}.size() <= 15 && {raw}.matches('^[0-9]{{1,15}}$') && int({raw}) <= {days}) ? "
+            f"'[retention-days] annotation {RETENTION} ' + "
+            f"({raw} == '' ? 'is missing' : 'is \"' + {raw} + '\"') "
+            f"+ '; the cluster allows at most {days} days' : ''"
+        )
+    if retention.get("requireZeroDataRetention") is True:
+        parts.append(
+            f"{lower(_raw(ZDR))} != 'true' ? '[zero-data-retention] the cluster requires provider-side "
+            f"zero data retention: annotation {ZDR} must be \"true\"' : ''"
+        )
+    forbidden = (doc.get("dataCategories") or {}).get("forbidden") or []
+    if forbidden:
+        raw = _raw(CATEGORIES)
+        parts.append(
+            f"{raw}.size() > {MAX_VALUE} ? "
+            f"'[data-categories] annotation {CATEGORIES} is longer than {MAX_VALUE} characters' : "
+            f"{raw}.split(',').exists(i, {lower('i.trim()')} in {lit_list(forbidden)}) ? "
+            "'[data-categories] categories forbidden in this cluster declared (forbidden: "
+            f"{', '.join(forbidden)})' : ''"
+        )
+    if not parts:
+        return "''"
+    listed = "[" + ", ".join(f"({p})" for p in parts) + "].filter(m, m != '')"
+    name = lit(f"ClusterAIDataPolicy/{doc['name']}")
+    return f"[{listed}].map(l, l.size() == 0 ? '' : {name} + ': ' + l.join('; '))[0]"
+
+
+def guardrail_policy(
+    excluded_namespaces: Sequence[str], guardrails: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The ClusterAIDataPolicies' rules for workloads (contract section 6): a workload that an
+    AIDataPolicy of its namespace selects (the params, whatever their mode) must pass every
+    guardrail selecting its namespace. The guardrails are few and cluster-wide: the operator renders
+    them into the expressions (and re-renders on every change); kube-apiserver matches their
+    namespaceSelector against the request's namespace (`namespaceObject`)."""
+    variables = [{"name": name, "expression": expr} for name, expr in _variables(dt.date.min)[:8]]
+    checks = [
+        f"({_namespace_selected(doc.get('namespaceSelector') or {})}) ? ({_guardrail_failures(doc)}) : ''"
+        for _, doc in sorted(guardrails.items())
+    ]
+    variables.append(
+        {
+            "name": "guardrail_failures",
+            "expression": "[" + ", ".join(f"string({c})" for c in checks) + "].filter(m, m != '')",
+        }
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(GUARDRAIL_POLICY),
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"},
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
+                "resourceRules": _workload_rules(),
+            },
+            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "variables": variables,
+            "validations": [
+                {
+                    "expression": "!variables.selected || variables.guardrail_failures.size() == 0",
+                    "messageExpression": "'aidp: ' + variables.ref + ' denied by ' + "
+                    "variables.guardrail_failures.join('; ')",
+                    "message": "aidp: denied by a ClusterAIDataPolicy",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+
+
 def binding(policy: dict[str, Any], action: str, *, params: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"policyName": policy["metadata"]["name"], "validationActions": [action]}
     if params:
@@ -472,8 +592,10 @@ def render(
     excluded_namespaces: Sequence[str],
     operator_users: Sequence[str],
     today: dt.date | None = None,
+    guardrails: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every object of the `vap` engine: each policy followed by its binding."""
+    """Every object of the `vap` engine: each policy followed by its binding; `guardrails` (name ->
+    `ClusterPolicy.to_document()`) add `aidp-guardrails`."""
     if not operator_users:
         raise ValueError("the operator's user name is needed (only it may change its labels)")
     day = today or dt.datetime.now(dt.UTC).date()
@@ -486,4 +608,7 @@ def render(
     for mode in MODES:
         pol = workload_policy(mode, excluded_namespaces, day)
         objects += [pol, binding(pol, ACTIONS[mode], params=True)]
+    if guardrails:
+        pol = guardrail_policy(excluded_namespaces, guardrails)
+        objects += [pol, binding(pol, "Deny", params=True)]
     return objects
