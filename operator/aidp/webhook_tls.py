@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from aidp.devcluster import pki
+from aidp import pki
 
 SERVING_LIFETIME = dt.timedelta(days=90)
 CA_LIFETIME = dt.timedelta(days=365 * 2)

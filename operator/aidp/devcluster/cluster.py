@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidp.devcluster import kubeconfig, pki
+from aidp import pki
+from aidp.devcluster import kubeconfig
 from aidp.devcluster.procs import (
     ComponentError,
     Process,

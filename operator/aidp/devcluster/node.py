@@ -45,7 +45,8 @@ from typing import Any
 
 import yaml
 
-from aidp.devcluster import kubeconfig, pki
+from aidp import pki
+from aidp.devcluster import kubeconfig
 from aidp.devcluster.cluster import NODE_ADDRESS, ControlPlane, ControlPlaneError
 from aidp.devcluster.procs import Process, free_port, https_context, pid_alive, wait_http_ok
 from aidp.paths import testbin_dir

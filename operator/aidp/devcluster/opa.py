@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aidp.devcluster import pki
+from aidp import pki
 from aidp.devcluster.procs import Process, free_port, https_context, wait_http_ok
 from aidp.paths import policies_dir, testbin_dir
 

@@ -1,4 +1,5 @@
-"""Certificates for the local control plane and for OPA, made with the `cryptography` library.
+"""Certificates made with the `cryptography` library: the webhook's CA and OPA's serving
+certificate (aidp.webhook_tls), and the local control plane's (aidp.devcluster).
 
 ECDSA P-256 keys throughout: fast to generate and accepted by etcd, kube-apiserver, the
 controller manager, OPA and Python's ssl module.
