@@ -189,3 +189,9 @@ def test_guardrails_add_a_policy_of_their_own() -> None:
     binding = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails" and o is not pol)
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert policies._namespace_selected({"matchExpressions": [{"key": "k", "operator": "Gt"}]}) == "false"
+
+
+def test_dev_up_refuses_an_unknown_engine(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["dev", "up", "--state-dir", str(tmp_path), "--admission-engine", "x"])
+    assert result.exit_code == 2
+    assert "--admission-engine" in result.stderr

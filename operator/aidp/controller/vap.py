@@ -85,6 +85,9 @@ async def sync(
             await _prune(client)
             state.pruned = True
     except ApiError as err:
+        if not uses_vap(config) and err.status.code == 404:  # no ValidatingAdmissionPolicy API: none to prune
+            state.pruned = True
+            return
         state.applied.clear()
         log.error("ValidatingAdmissionPolicy objects not applied: %s", err.status.message)
 
