@@ -62,7 +62,7 @@ def test_policies_and_bindings_are_applied_and_no_webhook(
 ) -> None:
     for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
         objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
-        assert set(objs) == set(vap.POLICY_NAMES) - {"aidp-guardrails"}  # no ClusterAIDataPolicy yet
+        assert set(objs) == set(vap.POLICY_NAMES) - {"aidp-guardrails", "aidp-bounds"}  # no guardrail yet
     actions = {
         b.metadata.name: b.spec.validationActions for b in client.list(ValidatingAdmissionPolicyBinding)
     }
@@ -369,5 +369,90 @@ def test_guardrail_rules_for_workloads_agree_with_the_rego(venv: Env, client: Cl
             for d in decisions
         ]
         wait_for(lambda: verdicts() == expected, timeout=30, what=f"the guardrail's verdicts {expected}")
+    finally:
+        client.delete(guardrail_res, name)
+
+
+def test_bounds_of_policy_writes_agree_with_the_rego(venv: Env, client: Client) -> None:
+    """An AIDataPolicy looser than a ClusterAIDataPolicy selecting its namespace is refused, with
+    the same fields out of bounds as the Rego's bounds (the webhook's bounds.aidp.io)."""
+    import re
+
+    from lightkube.generic_resource import create_global_resource
+
+    from aidp import check, render
+    from aidp.guardrail import ClusterPolicy
+
+    guardrail_res = create_global_resource(
+        "aidp.io", "v1alpha1", "ClusterAIDataPolicy", "clusteraidatapolicies"
+    )
+    label = f"bounds-{venv.ns}"
+    client.patch(
+        Namespace, venv.ns, {"metadata": {"labels": {"aidp-test": label}}}, patch_type=PatchType.MERGE
+    )
+    name = f"b-{venv.ns}"
+    rail = {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "ClusterAIDataPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": {
+                "matchExpressions": [{"key": "aidp-test", "operator": "In", "values": [label]}]
+            },
+            "providers": ["openai"],
+            "dataResidency": ["eu"],
+            "consent": {"allowedBases": ["consent", "contract"]},
+            "retention": {"maxDays": 30, "requireZeroDataRetention": True},
+            "dataCategories": {"forbidden": ["health"]},
+            "review": {"required": True, "maxValidityDays": 365},
+        },
+    }
+    live = client.create(guardrail_res(rail)).to_dict()
+    import datetime as dt
+
+    soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=100)).isoformat()
+    late = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=400)).isoformat()
+    ok: dict[str, Any] = {
+        "dataResidency": "eu",
+        "consent": {"required": True, "allowedBases": ["contract"]},
+        "retention": {"maxDays": 30, "requireZeroDataRetention": True},
+        "dataCategories": {"allowed": ["internal"], "forbidden": []},
+        "review": {"approvedBy": "dpo@example.com", "expires": soon},
+    }
+    variants: dict[str, dict[str, Any]] = {
+        "ok": ok,
+        "provider": {**ok, "provider": "anthropic", "dataResidency": None},
+        "consent-off": {**ok, "consent": {"required": False, "allowedBases": []}},
+        "bases": {**ok, "consent": {"required": True, "allowedBases": ["consent", "legitimate-interests"]}},
+        "retention": {**ok, "retention": {"maxDays": 90, "requireZeroDataRetention": False}},
+        "categories": {**ok, "dataCategories": {"allowed": ["health", "internal"], "forbidden": []}},
+        "review-missing": {**ok, "review": None},
+        "review-late": {**ok, "review": {"approvedBy": " ", "expires": late}},
+    }
+    try:
+        objs = []
+        for variant, spec in variants.items():
+            obj = helpers.policy(f"p-{variant}", venv.ns, **spec)
+            obj["spec"] = {k: v for k, v in obj["spec"].items() if v is not None}
+            objs.append(obj)
+        doc = ClusterPolicy.from_object(live).to_document()
+        data = render.render_data([], guardrails={name: doc}, guardrails_of={venv.ns: [name]})
+        # the variants set every field the bounds read, so the CRD's defaults change nothing here
+        decisions = check.evaluate([check.policy_review(o, f"b-{i}") for i, o in enumerate(objs)], data)
+        assert decisions[0]["allowed"] and sum(not d["allowed"] for d in decisions) == len(objs) - 1
+
+        def fields(message: str) -> set[str]:
+            return set(re.findall(r"(spec\.[A-Za-z.]+):", message))
+
+        expected = [(d["allowed"], fields(d["message"])) for d in decisions]
+
+        def verdicts() -> list[tuple[bool, set[str]]]:
+            out = []
+            for o in objs:
+                msg = create(client, o, dry_run=True)
+                out.append((msg is None, fields(msg or "")))
+            return out
+
+        wait_for(lambda: verdicts() == expected, timeout=30, what=f"the bounds' verdicts {expected}")
     finally:
         client.delete(guardrail_res, name)

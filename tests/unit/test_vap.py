@@ -32,7 +32,7 @@ def test_one_policy_and_one_binding_per_name() -> None:
     objs = vap.render(EXCLUDED, ["op"], DAY)
     assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5
     names = [o["metadata"]["name"] for o in objs[::2]]
-    assert names == [n for n in vap.POLICY_NAMES if n != "aidp-guardrails"]  # no ClusterAIDataPolicy
+    assert names == [n for n in vap.POLICY_NAMES if n not in ("aidp-guardrails", "aidp-bounds")]
     for o in objs:
         assert o["apiVersion"] == "admissionregistration.k8s.io/v1"
         assert o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "aidp", vap.ENGINE_LABEL: "vap"}
@@ -189,6 +189,12 @@ def test_guardrails_add_a_policy_of_their_own() -> None:
     binding = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails" and o is not pol)
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert policies._namespace_selected({"matchExpressions": [{"key": "k", "operator": "Gt"}]}) == "false"
+    bounds = next(
+        o for o in objs if o["metadata"]["name"] == "aidp-bounds" and o["kind"] == "ValidatingAdmissionPolicy"
+    )
+    looser = bounds["spec"]["variables"][0]["expression"]
+    assert '"ClusterAIDataPolicy/org"' in looser and "spec.consent.allowedBases" in looser
+    assert "aidp.io" in bounds["spec"]["matchConstraints"]["resourceRules"][0]["apiGroups"]
 
 
 def test_dev_up_refuses_an_unknown_engine(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ POLICY_NAMES: Final = (
     NAMESPACE_POLICY,
     *(WORKLOAD_POLICY.format(mode=m) for m in MODES),
     "aidp-guardrails",
+    "aidp-bounds",
 )
 OPERATOR_LABELS: Final = (APPROVAL_LABEL, ISOLATED_LABEL)
 # the label that tells which engine rendered an object (the operator prunes the others)
@@ -575,6 +576,136 @@ def guardrail_policy(
     }
 
 
+BOUNDS_POLICY: Final = "aidp-bounds"
+
+
+def _bound_fields(doc: Mapping[str, Any], today: dt.date) -> str:
+    """CEL: the list of the fields of the AIDataPolicy (`object.spec`) out of the guardrail's bounds,
+    as policies/aidp/guardrails.rego `bound_problems` words them."""
+    spec = "object.spec"
+    checks: list[str] = []
+    providers = list(doc.get("providers") or [])
+    if providers:
+        checks.append(
+            f"!({spec}.?provider.orValue('') in {lit_list(providers)}) ? 'spec.provider: \"' + "
+            f"{spec}.?provider.orValue('') + '\" is not one of the providers it allows "
+            f"({', '.join(providers)})' : ''"
+        )
+    residencies = list(doc.get("dataResidency") or [])
+    if residencies:
+        checks.append(
+            f"!({spec}.?dataResidency.orValue('') in {lit_list(residencies)}) ? 'spec.dataResidency: \"' + "
+            f"{spec}.?dataResidency.orValue('') + '\" is not one of the residencies it allows "
+            f"({', '.join(residencies)})' : ''"
+        )
+    ceiling = (doc.get("consent") or {}).get("allowedBases")
+    if ceiling is not None:
+        checks.append(
+            f"{spec}.?consent.?required.orValue(true) == false ? "
+            "'spec.consent.required: false, but its consent ceiling needs true' : ''"
+        )
+        checks.append(
+            f"{spec}.?consent.?allowedBases.orValue([]).exists(b, !(b in {lit_list(ceiling)})) ? "
+            f"'spec.consent.allowedBases: ' + "
+            f"{spec}.consent.allowedBases.filter(b, !(b in {lit_list(ceiling)}))"
+            f".join(', ') + ' outside its ceiling ({', '.join(ceiling)})' : ''"
+        )
+    retention = doc.get("retention") or {}
+    if retention.get("maxDays") is not None:
+        days = int(retention["maxDays"])
+        checks.append(
+            f"{spec}.?retention.?maxDays.orValue(0) > {days} ? 'spec.retention.maxDays: ' + "
+            f"string({spec}.?retention.?maxDays.orValue(0)) + ', more than its ceiling of {days} days' : ''"
+        )
+    if retention.get("requireZeroDataRetention") is True:
+        checks.append(
+            f"{spec}.?retention.?requireZeroDataRetention.orValue(false) != true ? "
+            "'spec.retention.requireZeroDataRetention: must be true (it requires zero data retention)' : ''"
+        )
+    forbidden = list((doc.get("dataCategories") or {}).get("forbidden") or [])
+    if forbidden:
+        checks.append(
+            f"{spec}.?dataCategories.?allowed.orValue([]).exists(c, c in {lit_list(forbidden)}) ? "
+            f"'spec.dataCategories.allowed: ' + "
+            f"{spec}.dataCategories.allowed.filter(c, c in {lit_list(forbidden)})"
+            ".join(', ') + ' forbidden by it' : ''"
+        )
+    review = doc.get("review") or {}
+    if review.get("required") is True:
+        for key in ("approvedBy", "expires"):
+            checks.append(
+                f"{spec}.?review.?{key}.orValue('').trim() == '' ? 'spec.review.{key}: required by it' : ''"
+            )
+    if review.get("maxValidityDays") is not None:
+        days = int(review["maxValidityDays"])
+        latest = (today + dt.timedelta(days=days)).isoformat()
+        expires = f"{spec}.?review.?expires.orValue('')"
+        checks.append(
+            f"{expires}.trim() != '' && {expires} > {lit(latest)} ? 'spec.review.expires: ' + {expires} + "
+            f"', later than {days} days from today ({latest})' : ''"
+        )
+    if not checks:
+        return "[]"
+    return "[" + ", ".join(f"string({c})" for c in checks) + "].filter(m, m != '')"
+
+
+def bounds_policy(
+    excluded_namespaces: Sequence[str], guardrails: Mapping[str, Mapping[str, Any]], today: dt.date
+) -> dict[str, Any]:
+    """An AIDataPolicy looser than a ClusterAIDataPolicy selecting its namespace is refused
+    (contract section 6, the webhook's bounds.aidp.io): the message names every guardrail and every
+    field out of its bounds."""
+    parts = [
+        f"[({_namespace_selected(doc.get('namespaceSelector') or {})}) ? {_bound_fields(doc, today)} : []]"
+        f".map(f, f.size() == 0 ? '' : {lit(f'ClusterAIDataPolicy/{name}')} + ' (' + f.join('; ') + ')')[0]"
+        for name, doc in sorted(guardrails.items())
+    ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(BOUNDS_POLICY),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
+                "resourceRules": [
+                    {
+                        "apiGroups": ["aidp.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": ["aidatapolicies"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+            },
+            # status writes and metadata edits cannot loosen a policy (the webhook's spec-changed)
+            "matchConditions": [
+                {
+                    "name": "spec-changed",
+                    "expression": "request.operation != 'UPDATE' || object.spec != oldObject.spec",
+                }
+            ],
+            "variables": [
+                {
+                    "name": "looser",
+                    "expression": "[" + ", ".join(f"string({p})" for p in parts) + "].filter(m, m != '')",
+                }
+            ],
+            "validations": [
+                {
+                    "expression": "variables.looser.size() == 0",
+                    "messageExpression": "'aidp: AIDataPolicy ' + request.namespace + '/' + "
+                    f"{OBJECT_NAME} + ' denied: looser than ' + variables.looser.join('; ')",
+                    "message": "aidp: the AIDataPolicy is looser than a ClusterAIDataPolicy selecting its "
+                    "namespace",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+
+
 def binding(policy: dict[str, Any], action: str, *, params: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"policyName": policy["metadata"]["name"], "validationActions": [action]}
     if params:
@@ -611,4 +742,6 @@ def render(
     if guardrails:
         pol = guardrail_policy(excluded_namespaces, guardrails)
         objects += [pol, binding(pol, "Deny", params=True)]
+        pol = bounds_policy(excluded_namespaces, guardrails, day)
+        objects += [pol, binding(pol, "Deny", params=False)]
     return objects
