@@ -144,6 +144,23 @@ class NodeBed:
             raise AssertionError(f"{err}\n{self.diagnostics(ns)}") from None
         return time.monotonic() - t0
 
+    @contextlib.contextmanager
+    def operator_with(self, *args: str) -> Iterator[None]:
+        """The operator restarted with extra arguments (e.g. `--egress-mode strict`) for the block,
+        then as before."""
+        for extra in (args, ()):
+            assert self.stack.operator is not None
+            self.stack.operator.stop()
+            self.stack.start_operator(*extra)
+            self.stack.wait_for(self.stack.enforcing, 90, "the restarted operator enforcing")
+            if extra:
+                try:
+                    yield
+                except BaseException:
+                    self.stack.operator.stop()
+                    self.stack.start_operator()
+                    raise
+
     def until_ready(self, timeout: float = 60) -> bool:
         """Wait until the node reports Ready again (after a kubelet restart)."""
         wait_for(self.node.node_ready, timeout=timeout, interval=0.5, what="the node Ready")

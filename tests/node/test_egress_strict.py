@@ -1,0 +1,75 @@
+"""`--egress-mode strict` on the node: the second CDN edge is closed too (docs/egress.md, Modes).
+
+In strict mode a governed namespace's baseline allows the cluster and the extra CIDRs only; the
+node's cluster DNS is a host address (CoreDNS runs on the bridge, not in a pod), so it is given
+as an extra CIDR, as a cluster whose DNS runs outside the pod network would list it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from aidp.devcluster.node import CDN_EDGE, NODE_IP, OUTSIDE_HOST
+from tests.node.conftest import NodeBed
+
+pytestmark = pytest.mark.node
+
+API = "api.openai.com"
+CONVERGE = 90
+
+
+@dataclass
+class Strict:
+    ns: str
+    approved: str
+    unapproved: str
+    free_ns: str
+    free: str
+
+
+@pytest.fixture(scope="module")
+def strict(node_bed: NodeBed) -> Iterator[Strict]:
+    with node_bed.operator_with("--egress-mode", "strict", "--egress-extra-cidr", f"{NODE_IP}/32"):
+        ns = node_bed.namespace()
+        free_ns = node_bed.namespace(governed_sa=False)
+        try:
+            node_bed.policy(ns, "bots")
+            approved = node_bed.run_pod(node_bed.probe_pod(ns, "approved"))
+            unapproved = node_bed.run_pod(
+                node_bed.probe_pod(ns, "unapproved", labels={"app": "other"}, annotations={}, sa="default")
+            )
+            free = node_bed.run_pod(
+                node_bed.probe_pod(free_ns, "free", labels={"app": "x"}, annotations={}, sa="default")
+            )
+            node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
+            node_bed.until_connects(ns, unapproved, CDN_EDGE, False, timeout=CONVERGE)
+            yield Strict(ns, approved, unapproved, free_ns, free)
+        finally:
+            node_bed.drop_namespace(ns)
+            node_bed.drop_namespace(free_ns)
+
+
+def test_strict_closes_the_second_cdn_edge_for_an_unapproved_pod(node_bed: NodeBed, strict: Strict) -> None:
+    assert not node_bed.connects(strict.ns, strict.unapproved, CDN_EDGE)
+    assert not node_bed.connects(strict.ns, strict.unapproved, API)
+
+
+def test_strict_approved_pod_still_reaches_its_endpoint(node_bed: NodeBed, strict: Strict) -> None:
+    assert node_bed.connects(strict.ns, strict.approved, API)
+
+
+def test_strict_governed_pods_lose_other_external_egress_but_keep_dns(
+    node_bed: NodeBed, strict: Strict
+) -> None:
+    for pod in (strict.approved, strict.unapproved):
+        assert not node_bed.connects(strict.ns, pod, OUTSIDE_HOST)
+        out = node_bed.exec(strict.ns, pod, "nslookup", API)
+        assert out.returncode == 0 and "203.0.113.10" in out.stdout, out.stdout + out.stderr
+
+
+def test_strict_leaves_ungoverned_namespaces_alone(node_bed: NodeBed, strict: Strict) -> None:
+    assert node_bed.connects(strict.free_ns, strict.free, CDN_EDGE)
+    assert node_bed.connects(strict.free_ns, strict.free, OUTSIDE_HOST)
