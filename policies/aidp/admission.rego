@@ -276,7 +276,7 @@ consent_problem(allowed) := sprintf("annotation %s %q is not an allowed basis", 
 retention_problem(max_days) := sprintf("%s; the policy allows at most %d days", [absent(retention_days_annotation), max_days])
 
 retention_problem(_) := sprintf("annotation %s %q is not a non-negative integer", [retention_days_annotation, raw]) if {
-	raw := present(retention_days_annotation)
+	raw := readable(retention_days_annotation)
 	not regex.match(`^[0-9]+$`, raw)
 }
 
@@ -284,11 +284,13 @@ retention_problem(max_days) := sprintf(
 	"annotation %s declares %s days, more than the %d days the policy allows",
 	[retention_days_annotation, days, max_days],
 ) if {
-	raw := present(retention_days_annotation)
+	raw := readable(retention_days_annotation)
 	regex.match(`^[0-9]+$`, raw)
 	days := decimal_digits(raw)
 	more_than(days, max_days)
 }
+
+retention_problem(_) := too_long_message(retention_days_annotation) if too_long(retention_days_annotation)
 
 # decimal_digits(raw): the digits of raw without leading zeros ("0" for zero).
 decimal_digits(raw) := digits if {
@@ -317,9 +319,11 @@ zero_data_retention_problem := sprintf("annotation %s is %q, not \"true\"", [zer
 category_problem(_) := absent(data_categories_annotation)
 
 category_problem(_) := sprintf("annotation %s names no category", [data_categories_annotation]) if {
-	present(data_categories_annotation)
+	readable(data_categories_annotation)
 	count(declared_categories) == 0
 }
+
+category_problem(_) := too_long_message(data_categories_annotation) if too_long(data_categories_annotation)
 
 category_problem(categories) := concat("; ", reasons) if {
 	count(declared_categories) > 0
@@ -345,7 +349,7 @@ forbidden_reason(categories) := sprintf("forbidden categories declared: %s", [co
 } else := ""
 
 declared_categories := {category |
-	some item in split(present(data_categories_annotation), ",")
+	some item in split(readable(data_categories_annotation), ",")
 	category := lower(trim_space(item))
 	category != ""
 }
@@ -359,6 +363,21 @@ present(key) := value if {
 	value := trim_space(raw)
 	value != ""
 }
+
+# The longest retention-days and data-categories value (trimmed) aidp reads: a longer one fails its
+# rule. Both engines share this edge: kube-apiserver's CEL takes time quadratic in a list's length
+# (docs/admission-engines.md), and no honest declaration is that long.
+max_value_length := 1024
+
+# readable(key): the trimmed annotation value when it is at most max_value_length characters.
+readable(key) := value if {
+	value := present(key)
+	count(value) <= max_value_length
+}
+
+too_long(key) if count(present(key)) > max_value_length
+
+too_long_message(key) := sprintf("annotation %s is longer than %d characters", [key, max_value_length])
 
 # absent(key): explanation for a missing or blank annotation; undefined when present.
 absent(key) := sprintf("annotation %s is missing", [key]) if {

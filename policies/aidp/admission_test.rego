@@ -747,3 +747,19 @@ test_isolation_label_is_the_operators_alone if {
 	contains(d.message, "the label aidp.io/egress-isolated is set and removed by the aidp operator only")
 	decide_as(object.union(create(isolated), {"operation": "UPDATE", "oldObject": pod_with(compliant)}), operator, [policy]).allowed
 }
+
+test_annotation_values_longer_than_the_bound_fail_their_rule if {
+	long_days := concat("", [concat("", ["0" | some _ in numbers.range(1, 1100)]), "7"])
+	[[rule, message]] := failures(pod_decision(object.union(compliant, {"aidp.io/retention-days": long_days}), policy))
+	rule == "retention-days"
+	message == "annotation aidp.io/retention-days is longer than 1024 characters"
+	many := concat(",", ["internal" | some _ in numbers.range(1, 200)])
+	[[rule2, message2]] := failures(pod_decision(object.union(compliant, {"aidp.io/data-categories": many}), policy))
+	rule2 == "data-categories"
+	message2 == "annotation aidp.io/data-categories is longer than 1024 characters"
+
+	# at the bound: read as usual
+	fits := concat("", [concat("", ["0" | some _ in numbers.range(1, 1022)]), "7"])
+	count(fits) == 1023
+	pod_decision(object.union(compliant, {"aidp.io/retention-days": fits}), policy).allowed
+}

@@ -187,7 +187,13 @@ guardrail_problem(g, "zero-data-retention") := "the cluster requires provider-si
 	lower(annotation("aidp.io/zero-data-retention")) != "true"
 }
 
+guardrail_problem(g, "data-categories") := sprintf("annotation aidp.io/data-categories is longer than %d characters", [admission_max]) if {
+	count(g.dataCategories.forbidden) > 0
+	count(annotation("aidp.io/data-categories")) > admission_max
+}
+
 guardrail_problem(g, "data-categories") := sprintf("categories forbidden in this cluster declared: %s", [concat(", ", sort(forbidden))]) if {
+	count(annotation("aidp.io/data-categories")) <= admission_max
 	declared := {c |
 		some item in split(annotation("aidp.io/data-categories"), ",")
 		c := lower(trim_space(item))
@@ -196,6 +202,10 @@ guardrail_problem(g, "data-categories") := sprintf("categories forbidden in this
 	forbidden := declared & {c | some c in g.dataCategories.forbidden}
 	count(forbidden) > 0
 }
+
+# the longest value aidp reads (data.aidp.admission.max_value_length; not imported: admission imports
+# this package)
+admission_max := 1024
 
 # annotation(key): the trimmed annotation value, "" when missing or not a string
 annotation(key) := trim_space(workload.annotations[key]) if {
@@ -206,10 +216,19 @@ described("") := "is missing"
 
 described(raw) := sprintf("is %q", [raw]) if raw != ""
 
+# within_days(raw, max): raw is a decimal number of days (leading zeros are fine, as in the
+# namespace policies' rule) of at most max; longer than the readable length, or past 15
+# significant digits, it is not
 within_days(raw, max) if {
-	regex.match(`^[0-9]{1,15}$`, raw)
-	to_number(raw) <= max
+	count(raw) <= admission_max
+	regex.match(`^0*[0-9]{1,15}$`, raw)
+	to_number(significant(raw)) <= max
 }
+
+significant(raw) := digits if {
+	digits := trim_left(raw, "0")
+	digits != ""
+} else := "0"
 
 # --- unapproved AI ----------------------------------------------------------------------------------
 

@@ -207,3 +207,19 @@ test_a_selected_workload_is_not_unapproved if {
 	request := pod({"app": "bot"}, declared("10"), [{"name": "OPENAI_API_KEY", "value": "x"}])
 	decide(request, [org], [policy]).allowed
 }
+
+test_guardrail_retention_reads_leading_zeros_and_bounds_the_length if {
+	decide(pod({"app": "bot"}, declared("0000000000000007"), []), [org], [policy]).allowed
+	long := concat("", [concat("", ["0" | some _ in numbers.range(1, 1100)]), "7"])
+	d := decide(pod({"app": "bot"}, declared(long), []), [org], [policy])
+	not d.allowed
+	some v in d.violations
+	v.rule == "retention-days"
+}
+
+test_guardrail_categories_longer_than_the_bound_fail if {
+	many := concat(",", ["internal" | some _ in numbers.range(1, 200)])
+	d := decide(pod({"app": "bot"}, object.union(declared("10"), {"aidp.io/data-categories": many}), []), [org], [object.union(policy, {"dataCategories": {"allowed": [], "forbidden": []}})])
+	rules := {[v.policy, v.rule] | some v in d.violations}
+	rules == {["bots", "data-categories"], ["ClusterAIDataPolicy/org", "data-categories"]}
+}

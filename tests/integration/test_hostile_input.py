@@ -803,7 +803,7 @@ def test_thousands_of_leading_zeros_do_not_break_the_audit(annotated: Env, aidp_
         name,
         annotated.ns,
         labels={"app": "annot"},
-        annotations={**COMPLIANT, RETENTION: "0" * 5000 + "7"},
+        annotations={**COMPLIANT, RETENTION: "0" * 1000 + "7"},  # within the 1024 characters aidp reads
     )
     assert create(annotated.client, pod) is None
     argv = [

@@ -77,3 +77,12 @@ def test_python_and_rego_share_the_contract_constants(opa: Path) -> None:
     assert rego_value(opa, "data.aidp.workload.approval_label") == config.APPROVAL_LABEL
     assert rego_value(opa, "data.aidp.admission.guardrailed_label") == config.GUARDRAILED_LABEL
     assert rego_value(opa, "data.aidp.workload.isolation_label") == config.ISOLATED_LABEL
+
+
+def test_both_engines_and_the_audit_read_values_of_the_same_length(opa: Path) -> None:
+    from aidp.audit import declared
+    from aidp.vap import policies as vap
+
+    bound = rego_value(opa, "data.aidp.admission.max_value_length")
+    assert bound == declared.MAX_VALUE_LENGTH == vap.MAX_VALUE
+    assert rego_value(opa, "data.aidp.guardrails.admission_max") == bound

@@ -71,11 +71,17 @@ def consent_basis(annotations: Mapping[str, Any]) -> str | None:
     return lower(value) if value is not None else None
 
 
+# the longest retention-days or data-categories value admission reads (the Rego's
+# max_value_length): a longer one fails its rule
+MAX_VALUE_LENGTH = 1024
+
+
 def retention_digits(annotations: Mapping[str, Any]) -> str | None:
     """The declared retention's decimal digits without leading zeros ("0" for zero), when it is
-    what admission accepts as a retention: ASCII digits only (`^[0-9]+$` after trimming); else None."""
+    what admission accepts as a retention: ASCII digits only (`^[0-9]+$` after trimming), at most
+    MAX_VALUE_LENGTH characters; else None."""
     value = present(annotations, RETENTION_DAYS)
-    if value is None or not (value.isascii() and value.isdigit()):
+    if value is None or len(value) > MAX_VALUE_LENGTH or not (value.isascii() and value.isdigit()):
         return None
     return value.lstrip("0") or "0"
 
@@ -93,7 +99,7 @@ def data_categories(annotations: Mapping[str, Any]) -> list[str]:
     """The Rego's declared_categories: the comma-separated items, trimmed and lower-cased, empty
     ones dropped (sorted)."""
     value = present(annotations, DATA_CATEGORIES)
-    if value is None:
+    if value is None or len(value) > MAX_VALUE_LENGTH:
         return []
     return sorted({c for item in value.split(",") if (c := lower(trim_space(item)))})
 

@@ -500,10 +500,10 @@ def _guardrail_failures(doc: Mapping[str, Any]) -> str:
     if retention.get("maxDays") is not None:
         days = int(retention["maxDays"])
         raw = _raw(RETENTION)
-        # the Rego's within_days: ^[0-9]{1,15}$ and at most maxDays (a longer value fails: no
-        # other bound needed)
+        # the Rego's within_days: ^0*[0-9]{1,15}$ (leading zeros allowed, as for the namespace
+        # policies' rule), at most MAX_VALUE characters and at most maxDays
         parts.append(
-            f"!({raw}.size() <= 15 && {raw}.matches('^[0-9]{{1,15}}$') && int({raw}) <= {days}) ? "
+            f"!({raw}.size() <= {MAX_VALUE} && {raw}.matches('^0*[0-9]{{1,15}}$') && int({raw}) <= {days}) ? "
             f"'[retention-days] annotation {RETENTION} ' + "
             f"({raw} == '' ? 'is missing' : 'is \"' + {raw} + '\"') "
             f"+ '; the cluster allows at most {days} days' : ''"
