@@ -184,24 +184,25 @@ def compare(
 
 def by_namespace(summary: Summary) -> dict[str, Summary]:
     """`summary` split by namespace (workloads, findings and policies of each)."""
-    out: dict[str, Summary] = {}
-
-    def part(ns: str) -> Summary:
-        return out.setdefault(ns, Summary(generated_at=summary.generated_at, scope=summary.scope))
-
+    workloads: dict[str, set[str]] = {}
+    findings: dict[str, list[Finding]] = {}
+    policies: dict[str, dict[str, int]] = {}
     for ref in summary.workloads or ():
-        w = part(ref.split("/", 1)[0]).workloads
-        assert w is not None
-        w.add(ref)
+        workloads.setdefault(ref.split("/", 1)[0], set()).add(ref)
     for f in summary.findings or ():
-        fs = part(f.namespace).findings
-        assert fs is not None
-        fs.append(f)
+        findings.setdefault(f.namespace, []).append(f)
     for ref, gen in (summary.policies or {}).items():
-        ps = part(ref.split("/", 1)[0]).policies
-        assert ps is not None
-        ps[ref] = gen
-    return out
+        policies.setdefault(ref.split("/", 1)[0], {})[ref] = gen
+    return {
+        ns: Summary(
+            generated_at=summary.generated_at,
+            scope=summary.scope,
+            workloads=workloads.get(ns, set()),
+            findings=findings.get(ns, []),
+            policies=policies.get(ns, {}),
+        )
+        for ns in sorted({*workloads, *findings, *policies})
+    }
 
 
 def merge(parts: Iterable[Summary]) -> Summary | None:
