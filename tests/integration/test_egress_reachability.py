@@ -8,7 +8,9 @@ One module-wide world, one nca run; every test asks it one question of the contr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,14 @@ from typing import Any
 
 import pytest
 from lightkube import Client
+from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.core_v1 import Pod, ServiceAccount
+from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
 
 from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL
+from aidp.controller.governance import ClusterAIDataPolicy
 from aidp.devcluster.stack import AidpStack
 from tests.integration import helpers, nca
 from tests.integration.conftest import Env, drop_env, make_env
@@ -44,6 +49,7 @@ class World:
     exp: str  # policy `old`, review expired yesterday; pod bot
     free: str  # no policy: ungoverned; pod bot
     iso: str  # user deny egress (DNS allowed) for approved, other; policy `bots`; pod loose not isolated
+    guarded: str  # no AIDataPolicy, governed by a ClusterAIDataPolicy; pod bot
     # the user's NetworkPolicy in `gov` as it was before the namespace was governed
     user_np: dict[str, Any] = field(repr=False)
     generated: dict[str, set[str]] = field(default_factory=dict)
@@ -94,6 +100,7 @@ def world(
 ) -> Iterator[World]:
     client, kubeconfig = kube_client, aidp_stack.cp.kubeconfig
     envs: list[Env] = []
+    guardrail = f"oracle-{secrets.token_hex(3)}"
 
     def env() -> Env:
         envs.append(make_env(client, kubeconfig))
@@ -101,7 +108,24 @@ def world(
 
     try:
         dns_pod(client)
-        gov, res, two, exp, free, iso = env(), env(), env(), env(), env(), env()
+        gov, res, two, exp, free, iso, guarded = env(), env(), env(), env(), env(), env(), env()
+        # a namespace without any AIDataPolicy that a guardrail governs
+        client.patch(
+            Namespace,
+            guarded.ns,
+            {"metadata": {"labels": {"aidp-test/oracle": guardrail}}},
+            patch_type=PatchType.MERGE,
+        )
+        client.create(
+            from_dict(
+                {
+                    "apiVersion": "aidp.io/v1alpha1",
+                    "kind": "ClusterAIDataPolicy",
+                    "metadata": {"name": guardrail},
+                    "spec": {"namespaceSelector": {"matchLabels": {"aidp-test/oracle": guardrail}}},
+                }
+            )
+        )
         # a common hardening baseline: default-deny egress but DNS, there before aidp
         client.create(
             NetworkPolicy.from_dict(
@@ -158,6 +182,10 @@ def world(
         pod(client, iso.ns, "approved", {"app": "bot"})
         pod(client, iso.ns, "other", {"app": "other"})
         pod(client, iso.ns, "loose", {"app": "loose"})  # nothing of the user's isolates it
+        wait_for(
+            lambda: managed(client, guarded.ns) == {BASELINE}, timeout=30, what="the guardrail's baseline"
+        )
+        pod(client, guarded.ns, "bot", {"app": "bot"})
         # the operator's labels first: approval of the compliant pods, isolation in `iso`
         for ns, name, label in [
             (gov.ns, "approved", APPROVAL_LABEL),
@@ -183,13 +211,16 @@ def world(
             exp.ns: {BASELINE},  # an expired policy keeps the provider cut out but allows nothing
             free.ns: set(),
             iso.ns: {BASELINE, "aidp-egress-bots"},
+            guarded.ns: {BASELINE},
         }
         for ns, names in want.items():
             wait_for(lambda ns=ns, names=names: managed(client, ns) == names, timeout=30, what=f"NPs in {ns}")
-        w = World(gov.ns, res.ns, two.ns, exp.ns, free.ns, iso.ns, user_np, generated=want)
+        w = World(gov.ns, res.ns, two.ns, exp.ns, free.ns, iso.ns, guarded.ns, user_np, generated=want)
         w.conn = nca.analyse(client, tmp_path_factory.mktemp("nca"), [*want, "kube-system"])
         yield w
     finally:
+        with contextlib.suppress(ApiError):
+            client.delete(ClusterAIDataPolicy, guardrail)
         for e in envs:
             drop_env(client, e)
         try:
@@ -292,6 +323,16 @@ def test_aidp_never_loosens_a_namespaces_own_egress_isolation(world: World) -> N
         no_connection(world, loose, address)
 
 
+def test_a_guardrail_closes_the_provider_in_a_namespace_without_policies(world: World) -> None:
+    """ClusterAIDataPolicy (contract section 6): no pod of a namespace it governs reaches any
+    provider address, though no AIDataPolicy is there; everything else stays open."""
+    bot = f"{world.guarded}/bot"
+    for address in (*API, *EU, *US, JP):
+        no_connection(world, bot, address)
+    assert world.answer.reaches(bot, ELSEWHERE, "TCP", 443)
+    assert world.answer.reaches(bot, DNS, "UDP", 53)
+
+
 def test_the_oracle_saw_the_generated_policies(world: World, kube_client: Client) -> None:
     for ns, names in world.generated.items():
         assert managed(kube_client, ns) == names
@@ -326,7 +367,7 @@ def test_the_audits_network_policy_analysis_agrees_with_nca(world: World, kube_c
     policies = [np.to_dict() for np in kube_client.list(NetworkPolicy, namespace="*")]
     targets = [(a, 443) for a in (*API, *EU, *US, ELSEWHERE)] + [(JP, 8443), (JP, 443), (API[0], 80)]
     compared = 0
-    for ns in (world.gov, world.res, world.two, world.exp, world.free, world.iso):
+    for ns in (world.gov, world.res, world.two, world.exp, world.free, world.iso, world.guarded):
         for p in kube_client.list(Pod, namespace=ns):
             name = f"{ns}/{p.metadata.name}"
             labels = dict(p.metadata.labels or {})

@@ -345,6 +345,11 @@ def test_pods_a_user_policy_isolates_are_left_out_of_the_baseline(env: Env) -> N
         lambda: _labelled(env.client, env.ns, locked, ISOLATED_LABEL), timeout=30, what="isolation label"
     )
     print(f"isolation window (create -> label): {time.monotonic() - started:.2f}s")
+    # an isolated compliant pod stays approved when its namespace is judged again (a policy change:
+    # the sync judges the pods before it reports the new generation enforced)
+    wait_for(lambda: _approved(env.client, env.ns, locked), timeout=30, what="the isolated pod approved")
+    _tighten(env, "bots", purpose="Summarise support tickets, reviewed")
+    assert _approved(env.client, env.ns, locked) and _labelled(env.client, env.ns, locked, ISOLATED_LABEL)
     assert create(env.client, workload("Pod", free, env.ns)) is None
     wait_for(lambda: _approved(env.client, env.ns, free), timeout=30, what="approved")
     assert not _labelled(env.client, env.ns, free, ISOLATED_LABEL)

@@ -61,8 +61,9 @@ def test_wanted(
     assert approval.wanted(pod(labels), decision, [policy(enforcement=enforcement)]) is want
 
 
-def test_review_is_a_create_without_the_approval_label_or_status() -> None:
-    review = approval.review_for(pod({"app": "bot", APPROVAL_LABEL: "true"}, status={"phase": "Running"}), 3)
+def test_review_is_a_create_without_the_operators_labels_or_status() -> None:
+    labels = {"app": "bot", APPROVAL_LABEL: "true", "aidp.io/egress-isolated": "true"}
+    review = approval.review_for(pod(labels, status={"phase": "Running"}), 3)
     request = review["request"]
     assert request["operation"] == "CREATE"
     assert request["kind"] == {"group": "", "version": "v1", "kind": "Pod"}

@@ -66,11 +66,11 @@ def selected_by_deny(pod: Mapping[str, Any], policies: Iterable[Policy]) -> bool
 
 
 def review_for(pod: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """The AdmissionReview of creating this pod as it is now, without the approval label (the
-    verdict does not read it; a CREATE carrying it would be refused as tampering)."""
+    """The AdmissionReview of creating this pod as it is now, without the operator's labels (the
+    verdict does not read them; a CREATE carrying them would be refused as tampering)."""
     body = {k: v for k, v in pod.items() if k != "status"}
     meta = dict(body.get("metadata") or {})
-    meta["labels"] = {k: v for k, v in labels_of(pod).items() if k != APPROVAL_LABEL}
+    meta["labels"] = {k: v for k, v in labels_of(pod).items() if k not in (APPROVAL_LABEL, ISOLATED_LABEL)}
     body["metadata"] = meta
     body.setdefault("apiVersion", "v1")
     body.setdefault("kind", "Pod")
