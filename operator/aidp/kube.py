@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from lightkube import Client, KubeConfig, codecs
@@ -88,3 +89,40 @@ def error_text(err: Exception) -> str:
             return f"the API server does not serve {path} (404): is its CRD installed?"
         return f"HTTP {code} from the API server for {path}"
     return str(err)
+
+
+# What an API server answers while it cannot serve a resource yet (a CRD's storage (re)initializing
+# after it was created or changed, throttling): worth asking again shortly, as client-go does.
+TRANSIENT_CODES = frozenset({429, 503})
+T = TypeVar("T")
+
+
+def transient(err: Exception) -> bool:
+    return error_code(err) in TRANSIENT_CODES
+
+
+def with_retries(call: Callable[[], T], *, within: float = 30.0) -> T:
+    """`call()`, asked again with back-off while the API server answers 429 or 503, for at most
+    `within` seconds; any other error, or a transient one past the deadline, is raised."""
+    deadline, delay = time.monotonic() + within, 0.2
+    while True:
+        try:
+            return call()
+        except KUBE_ERRORS as err:
+            if not transient(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+async def with_retries_async(call: Callable[[], Awaitable[T]], *, within: float = 30.0) -> T:
+    """with_retries for coroutines."""
+    deadline, delay = time.monotonic() + within, 0.2
+    while True:
+        try:
+            return await call()
+        except KUBE_ERRORS as err:
+            if not transient(err) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)

@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from aidp import check as checking
-from aidp import lint
+from aidp import kube, lint
 from aidp import render as rendering
 from aidp.cli.catalog_option import ProviderCatalog
 from aidp.config import DEFAULT_NAMESPACE as DEFAULT_AIDP_NAMESPACE
@@ -262,7 +262,9 @@ def _cluster_guardrails(
     kubeconfig: Path, manifests: list[lint.Manifest]
 ) -> tuple[list[ClusterPolicy], dict[str, dict[str, str]]]:
     try:
-        rails, labels, warnings = checking.cluster_guardrails(kubeconfig, _namespaces(manifests))
+        rails, labels, warnings = kube.with_retries(
+            lambda: checking.cluster_guardrails(kubeconfig, _namespaces(manifests))
+        )
     except Exception as err:  # lightkube and httpx raise many kinds; all mean "cannot read"
         raise checking.CheckError(
             f"cannot read the ClusterAIDataPolicies of the cluster ({kubeconfig}): "
@@ -278,7 +280,7 @@ def _cluster_guardrails(
 def _cluster_policies(kubeconfig: Path, manifests: list[lint.Manifest]) -> list[Policy]:
     namespaces = _namespaces(manifests)
     try:
-        policies, warnings = checking.cluster_policies(kubeconfig, namespaces)
+        policies, warnings = kube.with_retries(lambda: checking.cluster_policies(kubeconfig, namespaces))
     except Exception as err:  # lightkube and httpx raise many kinds; all mean "cannot read"
         raise checking.CheckError(
             f"cannot list the AIDataPolicies of the cluster ({kubeconfig}): {type(err).__name__}: {err}"

@@ -128,7 +128,9 @@ def status_of(g: ClusterPolicy, governed: int, policies: int, out_of_bounds: Seq
 async def read_guardrails(client: AsyncClient) -> Guardrails:
     out = Guardrails()
     try:
-        async for item in list_all(client, ClusterAIDataPolicy, namespace=None):
+        # a CRD just created or changed answers 429 for a while: asked again for a moment
+        items = await kube.with_retries_async(lambda: _list(client), within=2.0)
+        for item in items:
             obj = to_dict(item)
             name = str((obj.get("metadata") or {}).get("name", ""))
             out.objects[name] = obj
@@ -141,6 +143,10 @@ async def read_guardrails(client: AsyncClient) -> Guardrails:
             raise
         out.available = False  # the CRD is not installed: no guardrails
     return out
+
+
+async def _list(client: AsyncClient) -> list[Any]:
+    return [item async for item in list_all(client, ClusterAIDataPolicy, namespace=None)]
 
 
 async def read_namespaces(client: AsyncClient) -> dict[str, dict[str, str]]:

@@ -22,7 +22,7 @@ from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import ConfigMap
 
 from aidp import bundle as bundle_mod
-from aidp import metrics, render
+from aidp import kube, metrics, render
 from aidp.audit.evaluate import replica_evaluator
 from aidp.config import OperatorConfig
 from aidp.controller import governance
@@ -93,6 +93,9 @@ class Reconciler:
             extra_cidrs=config.cilium_extra_cidrs,
         )
 
+    def _retry_soon(self, seconds: float = 2.0) -> None:
+        asyncio.get_running_loop().call_later(seconds, self.trigger)
+
     # ---- triggers -------------------------------------------------------------------------
     def trigger(self, *, full: bool = False, drift: bool = False) -> None:
         """Sync soon; `drift`: a managed object changed, so compare the live objects too."""
@@ -150,7 +153,18 @@ class Reconciler:
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
         users = await self._operator_users()
         excluded = set(self.config.all_excluded_namespaces)
-        guardrails = await governance.read_guardrails(self.client)
+        try:
+            guardrails = await governance.read_guardrails(self.client)
+        except kube.KUBE_ERRORS as err:
+            if not kube.transient(err):
+                raise
+            # the API server cannot serve them just now: keep what the last sync read, and sync
+            # again soon, so that a policy change is not held up by the guardrails' CRD
+            log.warning(
+                "ClusterAIDataPolicies not readable now (%s); using the last ones", kube.error_text(err)
+            )
+            guardrails = self.guardrails
+            self._retry_soon()
         if guardrails.valid:
             namespaces = await governance.read_namespaces(self.client)
             guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
