@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,22 +60,40 @@ def make_client(
     """An opa-python-client client for `url` that trusts `ca_file` (and nothing from the environment:
     requests would otherwise let REQUESTS_CA_BUNDLE replace the CA given here). With
     `server_hostname`, a pod address is reached but the certificate is checked for that name."""
-    from opa_client import OpaClient
-
     parts = urlsplit(check_url(url))
     https = parts.scheme == "https"
-    client = OpaClient(
+    client: OpaClient = _client_class()(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or (443 if https else 80),
         ssl=(str(ca_file) if ca_file else True) if https else False,
         token=token or None,
         timeout=timeout,
         retries=0,
+        server_hostname=server_hostname,
     )
-    client._session.trust_env = False
-    if server_hostname:
-        client._session.mount("https://", _HostnameAdapter(server_hostname))
     return client
+
+
+@functools.lru_cache(maxsize=1)
+def _client_class() -> Any:
+    """opa-python-client's OpaClient, with the session it builds (its `_init_session` hook for
+    subclasses) ignoring the environment and, given `server_hostname`, checking the certificate
+    for that name. Imported lazily: opa-python-client pulls in aiohttp."""
+    from opa_client import OpaClient as Base
+
+    class AidpOpaClient(Base):  # type: ignore[misc]
+        def __init__(self, *args: Any, server_hostname: str | None = None, **kwargs: Any) -> None:
+            self._aidp_server_hostname = server_hostname
+            super().__init__(*args, **kwargs)
+
+        def _init_session(self) -> Any:
+            session = super()._init_session()
+            session.trust_env = False
+            if self._aidp_server_hostname:
+                session.mount("https://", _HostnameAdapter(self._aidp_server_hostname))
+            return session
+
+    return AidpOpaClient
 
 
 class _HostnameAdapter(HTTPAdapter):
