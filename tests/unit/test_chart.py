@@ -187,7 +187,11 @@ def test_opa_pod_as_specified() -> None:
     go_env = {e["name"]: e["value"] for e in opa["env"] if e["name"] in ("GOGC", "GOMEMLIMIT")}
     assert go_env == {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
     for probe in ("readinessProbe", "livenessProbe"):
-        assert opa[probe]["httpGet"] == {"path": "/health", "port": "diagnostic"}
+        assert opa[probe]["httpGet"] == {
+            "path": "/health",
+            "port": "diagnostic",
+            "scheme": "HTTPS",
+        }  # TLS there too
     pod = one(objs, "Deployment", "aidp-opa")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     # the serving certificate only: the CA key in the same Secret never reaches OPA
@@ -886,3 +890,16 @@ def test_alert_rules_parse_and_read_metrics_that_exist() -> None:
         if r["alert"] == "AIDPWebhookRejectionsHigh"
     ]
     assert high["expr"].rstrip().endswith("> 2")
+
+
+@all_modes()
+def test_pods_get_no_service_link_env_and_probe_opa_over_https(mode: str) -> None:
+    """Kubernetes injects AIDP_OPA_PORT=tcp://... for the Service aidp-opa unless service links are
+    off, and aidp's flags read AIDP_* variables; OPA's diagnostic port serves TLS."""
+    objs = render(MODES[mode])
+    for obj in objs:
+        if obj.get("kind") == "Deployment":
+            assert obj["spec"]["template"]["spec"]["enableServiceLinks"] is False, obj["metadata"]["name"]
+    opa = container(objs, "aidp-opa", "opa")
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert opa[probe]["httpGet"]["scheme"] == "HTTPS"
