@@ -134,9 +134,11 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, "clusteraidatapolicies", id="guardrail_changed")
 def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
-    """A policy was created, changed or deleted. Status writes (the operator's own, mostly) bump
-    no generation and trigger nothing: they would only make every sync cause another one."""
+    """An AIDataPolicy or a ClusterAIDataPolicy was created, changed or deleted. Status writes (the
+    operator's own, mostly) bump no generation and trigger nothing: they would only make every
+    sync cause another one."""
     rt = _runtime(memo)
     meta = body.get("metadata", {})
     uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
@@ -169,24 +171,6 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
         now = governance.select(valid, {name: dict(labels)}, rec.config.all_excluded_namespaces).get(name, [])
         if now != rec.guardrails.of.get(name, []):
             rec.trigger()
-
-
-@kopf.on.event(GROUP, VERSION, "clusteraidatapolicies")
-def guardrail_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
-    """A ClusterAIDataPolicy was created, changed or deleted (status writes bump no generation)."""
-    rt = _runtime(memo)
-    meta = body.get("metadata", {})
-    uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
-    if event.get("type") == "DELETED":
-        rt.generations.pop(uid, None)
-    elif rt.generations.get(uid) != generation:
-        rt.generations[uid] = generation
-    else:
-        return
-    if rt.reconciler is not None:
-        rt.reconciler.trigger()
-    if rt.audit is not None:
-        rt.audit.trigger()
 
 
 @kopf.on.event("", "v1", "pods")
