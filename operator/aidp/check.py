@@ -342,52 +342,35 @@ def split_manifests(manifests: Sequence[Mapping[str, Any]]) -> list[tuple[Checke
 
 def admission_review(obj: Mapping[str, Any], kind: CheckedKind, uid: str) -> dict[str, Any]:
     """The AdmissionReview the API server would send for creating obj (namespace defaults to "default")."""
-    meta = obj["metadata"]
-    namespace = meta.get("namespace") or DEFAULT_NAMESPACE
-    body = copy.deepcopy(dict(obj))
-    body["metadata"] = {**meta, "namespace": namespace}
     version = obj["apiVersion"].rpartition("/")[2]
-    gvk = {"group": kind.group, "version": version, "kind": kind.kind}
-    gvr = {"group": kind.group, "version": version, "resource": kind.resource}
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": meta.get("name") or "",
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "aidp-check"},
-            "object": body,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
+    return create_review(
+        obj, {"group": kind.group, "version": version, "kind": kind.kind}, kind.resource, uid
+    )
 
 
 def policy_review(obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
     """The AdmissionReview the API server would send for creating the AIDataPolicy obj (as stored:
     the CRD's defaults applied; namespace defaults to "default")."""
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    return create_review(obj, {"group": AIDP_GROUP, "version": version, "kind": KIND}, "aidatapolicies", uid)
+
+
+def create_review(obj: Mapping[str, Any], gvk: Mapping[str, str], resource: str, uid: str) -> dict[str, Any]:
+    """The AdmissionReview of creating obj (its kind `gvk`, its resource `resource`); the
+    namespace defaults to "default"."""
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace") or DEFAULT_NAMESPACE
     body = copy.deepcopy(dict(obj))
     body["metadata"] = {**meta, "namespace": namespace}
-    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
-    gvk = {"group": AIDP_GROUP, "version": version, "kind": KIND}
-    gvr = {"group": AIDP_GROUP, "version": version, "resource": "aidatapolicies"}
+    gvr = {"group": gvk["group"], "version": gvk["version"], "resource": resource}
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
             "uid": uid,
-            "kind": gvk,
+            "kind": dict(gvk),
             "resource": gvr,
-            "requestKind": gvk,
+            "requestKind": dict(gvk),
             "requestResource": gvr,
             "name": meta.get("name") or "",
             "namespace": namespace,

@@ -90,22 +90,9 @@ def bounds_problem(decision: Mapping[str, Any] | None) -> str | None:
 
 def policy_review(obj: Mapping[str, Any], index: int) -> dict[str, Any]:
     """The AdmissionReview of creating this AIDataPolicy now (what the bounds are checked on)."""
-    meta = obj.get("metadata") or {}
-    gvk = {"group": "aidp.io", "version": "v1alpha1", "kind": "AIDataPolicy"}
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": f"aidp-bounds-{index}",
-            "kind": gvk,
-            "resource": {"group": "aidp.io", "version": "v1alpha1", "resource": "aidatapolicies"},
-            "namespace": meta.get("namespace", ""),
-            "name": meta.get("name", ""),
-            "operation": "CREATE",
-            "userInfo": {"username": "aidp-bounds"},
-            "object": {"metadata": dict(meta), "spec": obj.get("spec") or {}},
-        },
-    }
+    from aidp.check import policy_review as review
+
+    return review({**obj, "apiVersion": obj.get("apiVersion") or "aidp.io/v1alpha1"}, f"aidp-bounds-{index}")
 
 
 def status_of(g: ClusterPolicy, governed: int, policies: int, out_of_bounds: Sequence[str]) -> dict[str, Any]:
