@@ -17,8 +17,13 @@ FIELD_MANAGER = "aidp"
 
 
 def client(kubeconfig: Path | None = None, *, field_manager: str = FIELD_MANAGER) -> Client:
-    """A synchronous client from `kubeconfig`, or from the usual places (KUBECONFIG, in-cluster)."""
-    config = KubeConfig.from_file(kubeconfig) if kubeconfig else None
+    """A synchronous client from `kubeconfig`, or from the usual places: in a pod the service
+    account (KUBERNETES_SERVICE_HOST and the mounted token), else KUBECONFIG, else ~/.kube/config.
+
+    The configuration is loaded here, not by lightkube: with `trust_env=False` (no proxy variables
+    for the API connection) lightkube would read only ~/.kube/config.
+    """
+    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
     return Client(config=config, field_manager=field_manager, trust_env=False)
 
 
