@@ -62,7 +62,12 @@ def test_policies_and_bindings_are_applied_and_no_webhook(
 ) -> None:
     for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
         objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
-        assert set(objs) == set(vap.POLICY_NAMES) - {"aidp-guardrails", "aidp-bounds"}  # no guardrail yet
+        guardrail_only = {
+            n
+            for n in vap.POLICY_NAMES
+            if n in ("aidp-guardrails", "aidp-bounds", "aidp-namespace-admission") or "unapproved" in n
+        }
+        assert set(objs) == set(vap.POLICY_NAMES) - guardrail_only  # no guardrail yet
     actions = {
         b.metadata.name: b.spec.validationActions for b in client.list(ValidatingAdmissionPolicyBinding)
     }
@@ -456,3 +461,213 @@ def test_bounds_of_policy_writes_agree_with_the_rego(venv: Env, client: Client) 
         wait_for(lambda: verdicts() == expected, timeout=30, what=f"the bounds' verdicts {expected}")
     finally:
         client.delete(guardrail_res, name)
+
+
+def _ai_pod(kind: str, name: str, ns: str, labels: dict[str, str], how: str) -> dict[str, Any]:
+    """A workload referencing an AI provider by `how`: an env name, a host in an env value, in the
+    args, or in an init container's command; `none`: no reference (a look-alike host)."""
+    obj = workload(kind, name, ns, labels=labels, annotations={})
+    tpl = obj if kind == "Pod" else obj["spec"]["template"]
+    spec = tpl["spec"]
+    c = spec["containers"][0]
+    if how == "env":
+        c["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
+    elif how == "value":
+        c["env"] = [{"name": "BASE", "value": "HTTPS://EU.API.OPENAI.COM/v1"}]
+    elif how == "args":
+        c["args"] = ["--endpoint=https://api.anthropic.com"]
+    elif how == "init":
+        spec["initContainers"] = [{"name": "i", "image": c["image"], "command": ["curl", "api.mistral.ai"]}]
+    else:
+        c["env"] = [{"name": "OPENAI", "value": "https://notapi.openai.com.example"}]
+    return obj
+
+
+def test_unapproved_ai_agrees_with_the_rego(venv: Env, client: Client) -> None:
+    """ClusterAIDataPolicy rule unapproved-ai in the vap engine (the operator's NamespaceAdmission
+    param, the catalog's detector rendered into CEL): deny refuses a Deployment with OPENAI_API_KEY
+    that no policy selects, warn admits it with a warning, a selected (or unreferencing) one passes,
+    an expired policy approves nothing; the verdicts and rule ids are the Rego's."""
+    from lightkube.generic_resource import create_global_resource
+
+    from aidp import check, render
+    from aidp.guardrail import ClusterPolicy
+    from aidp.model import CHECKED_KINDS, Policy
+    from tests.integration.vapstack import dry_run
+
+    guardrail_res = create_global_resource(
+        "aidp.io", "v1alpha1", "ClusterAIDataPolicy", "clusteraidatapolicies"
+    )
+    label = f"unapproved-{venv.ns}"
+    client.patch(
+        Namespace, venv.ns, {"metadata": {"labels": {"aidp-test": label}}}, patch_type=PatchType.MERGE
+    )
+    policy = venv.policy("bots")  # selects app=bot
+    expired = venv.policy(
+        "old",
+        workloadSelector={"matchLabels": {"app": "old"}},
+        review={"approvedBy": "dpo@example.com", "expires": "2020-01-01"},
+        enforcement="dryrun",  # its own failures do not block: only unapproved-ai decides
+    )
+    name = f"u-{venv.ns}"
+    rail = {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "ClusterAIDataPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchLabels": {"aidp-test": label}}, "unapprovedAI": "deny"},
+    }
+    client.create(guardrail_res(rail))
+    try:
+        objs = [
+            _ai_pod(kind, f"{how}-{kind.lower()}-{app}", venv.ns, {"app": app}, how)
+            for kind in ("Deployment", "Pod")
+            for how in ("env", "value", "args", "init", "none")
+            for app in ("shadow", "old")
+        ]
+        approved = _ai_pod("Deployment", "approved", venv.ns, {"app": "bot"}, "env")
+        approved["spec"]["template"]["metadata"]["annotations"] = dict(helpers.COMPLIANT)
+        objs.append(approved)
+        kinds = {k.kind: k for k in CHECKED_KINDS}
+        reviews = [check.admission_review(o, kinds[o["kind"]], f"u-{i}") for i, o in enumerate(objs)]
+
+        def expected(mode: str) -> list[tuple[bool, bool]]:
+            live = client.get(guardrail_res, name).to_dict()
+            doc = ClusterPolicy.from_object(live).to_document()
+            assert doc["unapprovedAI"] == mode
+            data = render.render_data(
+                [Policy.from_object(policy), Policy.from_object(expired)],
+                guardrails={name: doc},
+                guardrails_of={venv.ns: [name]},
+                with_detector=True,
+            )
+            out = []
+            for d in check.evaluate(reviews, data):
+                rules = {v["rule"] for v in d["violations"] if v["policy"] == f"ClusterAIDataPolicy/{name}"}
+                out.append((d["allowed"], "unapproved-ai" in rules))
+            return out
+
+        def verdicts() -> list[tuple[bool, bool]]:
+            out = []
+            for o in objs:
+                code, message, warnings = dry_run(client, o)
+                text = message + " ".join(warnings)
+                out.append((code < 300, f"ClusterAIDataPolicy/{name}" in text and "[unapproved-ai]" in text))
+            return out
+
+        deny = expected("deny")
+        assert deny[0] == (False, True) and deny[-1] == (True, False)  # the cases mean something
+        wait_for(lambda: verdicts() == deny, timeout=30, what=f"unapproved-ai deny verdicts {deny}")
+        msg = create(client, objs[0], dry_run=True)
+        assert msg is not None and f"denied by ClusterAIDataPolicy/{name}: [unapproved-ai]" in msg, msg
+        assert "env OPENAI_API_KEY" in msg, msg
+
+        client.patch(guardrail_res, name, {"spec": {"unapprovedAI": "warn"}}, patch_type=PatchType.MERGE)
+        warn = expected("warn")
+        assert all(allowed for allowed, _ in warn) and warn[0] == (True, True)
+        wait_for(lambda: verdicts() == warn, timeout=30, what=f"unapproved-ai warn verdicts {warn}")
+        _, _, warnings = dry_run(client, objs[0])
+        assert any(f"ClusterAIDataPolicy/{name} [unapproved-ai]" in w for w in warnings), warnings
+    finally:
+        client.delete(guardrail_res, name)
+
+
+def test_the_namespace_admin_cannot_forge_the_unapproved_ai_param(
+    venv: Env, client: Client, stack: tuple[ControlPlane, AidpStack], tmp_path: Path
+) -> None:
+    """The NamespaceAdmission param decides which pods count as approved: a namespace admin who
+    could write it would approve their own pod. The aggregated roles do not grant it, and a user
+    granted it anyway (a Role with every verb) is refused by aidp-namespace-admission: create,
+    update and delete."""
+    from lightkube.generic_resource import create_global_resource
+
+    from aidp.controller.vap import NamespaceAdmission
+
+    guardrail_res = create_global_resource(
+        "aidp.io", "v1alpha1", "ClusterAIDataPolicy", "clusteraidatapolicies"
+    )
+    label = f"forge-{venv.ns}"
+    client.patch(
+        Namespace, venv.ns, {"metadata": {"labels": {"aidp-test": label}}}, patch_type=PatchType.MERGE
+    )
+    name = f"f-{venv.ns}"
+    rail = {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "ClusterAIDataPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchLabels": {"aidp-test": label}}, "unapprovedAI": "deny"},
+    }
+    client.create(guardrail_res(rail))
+    try:
+        param = wait_for(
+            lambda: _get_or_none(client, NamespaceAdmission, "aidp", venv.ns),
+            timeout=30,
+            what="the operator's NamespaceAdmission",
+        )
+        assert param.to_dict()["spec"]["unapprovedAI"] == [{"name": name, "mode": "deny"}]
+        editor = _editor(venv, stack, tmp_path)  # the edit role
+        forged = {
+            "apiVersion": "aidp.io/v1alpha1",
+            "kind": "NamespaceAdmission",
+            "metadata": {"name": "aidp", "namespace": venv.ns},
+            "spec": {
+                "unapprovedAI": [],
+                "policies": [
+                    {"name": "x", "expires": "", "workloadSelector": {"matchLabels": {"app": "shadow"}}}
+                ],
+            },
+        }
+        with pytest.raises(ApiError) as err:
+            editor.apply(codecs.from_dict(forged), field_manager="forger", force=True)
+        assert err.value.status.code == 403, err.value.status.message  # RBAC: not in the edit role
+        grant = [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "everything", "namespace": venv.ns},
+                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "everything", "namespace": venv.ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "everything"},
+                "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": venv.ns}],
+            },
+        ]
+        for obj in grant:
+            client.create(codecs.from_dict(obj))
+
+        def refused(call: Any) -> str:
+            try:
+                call()
+            except ApiError as e:
+                if e.status.code == 403 and "written by the aidp operator only" in (e.status.message or ""):
+                    return str(e.status.message)
+            return ""
+
+        wait_for(
+            lambda: refused(
+                lambda: editor.apply(codecs.from_dict(forged), field_manager="forger", force=True)
+            ),
+            timeout=30,
+            what="the forged update refused",
+        )
+        assert refused(lambda: editor.delete(NamespaceAdmission, "aidp", namespace=venv.ns))
+        client.delete(
+            NamespaceAdmission, "aidp", namespace=venv.ns
+        )  # the admin may; the operator puts it back
+        other = {**forged, "metadata": {"name": "other", "namespace": venv.ns}}
+        assert refused(lambda: editor.create(codecs.from_dict(other)))
+        shadow = _ai_pod("Deployment", "shadow", venv.ns, {"app": "shadow"}, "env")
+        wait_for(lambda: create(editor, shadow, dry_run=True), timeout=30, what="unapproved-ai still denies")
+    finally:
+        client.delete(guardrail_res, name)
+
+
+def _get_or_none(client: Client, res: Any, name: str, ns: str) -> Any:
+    try:
+        return client.get(res, name, namespace=ns)
+    except ApiError as err:
+        if err.status.code == 404:
+            return None
+        raise

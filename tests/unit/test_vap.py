@@ -22,6 +22,16 @@ EXCLUDED = ("kube-system", "kube-public", "kube-node-lease", "aidp-system")
 DAY = dt.date(2026, 12, 1)
 
 
+# rendered only while a valid ClusterAIDataPolicy exists
+GUARDRAIL_POLICIES = (
+    "aidp-guardrails",
+    "aidp-bounds",
+    "aidp-unapproved-ai-deny",
+    "aidp-unapproved-ai-warn",
+    "aidp-namespace-admission",
+)
+
+
 def _objects(
     users: tuple[str, ...] = ("system:serviceaccount:aidp-system:aidp",),
 ) -> dict[tuple[str, str], Any]:
@@ -32,7 +42,7 @@ def test_one_policy_and_one_binding_per_name() -> None:
     objs = vap.render(EXCLUDED, ["op"], DAY)
     assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5
     names = [o["metadata"]["name"] for o in objs[::2]]
-    assert names == [n for n in vap.POLICY_NAMES if n not in ("aidp-guardrails", "aidp-bounds")]
+    assert names == [n for n in vap.POLICY_NAMES if n not in GUARDRAIL_POLICIES]
     for o in objs:
         assert o["apiVersion"] == "admissionregistration.k8s.io/v1"
         assert o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "aidp", vap.ENGINE_LABEL: "vap"}
@@ -201,3 +211,64 @@ def test_dev_up_refuses_an_unknown_engine(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["dev", "up", "--state-dir", str(tmp_path), "--admission-engine", "x"])
     assert result.exit_code == 2
     assert "--admission-engine" in result.stderr
+
+
+def test_the_detector_globs_as_regular_expressions() -> None:
+    """OPA's glob.match(pattern, [], text) has `.` as its delimiter: `*` stops at a dot."""
+    import re
+
+    env = re.compile(policies.render_detector({"env": ["OPENAI_*"], "hosts": []})["env"])
+    assert env.match("OPENAI_API_KEY") and env.match("OPENAI_")
+    assert not env.match("OPENAI_A.B") and not env.match("XOPENAI_KEY") and not env.match("openai_key")
+    hosts = re.compile(policies.render_detector({"env": [], "hosts": ["*.api.openai.com"]})["hosts"])
+    assert hosts.match("eu.api.openai.com") and not hosts.match("a.b.api.openai.com")
+    assert not hosts.match("euxapi.openai.com")
+    nothing = re.compile(policies.render_detector({})["env"])
+    assert not nothing.match("") and not nothing.match("OPENAI_KEY")
+
+
+def test_unapproved_ai_reads_one_param_per_namespace() -> None:
+    doc = {
+        "name": "org",
+        "namespaceSelector": {},
+        "unapprovedAI": "deny",
+        "dataCategories": {"forbidden": []},
+    }
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in vap.render(EXCLUDED, ["op"], DAY, {"org": doc})}
+    for mode, action in (("deny", "Deny"), ("warn", "Warn")):
+        pol = objs[("ValidatingAdmissionPolicy", f"aidp-unapproved-ai-{mode}")]
+        assert pol["spec"]["paramKind"] == {"apiVersion": "aidp.io/v1alpha1", "kind": "NamespaceAdmission"}
+        b = objs[("ValidatingAdmissionPolicyBinding", f"aidp-unapproved-ai-{mode}")]
+        assert b["spec"]["validationActions"] == [action]
+        assert b["spec"]["paramRef"] == {"name": "aidp", "parameterNotFoundAction": "Allow"}
+        approved = next(v["expression"] for v in pol["spec"]["variables"] if v["name"] == "approved")
+        assert DAY.isoformat() in approved  # an expired policy approves nothing
+    guard = objs[("ValidatingAdmissionPolicy", "aidp-namespace-admission")]
+    assert guard["spec"]["matchConditions"][0]["expression"] == '!(request.userInfo.username in ["op"])'
+    assert guard["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == [
+        "CREATE",
+        "UPDATE",
+        "DELETE",
+    ]
+
+
+def test_params_only_where_a_guardrail_denies_or_warns() -> None:
+    rails = {
+        "d": {"unapprovedAI": "deny"},
+        "w": {"unapprovedAI": "warn"},
+        "a": {"unapprovedAI": "audit"},
+    }
+    docs = {
+        "x": [{"name": "p", "review": {"expires": "2030-01-01"}, "workloadSelector": {"matchLabels": {}}}]
+    }
+    out = policies.params_objects(docs, rails, {"x": ["a", "d", "w"], "y": ["a"], "z": ["w"]})
+    assert set(out) == {"x", "z"}
+    assert out["x"]["spec"] == {
+        "unapprovedAI": [{"name": "d", "mode": "deny"}, {"name": "w", "mode": "warn"}],
+        "policies": [{"name": "p", "expires": "2030-01-01", "workloadSelector": {"matchLabels": {}}}],
+    }
+    assert out["z"]["spec"]["policies"] == [] and out["z"]["metadata"] == {
+        "name": "aidp",
+        "namespace": "z",
+        "labels": {"app.kubernetes.io/managed-by": "aidp", vap.ENGINE_LABEL: "vap"},
+    }

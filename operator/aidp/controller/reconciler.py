@@ -169,7 +169,15 @@ class Reconciler:
             namespaces = await governance.read_namespaces(self.client)
             guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
         self.guardrails = guardrails
-        await vap_engine.sync(self.client, self.config, users, guardrails.documents())  # hook: vap engine
+        await vap_engine.sync(  # hook: vap engine
+            self.client,
+            self.config,
+            users,
+            guardrails.documents(),
+            policies=policies,
+            guardrails_of=guardrails.of,
+            full=full,
+        )
         data = render.render_data(
             policies,
             self.config.all_excluded_namespaces,

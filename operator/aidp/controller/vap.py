@@ -8,6 +8,7 @@ calls `observed` (handlers.py); the webhook's certificates are managed by `webho
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -17,15 +18,19 @@ from typing import Any, cast
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.admissionregistration_v1 import (
     ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding,
     ValidatingWebhookConfiguration,
 )
 
-from aidp import vap
+from aidp import render, vap
 from aidp.config import OperatorConfig
 from aidp.controller.certs import WebhookCerts
+from aidp.controller.resources import to_dict
+from aidp.model import Policy
+from aidp.vap import policies as vap_policies
 
 log = logging.getLogger("aidp.operator.vap")
 
@@ -34,6 +39,11 @@ KINDS: dict[str, type[ValidatingAdmissionPolicy] | type[ValidatingAdmissionPolic
     "ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
     "ValidatingAdmissionPolicyBinding": ValidatingAdmissionPolicyBinding,
 }
+
+# the vap engine's param for `unapproved-ai` (crds/aidp.io_namespaceadmissions.yaml)
+NamespaceAdmission = create_namespaced_resource(
+    "aidp.io", "v1alpha1", vap_policies.PARAMS_KIND, vap_policies.PARAMS_PLURAL
+)
 
 
 class State:
@@ -44,6 +54,8 @@ class State:
         self.applied: dict[tuple[str, str], str] = {}
         self.absent: set[tuple[str, str]] = set()  # not rendered, and known to be deleted
         self.pruned = False
+        # the NamespaceAdmission params: namespace -> digest of what was applied; None: not listed
+        self.params: dict[str, str] | None = None
 
     def forget(self, kind: str, name: str) -> None:
         self.applied.pop((kind, name), None)
@@ -72,14 +84,27 @@ async def sync(
     operator_users: Sequence[str],
     guardrails: Mapping[str, Mapping[str, Any]] | None = None,
     *,
+    policies: Sequence[Policy] = (),
+    guardrails_of: Mapping[str, Sequence[str]] | None = None,
+    full: bool = False,
     today: dt.date | None = None,
     state: State = STATE,
 ) -> None:
     """Apply what changed (today's date, the excluded namespaces, the operator's user name, or an
-    object found edited or deleted); with the `opa` engine, delete what aidp applied before. Errors
-    are logged, not raised: the next sync retries, and the OPA side of the sync goes on."""
+    object found edited or deleted), and the NamespaceAdmission params `unapproved-ai` reads (from
+    the parsed `policies` and `guardrails_of`, namespace -> the guardrails selecting it); with the
+    `opa` engine, delete what aidp applied before. Errors are logged, not raised: the next sync
+    retries, and the OPA side of the sync goes on. `full`: compare the live params too."""
     try:
         if uses_vap(config):
+            wanted = vap_policies.params_namespaces(guardrails or {}, guardrails_of or {})
+            by_ns: dict[str, list[dict[str, Any]]] = {}
+            for p in policies:
+                if p.namespace in wanted:
+                    by_ns.setdefault(p.namespace, []).append(render.policy_document(p))
+            params = vap_policies.params_objects(by_ns, guardrails or {}, guardrails_of or {})
+            # the params before the policies that read them (a missing param admits)
+            await _apply_params(client, params, full, state)
             await _apply(client, config, operator_users, today, guardrails, state)
         elif not state.pruned:
             await _prune(client)
@@ -89,6 +114,7 @@ async def sync(
             state.pruned = True
             return
         state.applied.clear()
+        state.params = None
         log.error("ValidatingAdmissionPolicy objects not applied: %s", err.status.message)
 
 
@@ -135,7 +161,53 @@ async def _apply(
         log.info("applied %s %s", *key)
 
 
+async def _apply_params(
+    client: AsyncClient, params: Mapping[str, dict[str, Any]], full: bool, state: State
+) -> None:
+    """Apply the NamespaceAdmission params that changed, delete those no longer wanted (a
+    namespace no guardrail with unapprovedAI deny or warn selects any more). On the first and on
+    every full sync the live ones are listed and compared: one edited or deleted by a cluster
+    admin (who alone may bypass aidp-namespace-admission) is put back."""
+    if state.params is None or full:
+        state.params = {}
+        async for live in client.list(NamespaceAdmission, namespace="*", labels={vap.ENGINE_LABEL: "vap"}):
+            body = to_dict(live)
+            ns = (body.get("metadata") or {}).get("namespace")
+            if isinstance(ns, str):
+                want = params.get(ns)
+                same = want is not None and body.get("spec") == want["spec"]
+                state.params[ns] = _digest(want) if same and want is not None else ""
+    for ns in sorted(set(state.params) - set(params)):
+        try:
+            await client.delete(NamespaceAdmission, vap_policies.PARAMS_NAME, namespace=ns)
+            log.info("deleted NamespaceAdmission %s/%s", ns, vap_policies.PARAMS_NAME)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+        del state.params[ns]
+    for ns, obj in params.items():
+        digest = _digest(obj)
+        if state.params.get(ns) == digest:
+            continue
+        await client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        state.params[ns] = digest
+        log.info("applied NamespaceAdmission %s/%s", ns, vap_policies.PARAMS_NAME)
+
+
+async def _prune_params(client: AsyncClient) -> None:
+    try:
+        async for obj in client.list(NamespaceAdmission, namespace="*", labels={vap.ENGINE_LABEL: "vap"}):
+            meta = getattr(obj, "metadata", None)
+            ns, name = getattr(meta, "namespace", None), getattr(meta, "name", None)
+            if isinstance(ns, str) and isinstance(name, str):
+                with contextlib.suppress(ApiError):
+                    await client.delete(NamespaceAdmission, name, namespace=ns)
+    except ApiError as err:  # no CRD, or the chart's opa RBAC
+        log.debug("NamespaceAdmission objects not pruned: %s", err.status.message)
+
+
 async def _prune(client: AsyncClient) -> None:
+    await _prune_params(client)
     for res in (ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicy):
         async for obj in client.list(res, labels={vap.ENGINE_LABEL: "vap"}):
             meta = getattr(obj, "metadata", None)

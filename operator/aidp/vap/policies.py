@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, MANAGED_BY
+from aidp.render import detector_document
 from aidp.webhook import CHECKED_RULES
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
@@ -43,6 +45,9 @@ POLICY_NAMES: Final = (
     *(WORKLOAD_POLICY.format(mode=m) for m in MODES),
     "aidp-guardrails",
     "aidp-bounds",
+    "aidp-unapproved-ai-deny",
+    "aidp-unapproved-ai-warn",
+    "aidp-namespace-admission",
 )
 OPERATOR_LABELS: Final = (APPROVAL_LABEL, ISOLATED_LABEL)
 # the label that tells which engine rendered an object (the operator prunes the others)
@@ -706,9 +711,14 @@ def bounds_policy(
     }
 
 
-def binding(policy: dict[str, Any], action: str, *, params: bool) -> dict[str, Any]:
+def binding(
+    policy: dict[str, Any], action: str, *, params: bool, param_name: str | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"policyName": policy["metadata"]["name"], "validationActions": [action]}
-    if params:
+    if param_name is not None:
+        # the one object of that name in the request's namespace; none: nothing to check
+        spec["paramRef"] = {"name": param_name, "parameterNotFoundAction": "Allow"}
+    elif params:
         # every AIDataPolicy of the request's namespace; none: nothing to check
         spec["paramRef"] = {"selector": {}, "parameterNotFoundAction": "Allow"}
     return {
@@ -724,9 +734,12 @@ def render(
     operator_users: Sequence[str],
     today: dt.date | None = None,
     guardrails: Mapping[str, Mapping[str, Any]] | None = None,
+    detector: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of the `vap` engine: each policy followed by its binding; `guardrails` (name ->
-    `ClusterPolicy.to_document()`) add `aidp-guardrails`."""
+    `ClusterPolicy.to_document()`) add `aidp-guardrails`, `aidp-bounds`, `aidp-unapproved-ai-*`
+    and `aidp-namespace-admission`; `detector` (default: the current catalog's,
+    `aidp.render.detector_document`) is what `unapproved-ai` looks for."""
     if not operator_users:
         raise ValueError("the operator's user name is needed (only it may change its labels)")
     day = today or dt.datetime.now(dt.UTC).date()
@@ -744,4 +757,246 @@ def render(
         objects += [pol, binding(pol, "Deny", params=True)]
         pol = bounds_policy(excluded_namespaces, guardrails, day)
         objects += [pol, binding(pol, "Deny", params=False)]
+        detector = render_detector(detector_document() if detector is None else detector)
+        for mode in UNAPPROVED_MODES:
+            pol = unapproved_policy(mode, excluded_namespaces, day, detector)
+            objects += [pol, binding(pol, ACTIONS[mode], params=True, param_name=PARAMS_NAME)]
+        pol = params_guard_policy(operator_users)
+        objects += [pol, binding(pol, "Deny", params=False)]
     return objects
+
+
+# --- unapproved AI (contract section 6; policies/aidp/guardrails.rego `unapproved`) ---------------
+#
+# "No active AIDataPolicy selects the pod" is an AND over the namespace's policies, which a policy
+# whose params are the AIDataPolicies cannot compute (each param is evaluated alone, and with none
+# the evaluation is skipped). So the operator writes one typed param per namespace, the
+# NamespaceAdmission `aidp` (crds/aidp.io_namespaceadmissions.yaml): the namespace's parsed
+# AIDataPolicies (name, review date, workload selector, as in data.aidp.policies) and the selecting
+# guardrails whose unapprovedAI is deny or warn (data.aidp.guardrailsOf). Only the operator may
+# write it: no aggregated role grants it, and `aidp-namespace-admission` refuses everyone else.
+
+UNAPPROVED_MODES: Final = ("deny", "warn")
+UNAPPROVED_POLICY: Final = "aidp-unapproved-ai-{mode}"
+PARAMS_GUARD_POLICY: Final = "aidp-namespace-admission"
+PARAMS_API_VERSION: Final = "aidp.io/v1alpha1"
+PARAMS_KIND: Final = "NamespaceAdmission"
+PARAMS_PLURAL: Final = "namespaceadmissions"
+PARAMS_NAME: Final = "aidp"
+# the Rego's host token (guardrails.rego ai_references), found in lower-cased texts
+HOST_TOKEN: Final = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"  # noqa: S105
+
+
+def glob_regex(pattern: str) -> str:
+    """An RE2 expression equal to OPA's `glob.match(pattern, [], text)` for the catalog's globs
+    (env names `[A-Za-z0-9_*]`, hosts `[a-z0-9.*-]`): OPA's default delimiter is `.`, so `*`
+    matches any run of characters but `.`, and the whole text must match."""
+    return "".join("[^.]*" if c == "*" else re.escape(c) for c in pattern)
+
+
+def render_detector(detector: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The catalog's detector (`aidp.render.detector_document`, what the Rego reads as
+    data.aidp.detector) as two anchored RE2 expressions: env names and hosts."""
+
+    def one(globs: Sequence[str]) -> str:
+        return "^(" + "|".join(glob_regex(g) for g in globs) + ")$" if globs else "^$.^"
+
+    return {"env": one(list(detector.get("env") or [])), "hosts": one(list(detector.get("hosts") or []))}
+
+
+def params_object(
+    namespace: str,
+    policies: Sequence[Mapping[str, Any]],
+    unapproved: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """The NamespaceAdmission `aidp` of one namespace: `policies` as rendered for the Rego
+    (`aidp.render.policy_document`), `unapproved` the (guardrail name, unapprovedAI) selecting it."""
+    return {
+        "apiVersion": PARAMS_API_VERSION,
+        "kind": PARAMS_KIND,
+        "metadata": {
+            "name": PARAMS_NAME,
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, ENGINE_LABEL: "vap"},
+        },
+        "spec": {
+            "unapprovedAI": [
+                {"name": name, "mode": mode} for name, mode in sorted(unapproved) if mode in UNAPPROVED_MODES
+            ],
+            "policies": [
+                {
+                    "name": str(p["name"]),
+                    "expires": str((p.get("review") or {}).get("expires") or ""),
+                    "workloadSelector": p.get("workloadSelector") or {},
+                }
+                for p in sorted(policies, key=lambda p: str(p["name"]))
+            ],
+        },
+    }
+
+
+def params_namespaces(
+    guardrails: Mapping[str, Mapping[str, Any]], guardrails_of: Mapping[str, Sequence[str]]
+) -> set[str]:
+    """The namespaces that a guardrail with unapprovedAI deny or warn selects."""
+    return {
+        ns
+        for ns, names in guardrails_of.items()
+        if any((guardrails.get(n) or {}).get("unapprovedAI") in UNAPPROVED_MODES for n in names)
+    }
+
+
+def params_objects(
+    policies_by_namespace: Mapping[str, Sequence[Mapping[str, Any]]],
+    guardrails: Mapping[str, Mapping[str, Any]],
+    guardrails_of: Mapping[str, Sequence[str]],
+) -> dict[str, dict[str, Any]]:
+    """namespace -> its NamespaceAdmission, for every namespace that a guardrail with
+    unapprovedAI deny or warn selects (elsewhere `unapproved-ai` has nothing to do)."""
+    out: dict[str, dict[str, Any]] = {}
+    for ns, names in sorted(guardrails_of.items()):
+        unapproved = [
+            (n, str(guardrails[n].get("unapprovedAI")))
+            for n in names
+            if n in guardrails and guardrails[n].get("unapprovedAI") in UNAPPROVED_MODES
+        ]
+        if unapproved:
+            out[ns] = params_object(ns, policies_by_namespace.get(ns, ()), unapproved)
+    return out
+
+
+def _selects(selector: str, labels: str) -> str:
+    """CEL: the workload selector `selector` (an AIDataPolicy's: empty selects nothing) selects
+    `labels` (policies/aidp/selector.rego)."""
+    ml = f"{selector}.?matchLabels.orValue({{}})"
+    me = f"{selector}.?matchExpressions.orValue([])"
+    return (
+        f"({ml}.size() > 0 || {me}.size() > 0) && "
+        f"{ml}.all(k, k in {labels} && {labels}[k] == {ml}[k]) && "
+        f"{me}.all(e, e.operator == 'In' ? (e.key in {labels} && {labels}[e.key] in e.?values.orValue([])) : "
+        f"e.operator == 'NotIn' ? !(e.key in {labels} && {labels}[e.key] in e.?values.orValue([])) : "
+        f"e.operator == 'Exists' ? e.key in {labels} : "
+        f"e.operator == 'DoesNotExist' ? !(e.key in {labels}) : false)"
+    )
+
+
+def unapproved_policy(
+    mode: str, excluded_namespaces: Sequence[str], today: dt.date, detector: Mapping[str, str]
+) -> dict[str, Any]:
+    """Rule `unapproved-ai` of the guardrails with unapprovedAI `mode` (the param's list): a pod
+    template that references AI credentials or endpoints (the catalog's detector, `render_detector`)
+    but that no active AIDataPolicy of the namespace selects (the param's policies; active: its
+    review date is not before today, rendered as for the workload policies)."""
+    containers = (
+        "[variables.pod.?initContainers.orValue([]), variables.pod.?containers.orValue([]), "
+        "variables.pod.?ephemeralContainers.orValue([])]"
+    )
+    env_refs = (
+        f"{containers}.map(cs, cs.map(c, c.?env.orValue([])"
+        f".filter(e, e.?name.orValue('').matches({lit(detector['env'])}))"
+        ".map(e, 'env ' + e.name).join(', ')).filter(t, t != '').join(', ')).filter(t, t != '').join(', ')"
+    )
+    texts = "(c.?env.orValue([]).map(e, e.?value.orValue('')) + c.?args.orValue([]) + c.?command.orValue([]))"
+    host_refs = (
+        f"{containers}.map(cs, cs.map(c, {texts}.map(t, {lower('t')}.findAll({lit(HOST_TOKEN)})"
+        f".filter(h, h.matches({lit(detector['hosts'])})).map(h, 'host ' + h).join(', '))"
+        ".filter(t, t != '').join(', ')).filter(t, t != '').join(', ')).filter(t, t != '').join(', ')"
+    )
+    variables = [{"name": name, "expression": expr} for name, expr in _variables(today)[:5]]
+    variables += [
+        {
+            "name": "rails",
+            "expression": f"params.spec.?unapprovedAI.orValue([]).filter(g, g.mode == {lit(mode)})",
+        },
+        {
+            "name": "approved",
+            "expression": "params.spec.?policies.orValue([]).exists(p, "
+            f"!(p.?expires.orValue('') != '' && p.expires < {lit(today.isoformat())}) && "
+            f"{_selects('p.workloadSelector', 'variables.labels')})",
+        },
+        {"name": "references", "expression": f"[{env_refs}, {host_refs}].filter(t, t != '').join(', ')"},
+    ]
+    reason = (
+        "' [unapproved-ai] the pod references an AI provider (' + variables.references + ') but no active "
+        "AIDataPolicy selects it; write one (within the cluster\\'s guardrails) or remove the reference'"
+    )
+    if mode == "deny":
+        message = (
+            "'aidp: ' + variables.ref + ' denied by ' + variables.rails.map(g, 'ClusterAIDataPolicy/' + "
+            f"g.name + ':' + {reason}).join('; ')"
+        )
+    else:
+        message = (
+            "'aidp: ' + variables.ref + ': ' + variables.rails.map(g, 'ClusterAIDataPolicy/' + g.name + "
+            f"{reason}).join('; ')"
+        )
+    validation: dict[str, Any] = {
+        "expression": "variables.rails.size() == 0 || variables.approved || variables.references == ''",
+        "messageExpression": message,
+        "message": f"aidp: [unapproved-ai] the pod references an AI provider but no active AIDataPolicy "
+        f"selects it ({mode})",
+    }
+    if mode == "deny":
+        validation["reason"] = "Forbidden"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(UNAPPROVED_POLICY.format(mode=mode)),
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": PARAMS_API_VERSION, "kind": PARAMS_KIND},
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
+                "resourceRules": _workload_rules(),
+            },
+            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "variables": variables,
+            "validations": [validation],
+        },
+    }
+
+
+def params_guard_policy(operator_users: Sequence[str]) -> dict[str, Any]:
+    """Only the operator writes a NamespaceAdmission: an owner of a namespace who could write one
+    would list a selector that approves their own pod, or drop the guardrails. A namespace being
+    deleted takes its objects along (the namespace controller's deletes)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(PARAMS_GUARD_POLICY),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "resourceRules": [
+                    {
+                        "apiGroups": ["aidp.io"],
+                        "apiVersions": ["*"],
+                        "resources": [PARAMS_PLURAL],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+            },
+            "matchConditions": [
+                _not_operator(operator_users),
+                {
+                    "name": "not-a-namespace-being-deleted",
+                    "expression": "!(request.operation == 'DELETE' && "
+                    "namespaceObject.?status.?phase.orValue('') == 'Terminating')",
+                },
+            ],
+            "validations": [
+                {
+                    "expression": "false",
+                    "messageExpression": "'aidp: NamespaceAdmission ' + request.namespace + '/' + "
+                    "request.name + "
+                    "' denied: it is written by the aidp operator only (the vap engine reads it to decide "
+                    "rule unapproved-ai)'",
+                    "message": "aidp: NamespaceAdmission objects are written by the aidp operator only",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
