@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from lightkube import Client
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from aidp import kube
+from aidp.config import ISOLATED_LABEL
 from aidp.controller.egress import same_spec
 from aidp.devcluster.stack import AidpStack
 from tests.conftest import upstream_crd
@@ -97,3 +99,48 @@ def test_generated_cilium_policies_are_repaired_through_the_watch(
         interval=0.2,
         what="the edited baseline put back",
     )
+
+
+def _isolated(client: Client, ns: str, name: str) -> bool:
+    labels = client.get(Pod, name, namespace=ns).metadata.labels or {}  # type: ignore[union-attr]
+    return labels.get(ISOLATED_LABEL) == "true"
+
+
+def test_pods_a_user_cilium_policy_isolates_are_left_out_of_the_baseline(
+    cilium_stack: tuple[Client, AidpStack],
+) -> None:
+    """Never loosen, with the cilium backend: a user's CiliumNetworkPolicy with an egress section
+    puts its endpoints in Cilium's egress default-deny, so the operator labels them isolated and
+    aidp's baseline CiliumNetworkPolicy (which selects only unlabelled pods) adds nothing to them."""
+    client, stack = cilium_stack
+    env = make_env(client, stack.cp.kubeconfig)
+    user = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "db-egress", "namespace": env.ns},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"k8s:locked": "yes"}},
+            "egress": [{"toEndpoints": [{"matchLabels": {"app": "db"}}]}],
+        },
+    }
+    client.create(CiliumNetworkPolicy.from_dict(user))
+    env.policy("bots")
+    baseline = wait_for(
+        lambda: live(client, env.ns).get("aidp-egress-baseline"), timeout=30, what="the baseline"
+    )
+    exprs = baseline["spec"]["endpointSelector"]["matchExpressions"]
+    assert {"key": ISOLATED_LABEL, "operator": "DoesNotExist"} in exprs, baseline["spec"]
+    locked = helpers.workload("Pod", "locked", env.ns, labels={"app": "bot", "locked": "yes"})
+    free = helpers.workload("Pod", "free", env.ns)
+    assert helpers.create(client, locked) is None and helpers.create(client, free) is None
+    wait_for(lambda: _isolated(client, env.ns, "locked"), timeout=30, what="the locked pod labelled isolated")
+    assert not _isolated(client, env.ns, "free")
+    # the rule turns default-deny off: the label goes (re-judged on the CiliumNetworkPolicy event)
+    client.patch(
+        CiliumNetworkPolicy,
+        "db-egress",
+        {"spec": {"enableDefaultDeny": {"egress": False}}},
+        namespace=env.ns,
+        patch_type=PatchType.MERGE,
+    )
+    wait_for(lambda: not _isolated(client, env.ns, "locked"), timeout=30, what="the isolation label removed")

@@ -32,10 +32,10 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from aidp.check import admission_review
-from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL, MANAGED_BY
-from aidp.controller.resources import list_all, to_dict
+from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL
+from aidp.controller.resources import CiliumNetworkPolicy, list_all, to_dict
+from aidp.egress.isolation import Isolator, isolated, isolators
 from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, Policy
-from aidp.selector import selects
 
 log = logging.getLogger("aidp.approval")
 
@@ -87,28 +87,6 @@ def has_label(pod: Mapping[str, Any], label: str = APPROVAL_LABEL) -> bool:
     return labels_of(pod).get(label) == "true"
 
 
-def isolates_egress(netpol: Mapping[str, Any]) -> bool:
-    """A user's NetworkPolicy (not aidp's) that isolates its pods for egress: policyTypes names
-    Egress, or (policyTypes absent) it has egress rules, as the API server defaults it."""
-    meta = netpol.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    if all(labels.get(k) == v for k, v in MANAGED_BY.items()):
-        return False
-    spec = netpol.get("spec") or {}
-    types = spec.get("policyTypes")
-    if isinstance(types, list):
-        return "Egress" in types
-    return bool(spec.get("egress"))
-
-
-def isolated(pod: Mapping[str, Any], netpols: Sequence[Mapping[str, Any]]) -> bool:
-    """True when a user NetworkPolicy of the pod's namespace isolates it for egress."""
-    labels = {k: v for k, v in labels_of(pod).items() if k not in (APPROVAL_LABEL, ISOLATED_LABEL)}
-    return any(
-        isolates_egress(n) and selects((n.get("spec") or {}).get("podSelector"), labels) for n in netpols
-    )
-
-
 @dataclass
 class Outcome:
     """What one judgement pass did."""
@@ -127,10 +105,11 @@ class Approver:
     """Judges pods and patches their approval label. `evaluate` is None while no OPA replica
     holds the current bundle: then nothing is approved and nothing is revoked until one does."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, cilium: bool = False) -> None:
         self.client = client
         self.pending: dict[tuple[str, str], dict[str, Any]] = {}
-        self.netpols: dict[str, list[dict[str, Any]]] = {}  # namespace -> its isolating user NetworkPolicies
+        self.cilium = cilium  # read user CiliumNetworkPolicies too (the cilium backend)
+        self.netpols: dict[str, list[Isolator]] = {}  # namespace -> what isolates its pods for egress
         self._wake = asyncio.Event()
 
     async def judge_namespace(
@@ -142,13 +121,14 @@ class Approver:
         netpols = await self.user_netpols(namespace) if governed else []
         return await self.judge(pods, policies, evaluate, netpols)
 
-    async def user_netpols(self, namespace: str) -> list[dict[str, Any]]:
-        """The namespace's NetworkPolicies that isolate pods for egress (aidp's own left out)."""
-        out = []
-        async for item in list_all(self.client, NetworkPolicy, namespace=namespace):
-            netpol = to_dict(item)
-            if isolates_egress(netpol):
-                out.append(netpol)
+    async def user_netpols(self, namespace: str) -> list[Isolator]:
+        """What isolates the namespace's pods for egress: its user NetworkPolicies (and, with the
+        cilium backend, CiliumNetworkPolicies); aidp's own are left out."""
+        objects = [to_dict(item) async for item in list_all(self.client, NetworkPolicy, namespace=namespace)]
+        if self.cilium:
+            async for item in list_all(self.client, CiliumNetworkPolicy, namespace=namespace):
+                objects.append({"kind": "CiliumNetworkPolicy", **to_dict(item)})
+        out = isolators(objects)
         self.netpols[namespace] = out
         return out
 
@@ -157,7 +137,7 @@ class Approver:
         pods: Sequence[Mapping[str, Any]],
         policies: Sequence[Policy],
         evaluate: Evaluate,
-        netpols: Sequence[Mapping[str, Any]] = (),
+        netpols: Sequence[Isolator] = (),
     ) -> Outcome:
         out = Outcome()
         pods = [p for p in pods if judged(p)]

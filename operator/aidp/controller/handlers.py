@@ -18,6 +18,7 @@ from aidp.controller.auditloop import AuditLoop
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
 from aidp.controller.reconciler import Reconciler
+from aidp.egress import isolation
 from aidp.opa_loader import Replica
 
 log = logging.getLogger("aidp.operator")
@@ -184,7 +185,7 @@ def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     if namespace not in rec.egress_namespaces or not approval.judged(body):
         return
     policies = rec.policies_of(namespace)
-    isolated = approval.isolated(body, rec.approver.netpols.get(namespace, []))
+    isolated = isolation.isolated(body, rec.approver.netpols.get(namespace, []))
     if approval.selected_by_deny(body, policies) != approval.has_label(
         body
     ) or isolated != approval.has_label(body, ISOLATED_LABEL):
@@ -195,7 +196,8 @@ def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     "networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}
 )
 def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
-    """A user's NetworkPolicy changed: which pods it isolates for egress may have changed."""
+    """A user's NetworkPolicy (or CiliumNetworkPolicy) changed: which pods it isolates for egress
+    may have changed."""
     rec = _runtime(memo).reconciler
     namespace = body.get("metadata", {}).get("namespace")
     if rec is not None and namespace in rec.egress_namespaces:
@@ -222,6 +224,14 @@ def watch_cilium_policies() -> None:
         labels={"app.kubernetes.io/managed-by": "aidp"},
         id="cilium_egress_object_changed",
     )(egress_object_changed)
+    # a user's CiliumNetworkPolicy can isolate pods for egress (aidp.egress.isolation)
+    kopf.on.event(
+        "cilium.io",
+        "v2",
+        "ciliumnetworkpolicies",
+        labels={"app.kubernetes.io/managed-by": kopf.ABSENT},
+        id="user_ciliumnetworkpolicy_changed",
+    )(user_networkpolicy_changed)
 
 
 def watch_admin_tier_policies(backend: str) -> None:

@@ -77,7 +77,7 @@ class Reconciler:
         self.operator_users: tuple[str, ...] | None = None
         self.guardrails = governance.Guardrails()
         self.statuses = StatusWriter(config, client)
-        self.approver = Approver(client)
+        self.approver = Approver(client, cilium=config.egress_backend == "cilium")
         self.policies_by_ns: dict[str, list[Policy]] = {}
         self.egress_namespaces: set[str] = set()  # namespaces with aidp egress objects (or soon)
         self.judged: dict[str, str] = {}  # namespace -> digest of the policies its pods were judged under

@@ -9,6 +9,10 @@ from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
+# read for the egress isolation of pods with the cilium backend (aidp.egress.isolation)
+CiliumNetworkPolicy = create_namespaced_resource(
+    "cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies"
+)
 
 PAGE = 500  # the audit and the reconciler never ask for more than this per request
 
