@@ -44,6 +44,11 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "audit_peak_rss_mb_1k_pods": (256.0, "max", "aidp audit peak RSS (MB), 1k pods (memory stays flat)"),
     "opa_recovery_seconds": (10.0, "max", "OPA SIGKILLed, operator down: restart -> enforcing again"),
     "operator_takeover_seconds": (30.0, "max", "leader SIGKILLed -> a new policy enforced by the follower"),
+    "egress_convergence_p99_seconds": (
+        2.0,
+        "max",
+        "on a real node: policy revoked or approved -> a pod's packets to the provider follow, p99 of 20",
+    ),
 }
 
 

@@ -11,14 +11,38 @@ from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import crds_dir
-from bench import admission, audit, reliability
+from bench import admission, audit, egress, reliability
 from bench.common import RESULTS, TABLE, save
+
+PARTS = ("control-plane", "audit", "egress")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run only this part (repeatable): control-plane (admission, reconcile, recovery, "
+        "takeover), audit, egress (a real node: policy change -> packets; needs root)",
+    )
     args = parser.parse_args()
+    parts = set(args.only or PARTS)
+    figures: dict[str, float] = {}
+    if "control-plane" in parts:
+        figures |= control_plane(quick=args.quick)
+    if "audit" in parts:
+        figures |= audit_at_scale(quick=args.quick)
+    if "egress" in parts:
+        print("egress convergence on a node (policy change -> packets follow, approve and revoke):")
+        figures |= egress.egress_convergence(changes=10)
+    save(figures)
+    print(f"wrote {RESULTS.relative_to(RESULTS.parents[1])} and {TABLE.relative_to(TABLE.parents[1])}")
+
+
+def control_plane(*, quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="aidp-bench-") as tmp:
         cp = ControlPlane(Path(tmp) / "cp").start()
         # bench-vap: the vap engine's namespace in the admission rounds (bench/admission.py)
@@ -30,15 +54,14 @@ def main() -> None:
         try:
             stack.start()
             client = kube.client(cp.kubeconfig)
-            figures: dict[str, float] = {}
             t0 = time.monotonic()
             print("admission overhead (create latency with vs without the webhook):")
             figures |= admission.admission_overhead(
-                client, str(cp.kubeconfig), rounds=3 if args.quick else 6, per_round=50 if args.quick else 200
+                client, str(cp.kubeconfig), rounds=3 if quick else 6, per_round=50 if quick else 200
             )
             print("reconcile latency (policy change -> next violating create denied):")
             figures |= admission.reconcile_latency(
-                client, counts=(1, 100) if args.quick else (1, 100, 1000), iterations=10 if args.quick else 25
+                client, counts=(1, 100) if quick else (1, 100, 1000), iterations=10 if quick else 25
             )
             figures["bench_admission_wall_seconds"] = time.monotonic() - t0
             print("recovery:")
@@ -47,21 +70,26 @@ def main() -> None:
             stack.stop()
             cp.stop()
         figures |= reliability.operator_takeover(Path(tmp))
+    return figures
+
+
+def audit_at_scale(*, quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="aidp-bench-audit-") as tmp:
         print("audit at scale (separate control plane, no webhook while seeding):")
         cp = ControlPlane(Path(tmp) / "audit-cp", controller_manager=False).start()
         try:
             client = kube.client(cp.kubeconfig)
             kube.install_crds(client, crds_dir())
-            small = (100, 10, 50) if args.quick else (1000, 20, 100)
+            small = (100, 10, 50) if quick else (1000, 20, 100)
             audit.seed(client, str(cp.kubeconfig), *small, prefix="a1k")
             figures |= audit.measure(cp.kubeconfig, "1k_pods")
-            if not args.quick:
+            if not quick:
                 audit.seed(client, str(cp.kubeconfig), 9000, 180, 900, prefix="a10k")
                 figures |= audit.measure(cp.kubeconfig, "10k_pods")
         finally:
             cp.stop()
-    save(figures)
-    print(f"wrote {RESULTS.relative_to(RESULTS.parents[1])} and {TABLE.relative_to(TABLE.parents[1])}")
+    return figures
 
 
 if __name__ == "__main__":
