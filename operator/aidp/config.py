@@ -71,6 +71,9 @@ class OperatorConfig:
     # `--admission-engine`: opa (the webhook), vap (ValidatingAdmissionPolicy objects, no webhook) or
     # both (contract section 7, docs/admission-engines.md)
     admission_engine: str = "opa"
+    # `--provider-catalog-configmap NS/NAME[:KEY]`: the catalog read at start and watched (None: the
+    # catalog of --provider-catalog or the built-in one, fixed for the process's life)
+    provider_catalog_configmap: str | None = None
 
     @property
     def all_excluded_namespaces(self) -> tuple[str, ...]:

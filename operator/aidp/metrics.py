@@ -23,3 +23,13 @@ APPROVAL_CHANGES = Counter(
     "Approval labels set (approved) or removed (revoked) on running pods after judging them",
     ["change"],
 )
+
+CATALOG_RELOADS = Counter(
+    "aidp_provider_catalog_reloads_total",
+    "Changes of the provider catalog ConfigMap (--provider-catalog-configmap) applied or rejected",
+    ["result"],
+)
+CATALOG_REJECTED = Gauge(
+    "aidp_provider_catalog_rejected",
+    "1 while the provider catalog ConfigMap holds a catalog that was rejected (the last good one is in use)",
+)

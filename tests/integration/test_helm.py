@@ -35,11 +35,12 @@ from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfig
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
 
-from aidp import kube, paths
+from aidp import catalog, kube, paths
 from aidp.bundle import REVISION_ANNOTATION
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.opa import OpaServer
@@ -385,9 +386,17 @@ def test_chart_rbac_is_enough_for_the_operator(
         "audit": {"intervalSeconds": 5, "minGapSeconds": 2},
         # this machine has no route to the providers: static addresses, as `make run` uses
         "egress": {"addresses": yaml.safe_load(DEMO_ADDRESSES)},
+        # the catalog from a ConfigMap: read at start and watched with the chart's RBAC
+        "providerCatalog": {"configMap": "rbac-providers"},
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
+    builtin_catalog = catalog.BUILTIN_FILE.read_text(encoding="utf-8")
+    client.create(
+        ConfigMap(
+            metadata=ObjectMeta(name="rbac-providers", namespace=ns), data={"providers.yaml": builtin_catalog}
+        )
+    )
     helm("install", "rbac", str(CHART), "-n", ns, "-f", str(values_file))
     manifest = helm.manifest("rbac", ns)
 
@@ -411,6 +420,14 @@ def test_chart_rbac_is_enough_for_the_operator(
         (operator_kc, "list", ["endpointslices.discovery.k8s.io", "-n", ns], "yes"),
         (operator_kc, "list", ["endpointslices.discovery.k8s.io", "-n", "default"], "no"),
         (operator_kc, "get", ["secrets/aidp-webhook-ca-key", "-n", ns], "yes"),
+        # the provider catalog's ConfigMap, and no other (list and watch by name: a field selector)
+        (operator_kc, "get", ["configmaps/rbac-providers", "-n", ns], "yes"),
+        (operator_kc, "watch", ["configmaps/rbac-providers", "-n", ns], "yes"),
+        (operator_kc, "list", ["configmaps/rbac-providers", "-n", ns], "yes"),
+        (operator_kc, "list", ["configmaps", "-n", ns], "no"),
+        (operator_kc, "watch", ["configmaps", "-n", ns], "no"),
+        (operator_kc, "get", ["configmaps/rbac-aidp-egress-addresses", "-n", ns], "no"),
+        (operator_kc, "get", ["configmaps/rbac-providers", "-n", "default"], "no"),
         (agent_kc, "get", ["secrets/aidp-webhook-tls", "-n", ns], "yes"),
         (agent_kc, "watch", ["secrets/aidp-webhook-tls", "-n", ns], "yes"),
         (agent_kc, "watch", ["configmaps/aidp-opa-bundle", "-n", ns], "yes"),
@@ -480,6 +497,22 @@ def test_chart_rbac_is_enough_for_the_operator(
         wait_for(alive_and(lambda: (tls_dir / "tls.crt").is_file()), timeout=60, what="webhook certificate")
         lease = client.get(Lease, "aidp-operator", namespace=ns)
         assert lease.spec and "rbac-aidp-operator-local" in str(lease.spec.holderIdentity)
+        # the catalog ConfigMap is watched with the chart's RBAC: a change is applied (and said)
+        client.patch(
+            ConfigMap,
+            "rbac-providers",
+            {"data": {"providers.yaml": builtin_catalog + "# changed\n"}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
+
+        def catalog_applied() -> bool:
+            return any(
+                e.reason == "ProviderCatalogApplied" and e.involvedObject.name == "rbac-providers"
+                for e in client.list(Event, namespace=ns)
+            )
+
+        wait_for(alive_and(catalog_applied), timeout=30, what="the changed catalog ConfigMap applied")
         # in a cluster the operator finds the OPA pods this way (none run here): its RBAC allows it
         sa_client = kube.client(operator_kc)
         service = {"kubernetes.io/service-name": "aidp-opa"}

@@ -706,36 +706,56 @@ def test_the_audit_uses_the_one_selector_implementation() -> None:
 # --- Helm: a ConfigMap as the catalog ----------------------------------------------------------------
 
 
-def operator_container(*sets: str) -> dict[str, Any]:
+def chart(*sets: str) -> list[dict[str, Any]]:
     assert ROOT is not None
     helm = paths.testbin_dir() / "helm"
     if not helm.is_file():
         pytest.fail(f"{helm} is missing: run `make testbin` first")
-    args = [str(helm), "template", "r", str(ROOT / "charts" / "aidp")]
+    args = [str(helm), "template", "r", str(ROOT / "charts" / "aidp"), "-n", "aidp-system"]
     for s in sets:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def operator_container(*sets: str) -> dict[str, Any]:
     (dep,) = [
         d
-        for d in yaml.safe_load_all(out)
-        if d
-        and d["kind"] == "Deployment"
-        and d["spec"]["template"]["spec"]["containers"][0]["name"] == "operator"
+        for d in chart(*sets)
+        if d["kind"] == "Deployment" and d["spec"]["template"]["spec"]["containers"][0]["name"] == "operator"
     ]
     pod: dict[str, Any] = dep["spec"]["template"]["spec"]
     return pod
 
 
 @pytest.mark.skipif(ROOT is None, reason="needs the source checkout")
-def test_the_chart_mounts_a_configmap_as_the_provider_catalog() -> None:
+def test_the_chart_reads_the_provider_catalog_configmap_through_the_api() -> None:
     pod = operator_container("providerCatalog.configMap=my-catalog", "providerCatalog.key=cat.yaml")
     (c,) = pod["containers"]
-    i = c["args"].index("--provider-catalog")
-    assert c["args"][i + 1] == "/etc/aidp/providers/cat.yaml"
-    assert {"name": "provider-catalog", "mountPath": "/etc/aidp/providers", "readOnly": True} in c[
-        "volumeMounts"
-    ]
-    assert {"name": "provider-catalog", "configMap": {"name": "my-catalog"}} in pod["volumes"]
+    i = c["args"].index("--provider-catalog-configmap")
+    assert c["args"][i + 1] == "aidp-system/my-catalog:cat.yaml"
+    assert catalog.ConfigMapRef.parse(c["args"][i + 1]) == catalog.ConfigMapRef(
+        "aidp-system", "my-catalog", "cat.yaml"
+    )
+    assert "--provider-catalog" not in c["args"]  # no file: the ConfigMap is watched, not mounted
+    assert all(v["name"] != "provider-catalog" for v in pod["volumes"])
     default = operator_container()
-    assert "--provider-catalog" not in default["containers"][0]["args"]
-    assert all(v["name"] != "provider-catalog" for v in default["volumes"])
+    assert "--provider-catalog-configmap" not in default["containers"][0]["args"]
+
+
+def catalog_rules(*sets: str) -> list[dict[str, Any]]:
+    role = next(d for d in chart(*sets) if d["kind"] == "Role" and d["metadata"]["name"] == "r-aidp-operator")
+    return [r for r in role["rules"] if "configmaps" in r["resources"] and "watch" in r["verbs"]]
+
+
+@pytest.mark.skipif(ROOT is None, reason="needs the source checkout")
+def test_the_chart_lets_the_operator_read_and_watch_only_the_catalog_configmap() -> None:
+    assert catalog_rules("providerCatalog.configMap=my-catalog") == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["my-catalog"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert catalog_rules() == []

@@ -1,9 +1,11 @@
 """The provider catalog: which AI providers a policy may name, their hosts, and the facts a record needs.
 
 The catalog is data (`providers.yaml` beside this module, shipped in the package), overridable with
-`--provider-catalog FILE`. `load` / `parse` validate a file completely and raise `CatalogError`,
-whose message names the file, the line and the field; nothing is half-loaded. The process uses one
-catalog at a time: `current()` (the built-in one unless `use` installed another at start).
+`--provider-catalog FILE` or, for the operator, a ConfigMap (`from_configmap`, `ConfigMapRef`;
+aidp.controller.catalogwatch applies its changes while it runs). `load` / `parse` validate a file
+completely and raise `CatalogError`, whose message names the file, the line and the field; nothing
+is half-loaded. The process uses one catalog at a time: `current()` (the built-in one unless `use`
+installed another).
 
 Readers: the policy parser (`spec.provider`, `spec.dataResidency`, the provider's endpoints), the
 egress backends (`Provider.all_hosts`: every host a namespace's pods are cut from), the audit's
@@ -536,7 +538,8 @@ def current() -> Catalog:
 
 
 def use(catalog: Catalog | None) -> None:
-    """Make `catalog` the process's catalog (None: back to the built-in one). Call at start."""
+    """Make `catalog` the process's catalog (None: back to the built-in one). Readers look it up on
+    every call: the operator installs a changed ConfigMap catalog while it runs."""
     _ACTIVE.catalog = catalog
 
 
@@ -567,3 +570,58 @@ def use_file(path: str | Path | None) -> Catalog:
     """Load and use the catalog in `path` (None: the built-in one); raises CatalogError."""
     use(load(path) if path is not None else None)
     return current()
+
+
+# --- a catalog in a ConfigMap ----------------------------------------------------------------------
+
+CONFIGMAP_KEY: Final = "providers.yaml"
+_K8S_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_CM_KEY_RE: Final = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+@dataclass(frozen=True)
+class ConfigMapRef:
+    """`NAMESPACE/NAME[:KEY]`: the ConfigMap (and its key, `providers.yaml` by default) that holds
+    a catalog file (`aidp run --provider-catalog-configmap`)."""
+
+    namespace: str
+    name: str
+    key: str = CONFIGMAP_KEY
+
+    @classmethod
+    def parse(cls, text: str) -> ConfigMapRef:
+        """From `NAMESPACE/NAME[:KEY]`; ValueError saying what is wrong."""
+        ref, colon, key = text.partition(":")
+        namespace, slash, name = ref.partition("/")
+        if not slash or not _NAME_RE.match(namespace) or not _K8S_NAME_RE.match(name):
+            raise ValueError(
+                f"{text!r}: expected NAMESPACE/NAME[:KEY] (a namespace and a ConfigMap name, e.g. "
+                f"aidp-system/aidp-providers; KEY defaults to {CONFIGMAP_KEY})"
+            )
+        if colon and not _CM_KEY_RE.match(key):
+            raise ValueError(f"{text!r}: the key {key!r} is not a ConfigMap key ([-._a-zA-Z0-9]+)")
+        return cls(namespace, name, key or CONFIGMAP_KEY)
+
+    @property
+    def source(self) -> str:
+        """How error messages name the catalog: `ConfigMap NS/NAME key KEY`."""
+        return f"ConfigMap {self.namespace}/{self.name} key {self.key}"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.key}"
+
+
+def from_configmap(data: object, ref: ConfigMapRef) -> Catalog:
+    """The catalog in a ConfigMap's `data` (None or anything odd: refused); raises CatalogError
+    naming the ConfigMap and key, and for the file's content its line and field."""
+    if data is not None and not isinstance(data, Mapping):
+        raise CatalogError(
+            ref.source, None, "", f"the ConfigMap's data is not a mapping but {type(data).__name__}"
+        )
+    text = (data or {}).get(ref.key)
+    if text is None:
+        keys = ", ".join(sorted(str(k) for k in data or {})) or "none"
+        raise CatalogError(ref.source, None, "", f"the ConfigMap has no key {ref.key} (its keys: {keys})")
+    if not isinstance(text, str):
+        raise CatalogError(ref.source, None, "", f"the key's value is not text but {type(text).__name__}")
+    return parse(text, ref.source)

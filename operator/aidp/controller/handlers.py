@@ -11,10 +11,12 @@ from typing import Any
 import kopf
 from lightkube import AsyncClient, KubeConfig
 
+from aidp import catalog
 from aidp.config import GOVERNED_LABEL, ISOLATED_LABEL, OperatorConfig
 from aidp.controller import approval, discovery, governance
 from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
+from aidp.controller.catalogwatch import CatalogWatch
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
 from aidp.controller.reconciler import Reconciler
@@ -28,8 +30,11 @@ GROUP, VERSION, PLURAL = "aidp.io", "v1alpha1", "aidatapolicies"
 class Runtime:
     """What the handlers share (Kopf's `memo`)."""
 
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(self, config: OperatorConfig, catalog_data: object = None) -> None:
         self.config = config
+        self.catalog_data = catalog_data  # the provider catalog ConfigMap's data read at start
+        self.catalog_watch: CatalogWatch | None = None
+        self.catalog_task: asyncio.Task[None] | None = None
         self.client: AsyncClient | None = None
         self.reconciler: Reconciler | None = None
         self.certs: WebhookCerts | None = None
@@ -71,6 +76,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     rt.client = new_client(rt.config)
+    if rt.config.provider_catalog_configmap:
+        start_catalog_watch(rt, rt.client, catalog.ConfigMapRef.parse(rt.config.provider_catalog_configmap))
     if rt.config.leader_election:
         rt.elector = LeaderElector(rt.client, rt.config.namespace)
         rt.elector_task = asyncio.create_task(
@@ -78,6 +85,21 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         )
     else:
         await start_work(rt)
+
+
+def start_catalog_watch(rt: Runtime, client: AsyncClient, ref: catalog.ConfigMapRef) -> None:
+    """Every replica follows the catalog ConfigMap (a new leader starts with the current one); the
+    one that works re-syncs and audits on a change, and posts the Events."""
+
+    def changed() -> None:
+        if rt.reconciler is not None:
+            rt.reconciler.trigger(full=True)
+        if rt.audit is not None:
+            rt.audit.trigger()
+
+    rt.catalog_watch = CatalogWatch(client, ref, changed, report=lambda: rt.reconciler is not None)
+    rt.catalog_watch.started_with(rt.catalog_data)
+    rt.catalog_task = asyncio.create_task(rt.catalog_watch.run(), name="aidp-catalog-watch")
 
 
 async def start_work(rt: Runtime) -> None:
@@ -124,9 +146,10 @@ async def stop_work(rt: Runtime) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     rt = _runtime(memo)
-    if rt.elector_task is not None:
-        rt.elector_task.cancel()
-        await asyncio.gather(rt.elector_task, return_exceptions=True)
+    for task in (rt.elector_task, rt.catalog_task):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     await stop_work(rt)
     if rt.elector is not None:
         await rt.elector.release()
