@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Namespace
@@ -49,6 +50,10 @@ RELEASE = "aidp"
 WEBHOOK = "aidp-validating-webhook"
 DROP_CHAIN = "AIDP-NODE-TEST-DROP"  # the node's prefix: a teardown removes it even after a crash
 EXAMPLE_NAMESPACES = ("support", "marketing")
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 
 
 @dataclass
@@ -177,7 +182,9 @@ def chart(node_bed: NodeBed, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     values.write_text(yaml.safe_dump(_values(bed)))
     try:
         t0 = time.monotonic()
-        cb.helm("install", RELEASE, str(CHART), "-n", NS, "--create-namespace", "-f", str(values))
+        # the release namespace enforces Pod Security `restricted` (docs/helm.md#pod-security)
+        client.create(Namespace(metadata=ObjectMeta(name=NS, labels=RESTRICTED)))
+        cb.helm("install", RELEASE, str(CHART), "-n", NS, "-f", str(values))
         cb.wait_ready("opa", 2)
         cb.wait_ready("operator", 2)
         print(f"helm install -> every pod of the chart Ready: {time.monotonic() - t0:.1f}s")
@@ -297,12 +304,15 @@ def test_opa_pods_deleted_refuse_throughout_and_enforce_again_without_the_operat
         res = chart.kubectl("delete", "pods", "-l", "app.kubernetes.io/component=opa", "--wait=false")
         assert res.returncode == 0, res.stderr
         tries = 0
+        deadline = time.monotonic() + 300
         # until both replacements are Ready: every violating create is refused (denied by OPA, or
         # refused because no OPA answers: failurePolicy Fail)
         while True:
             pods = chart.ready_pods("opa")
             if len(pods) == 2 and not {p["metadata"]["name"] for p in pods} & old:
                 break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the new OPA pods not Ready within 300 s\n{chart.diagnostics()}")
             message = admitted(bed, violating(bed, ns, f"v{tries}"))
             assert message is not None, f"a violating pod was admitted while OPA restarted (try {tries})"
             tries += 1
