@@ -119,6 +119,33 @@ def test_third_countries_follow_the_endpoints(
     assert (t.thirdCountries, t.undetermined) == (countries, undetermined), t.basis
 
 
+def test_the_countries_are_the_catalogs_data() -> None:
+    from aidp import catalog
+
+    builtin = catalog.builtin()
+    # every residency region of the built-in catalog has its country
+    missing = [(p.name, r) for p in builtin for r in p.regions if r not in builtin.regions]
+    assert missing == []
+    text = catalog.BUILTIN_FILE.read_text(encoding="utf-8")
+    moved = text.replace("  jp: {country: Japan, eea: false}\n", "  jp: {country: Freedonia, eea: false}\n")
+    moved = moved.replace(
+        "    globalCountry: {country: Canada, eea: false}\n",
+        "    globalCountry: {country: Canada, eea: true}\n",
+    )
+    try:
+        catalog.use(catalog.parse(moved, "moved.yaml"))
+        assert records.transfers(policy(dataResidency="jp")).thirdCountries == ["Freedonia"]
+        assert records.transfers(policy(provider="cohere")).thirdCountries == []
+        # an override without `regions` keeps the built-in table
+        head, sep, providers = text.partition("\nproviders:\n")
+        without = head.split("\nregions:\n")[0] + sep + providers
+        catalog.use(catalog.parse(without, "without.yaml"))
+        assert catalog.current().regions == builtin.regions
+        assert records.transfers(policy(dataResidency="jp")).thirdCountries == ["Japan"]
+    finally:
+        catalog.use(None)
+
+
 def test_recipient_and_provider_retention_come_from_the_catalog() -> None:
     from aidp import catalog
 

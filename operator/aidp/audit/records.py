@@ -11,8 +11,9 @@ a mandatory Art. 30(1) item with a `record-incomplete` finding (severity low).
 Third countries follow GDPR's meaning: a country outside the European Economic Area. Where an
 endpoint is processed is read from its region (a residency region's endpoints, or a region name in
 the host, e.g. bedrock-runtime.eu-west-1.amazonaws.com); a provider's global endpoint is taken as
-processed in the country the provider names as its default (`GLOBAL_COUNTRY`). A host neither tells
-(an Azure OpenAI resource, whose region is the resource's) is listed as undetermined.
+processed in the country the provider names as its default (its `globalCountry`). The countries
+are the provider catalog's data (`regions`, `globalCountry`: aidp/catalog/providers.yaml). A host
+neither tells (an Azure OpenAI resource, whose region is the resource's) is listed as undetermined.
 """
 
 from __future__ import annotations
@@ -41,52 +42,6 @@ from aidp.policy import Policy
 from aidp.selector import selects
 
 EEA = "EEA"
-# the country a region's data centres are in (regions of the built-in catalog: OpenAI's residency
-# regions, Google Cloud and AWS region names); EEA countries carry the EEA mark
-REGION_COUNTRY: Mapping[str, tuple[str, bool]] = {
-    # OpenAI data residency
-    "us": ("United States", False),
-    "eu": ("European Union", True),
-    "au": ("Australia", False),
-    "in": ("India", False),
-    "jp": ("Japan", False),
-    # Google Cloud (Vertex AI)
-    "us-central1": ("United States", False),
-    "us-east1": ("United States", False),
-    "us-east4": ("United States", False),
-    "us-west1": ("United States", False),
-    "us-west4": ("United States", False),
-    "europe-west1": ("Belgium", True),
-    "europe-west2": ("United Kingdom", False),
-    "europe-west3": ("Germany", True),
-    "europe-west4": ("Netherlands", True),
-    "europe-west9": ("France", True),
-    "asia-northeast1": ("Japan", False),
-    "asia-southeast1": ("Singapore", False),
-    "australia-southeast1": ("Australia", False),
-    # AWS
-    "us-east-1": ("United States", False),
-    "us-east-2": ("United States", False),
-    "us-west-2": ("United States", False),
-    "ca-central-1": ("Canada", False),
-    "eu-central-1": ("Germany", True),
-    "eu-west-1": ("Ireland", True),
-    "eu-west-2": ("United Kingdom", False),
-    "eu-west-3": ("France", True),
-    "ap-northeast-1": ("Japan", False),
-    "ap-south-1": ("India", False),
-    "ap-southeast-1": ("Singapore", False),
-    "ap-southeast-2": ("Australia", False),
-}
-# where a provider's global (region-less) endpoint processes the data: the country of the provider's
-# default processing, as its terms state it (see the legal entities in the catalog)
-GLOBAL_COUNTRY: Mapping[str, tuple[str, bool]] = {
-    "openai": ("United States", False),
-    "anthropic": ("United States", False),
-    "google-gemini": ("United States", False),
-    "mistral": ("France", True),
-    "cohere": ("Canada", False),
-}
 # a region name as one DNS label, or as the part before "-aiplatform" (Vertex AI)
 _REGION_IN_HOST = re.compile(r"(?:^|\.)([a-z]{2,9}(?:-[a-z]+)?(?:-?\d)?)(?:-aiplatform)?(?=\.)")
 _BLANK = " \t\n\r\v\f"
@@ -96,21 +51,28 @@ INCOMPLETE_SEVERITY = "low"
 
 
 def _country_of_host(host: str, provider: catalog.Provider | None) -> tuple[str, tuple[str, bool] | None]:
-    """(how the country was found, (country, in the EEA)) for one endpoint host; None: undetermined."""
+    """(how the country was found, (country, in the EEA)) for one endpoint host; None: undetermined.
+    The countries are the catalog's (`regions`, and each provider's `globalCountry`)."""
+    regions = catalog.current().regions
     if provider is not None:
         for region, endpoints in provider.residency:
-            if any(e.host == host for e in endpoints) and region in REGION_COUNTRY:
-                return f"{provider.name} region {region}", REGION_COUNTRY[region]
+            if any(e.host == host for e in endpoints) and region in regions:
+                return f"{provider.name} region {region}", _pair(regions[region])
     for label in _REGION_IN_HOST.findall(host):
-        if label in REGION_COUNTRY and label not in ("us", "eu", "au", "in", "jp"):
-            return f"region {label} in the host name", REGION_COUNTRY[label]
+        # a short name (eu, us) in a host is no region name: only a residency region says it
+        if "-" in label and label in regions:
+            return f"region {label} in the host name", _pair(regions[label])
     if (
         provider is not None
-        and provider.name in GLOBAL_COUNTRY
+        and provider.global_country is not None
         and any(e.host == host for e in provider.endpoints)
     ):
-        return f"{provider.name} global endpoint", GLOBAL_COUNTRY[provider.name]
+        return f"{provider.name} global endpoint", _pair(provider.global_country)
     return "", None
+
+
+def _pair(country: catalog.Country) -> tuple[str, bool]:
+    return country.name, country.eea
 
 
 def transfers(p: Policy) -> TransferInfo:

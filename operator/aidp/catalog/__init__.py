@@ -119,6 +119,14 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class Country:
+    """Where data is processed: a country (or the European Union), and whether it is in the EEA."""
+
+    name: str
+    eea: bool
+
+
+@dataclass(frozen=True)
 class Provider:
     """A catalog entry: the provider's endpoints, its data-residency regions and their endpoints."""
 
@@ -131,6 +139,7 @@ class Provider:
     endpoints_note: str = ""
     residency_source: str = ""
     residency_note: str = ""
+    global_country: Country | None = None  # where `endpoints` (no region) process the data
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -201,6 +210,8 @@ def _host_regex(globs: Sequence[str]) -> str:
 class Catalog:
     providers: Mapping[str, Provider]
     source: str = "<built-in>"
+    # region -> the country its data centres are in (residency regions, cloud region names in hosts)
+    regions: Mapping[str, Country] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -268,10 +279,16 @@ class _Detection(_Struct, kw_only=True):
     note: str = ""
 
 
+class _Country(_Struct, kw_only=True):
+    country: str
+    eea: bool
+
+
 class _Provider(_Struct, kw_only=True):
     name: str
     display_name: str = ""
     endpoints: list[str]
+    global_country: _Country | None = None
     endpoints_note: str = ""
     residency: dict[str, list[str]] = {}
     residency_source: str = ""
@@ -281,6 +298,7 @@ class _Provider(_Struct, kw_only=True):
 
 
 class _File(_Struct, kw_only=True):
+    regions: dict[str, Any] | None = None  # region -> _Country (checked per region); left out: built-in
     providers: Annotated[list[_Provider], msgspec.Meta(min_length=1)]
 
 
@@ -379,16 +397,21 @@ def parse(text: str, source: str = "<string>") -> Catalog:
     try:
         parsed = msgspec.convert(data, _File, strict=True)
     except msgspec.ValidationError as err:
-        m = _MSGSPEC_AT.match(str(err))
-        problem = m.group("problem") if m else str(err)
-        path = _split_path(m.group("path") or "") if m else []
-        named = _FIELD_IN_PROBLEM.search(problem)
-        if named and "unknown field" in problem:
-            raise lines.error(path, problem, key=named.group(1)) from None
-        if named:  # a required field is missing: the line of the mapping that lacks it
-            raise CatalogError(source, lines.line(path), _dotted([*path, named.group(1)]), problem) from None
-        raise lines.error(path, problem) from None
+        raise _invalid(err, lines, []) from None
     return _build(parsed, lines)
+
+
+def _invalid(err: msgspec.ValidationError, lines: _Lines, at: list[str | int]) -> CatalogError:
+    """A msgspec validation error of the part at `at` as a CatalogError with its line and field."""
+    m = _MSGSPEC_AT.match(str(err))
+    problem = m.group("problem") if m else str(err)
+    path = [*at, *(_split_path(m.group("path") or "") if m else [])]
+    named = _FIELD_IN_PROBLEM.search(problem)
+    if named and "unknown field" in problem:
+        return lines.error(path, problem, key=named.group(1))
+    if named:  # a required field is missing: the line of the mapping that lacks it
+        return CatalogError(lines.source, lines.line(path), _dotted([*path, named.group(1)]), problem)
+    return lines.error(path, problem)
 
 
 def _endpoint(text: str, path: list[str | int], lines: _Lines) -> Endpoint:
@@ -442,7 +465,33 @@ def _globs(
     return tuple(values)
 
 
+def _country(raw: _Country, path: list[str | int], lines: _Lines) -> Country:
+    if not raw.country.strip():
+        raise lines.error([*path, "country"], "must not be empty")
+    return Country(raw.country, raw.eea)
+
+
+def _regions(parsed: _File, lines: _Lines) -> dict[str, Country]:
+    if parsed.regions is None:
+        if lines.source == str(BUILTIN_FILE):
+            raise CatalogError(lines.source, None, "regions", "the built-in catalog must list the regions")
+        return dict(builtin().regions)
+    out: dict[str, Country] = {}
+    for region, raw in parsed.regions.items():
+        if not _NAME_RE.match(region):
+            raise lines.error(
+                ["regions"], f"invalid region {region!r}: lowercase letters, digits and '-'", key=region
+            )
+        try:
+            country = msgspec.convert(raw, _Country, strict=True)
+        except msgspec.ValidationError as err:
+            raise _invalid(err, lines, ["regions", region]) from None
+        out[region] = _country(country, ["regions", region], lines)
+    return out
+
+
 def _build(parsed: _File, lines: _Lines) -> Catalog:
+    regions = _regions(parsed, lines)
     providers: dict[str, Provider] = {}
     for i, raw in enumerate(parsed.providers):
         at: list[str | int] = ["providers", i]
@@ -505,8 +554,11 @@ def _build(parsed: _File, lines: _Lines) -> Catalog:
             endpoints_note=raw.endpoints_note,
             residency_source=raw.residency_source,
             residency_note=raw.residency_note,
+            global_country=(
+                _country(raw.global_country, [*at, "globalCountry"], lines) if raw.global_country else None
+            ),
         )
-    return Catalog(providers, lines.source)
+    return Catalog(providers, lines.source, regions)
 
 
 def load(path: str | Path) -> Catalog:
