@@ -94,7 +94,11 @@ run: venv testbin ## the main job: local control plane + OPA + operator + exampl
 down: venv ## stop what `make run` started
 	$(VENV)/bin/aidp dev down --state-dir $(DEV_STATE)
 
-bench: venv testbin ## benchmarks on the local control plane -> bench/results.json, docs/performance.md
+.PHONY: testbin-gatekeeper
+testbin-gatekeeper: ## OPA Gatekeeper's manager, CRDs and RBAC for the admission bench's peer (cached per user; make bench only)
+	bash hack/testbin-gatekeeper.sh
+
+bench: venv testbin testbin-gatekeeper ## benchmarks on the local control plane -> bench/results.json, docs/performance.md
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean: ## remove the virtualenv, the dev state and caches (not the per-user testbin cache)

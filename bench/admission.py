@@ -9,6 +9,8 @@
     The vap engine runs in the same rounds: a fourth namespace, which aidp's webhook excludes
     (`--exclude-namespace bench-vap`), admitted by copies of the vap engine's workload policies
     bound to that namespace alone (CEL inside kube-apiserver, no webhook call).
+    The peer runs in the same rounds when bench/run.py started it: OPA Gatekeeper as a webhook with
+    aidp's rules ported to a ConstraintTemplate (bench/gatekeeper.py), in a fifth namespace.
 (b) Reconcile latency: patch an AIDataPolicy (tighten maxDays) -> the next violating create is
     denied, with 1, 100 and 1,000 policies present.
 """
@@ -37,6 +39,7 @@ from tests.integration import helpers
 from aidp import vap
 from aidp.config import OperatorConfig
 from aidp.devcluster.opa import OpaServer, new_token
+from bench import gatekeeper
 from bench.common import summary
 
 NOOP_DECISION = """package system
@@ -164,35 +167,48 @@ def vap_engine(client: Client, namespace: str) -> Iterator[None]:
             client.delete(res, name)
 
 
-def _wait_vap(client: Client, ns: str, timeout: float = 30.0) -> None:
-    """Until kube-apiserver enforces the copies (it compiles new policies about once a second)."""
+def _wait_vap(
+    client: Client, ns: str, timeout: float = 30.0, what: str = "the vap engine's policies"
+) -> None:
+    """Until kube-apiserver enforces the copies (it compiles new policies about once a second), or
+    `what` enforces the namespace's policy."""
     bad = helpers.violating("Deployment", "vap-probe", ns, "retention-days")
     deadline = time.monotonic() + timeout
     while not _denied(client, bad):
         if time.monotonic() > deadline:
-            raise TimeoutError("the vap engine's policies are not enforced")
+            raise TimeoutError(f"{what} are not enforced")
         time.sleep(0.1)
 
 
 def admission_overhead(
-    client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100
+    client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100, peer: bool = False
 ) -> dict[str, float]:
+    """With `peer`, Gatekeeper (started by the caller: bench.gatekeeper.running) in the rounds too."""
     governed, plain, noop, cel = "bench-governed", "bench-plain", "bench-noop", VAP_NAMESPACE
-    for ns in (governed, plain, noop, cel):
+    namespaces = [governed, plain, noop, cel]
+    for ns in namespaces:
         _ensure_ns(client, ns)
     client.create(helpers.AIDataPolicy(helpers.policy("bots", governed)))
     helpers.wait_enforced(client, governed, "bots")
     client.create(helpers.AIDataPolicy(helpers.policy("bots", cel)))
+    gk = gatekeeper.BENCH_NAMESPACE
+    if peer:
+        gatekeeper.scope(client, gk)
+        _ensure_ns(client, gk)
+        client.create(helpers.AIDataPolicy(helpers.policy("bots", gk)))
+        namespaces.append(gk)
     figures: dict[str, float] = {}
     with noop_webhook(client, noop), vap_engine(client, cel):
         _wait_vap(client, cel)
+        if peer:
+            _wait_vap(client, gk, what="Gatekeeper's constraints")
         for conc in (1, 50):
-            samples: dict[str, list[float]] = {governed: [], plain: [], noop: [], cel: []}
+            samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
             for ns in samples:  # warm-up: connections, caches, OPA's compiled policy
                 asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
             for r in range(rounds):
-                order = [governed, plain, noop, cel]
-                order = order[r % 4 :] + order[: r % 4]
+                k = r % len(namespaces)
+                order = namespaces[k:] + namespaces[:k]
                 for ns in order:
                     samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
             g, p, n = summary(samples[governed]), summary(samples[plain]), summary(samples[noop])
@@ -211,6 +227,9 @@ def admission_overhead(
             figures[f"admission_overhead_p99_ratio_c{conc}"] = g["p99"] / p["p99"]
             figures[f"admission_overhead_p50_ratio_c{conc}_noop_webhook"] = n["p50"] / p["p50"]
             figures[f"admission_overhead_p99_ratio_c{conc}_noop_webhook"] = n["p99"] / p["p99"]
+            figures[f"admission_opa_vs_noop_p99_ratio_c{conc}"] = g["p99"] / n["p99"]
+            if peer:
+                figures |= _peer_figures(conc, summary(samples[gk]), g, p, v)
             print(
                 f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
                 f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms; "
@@ -218,9 +237,28 @@ def admission_overhead(
                 f"vap p50 {v['p50'] * 1000:.1f} ms p99 {v['p99'] * 1000:.1f} ms "
                 f"(n={int(g['n'])}+{int(p['n'])}+{int(n['n'])}+{int(v['n'])})"
             )
-    for ns in (governed, plain, noop, cel):
+    for ns in namespaces:
         client.delete(Namespace, ns)
     return figures
+
+
+def _peer_figures(
+    conc: int, k: dict[str, float], opa: dict[str, float], plain: dict[str, float], cel: dict[str, float]
+) -> dict[str, float]:
+    """Gatekeeper's latencies, its overhead, and aidp's engines relative to it."""
+    print(
+        f"  c{conc}: Gatekeeper webhook p50 {k['p50'] * 1000:.1f} ms p99 {k['p99'] * 1000:.1f} ms "
+        f"(n={int(k['n'])}); aidp opa/Gatekeeper p99 {opa['p99'] / k['p99']:.2f}, "
+        f"aidp vap/Gatekeeper p99 {cel['p99'] / k['p99']:.2f}"
+    )
+    return {
+        f"admission_create_p50_seconds_gatekeeper_c{conc}": k["p50"],
+        f"admission_create_p99_seconds_gatekeeper_c{conc}": k["p99"],
+        f"admission_gatekeeper_overhead_p50_ratio_c{conc}": k["p50"] / plain["p50"],
+        f"admission_gatekeeper_overhead_p99_ratio_c{conc}": k["p99"] / plain["p99"],
+        f"admission_opa_vs_gatekeeper_p99_ratio_c{conc}": opa["p99"] / k["p99"],
+        f"admission_vap_vs_gatekeeper_p99_ratio_c{conc}": cel["p99"] / k["p99"],
+    }
 
 
 def _denied(client: Client, obj: dict[str, Any]) -> bool:

@@ -23,6 +23,22 @@ TARGETS: dict[str, tuple[float, str, str]] = {
         "max",
         "Deployment create p99 with/without the webhook, 50 clients",
     ),
+    "admission_opa_vs_noop_p99_ratio_c50": (
+        1.15,
+        "max",
+        "Deployment create p99 through aidp's OPA webhook / through the no-op OPA webhook, 50 clients",
+    ),
+    "admission_opa_vs_gatekeeper_p99_ratio_c50": (
+        0.8,
+        "max",
+        "Deployment create p99, aidp's opa engine / Gatekeeper's webhook with the rules ported "
+        "(bench/gatekeeper/), 50 clients",
+    ),
+    "admission_vap_vs_gatekeeper_p99_ratio_c50": (
+        0.8,
+        "max",
+        "Deployment create p99, aidp's vap engine / Gatekeeper's webhook with the rules ported, 50 clients",
+    ),
     "admission_vap_overhead_p99_ratio_c1": (
         1.1,
         "max",

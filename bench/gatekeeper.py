@@ -1,0 +1,378 @@
+"""The peer in the admission bench: OPA Gatekeeper, run out of cluster as a validating webhook
+against the bench's control plane, with aidp's admission rules ported to a ConstraintTemplate
+(bench/gatekeeper/: the template, the constraints, the Config; README.md says what is ported).
+
+`make testbin-gatekeeper` (hack/testbin-gatekeeper.sh) builds the manager from the Go module proxy
+at the pinned version and caches, beside it, the module's own CRDs and manager RBAC, which
+`Gatekeeper.start` installs: the CRDs, a namespace, a ClusterRole and Role bound to a client
+certificate user, the Config that replicates the AIDataPolicies into data.inventory, the template
+and its constraints. The manager runs with `--operation=webhook` (no audit, no mutation), its own
+serving certificate (`--disable-cert-rotation`) and a fake pod (`--debug-use-fake-pod`); the
+webhook configuration is aidp's (rules, match conditions, timeout, failure policy) with
+Gatekeeper's URL and a namespace selector of its own (`SCOPE_LABEL`).
+
+`agreement` checks, before anything is measured, that the port gives aidp's verdict (`aidp check`,
+the Rego) on every workload of examples/ and examples/library, live, with Gatekeeper as the only
+webhook of those namespaces.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightkube import Client
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace
+
+from aidp import check, kube, pki
+from aidp.check import check_manifests
+from aidp.config import OperatorConfig
+from aidp.devcluster import ControlPlane
+from aidp.devcluster import kubeconfig as kubeconfig_mod
+from aidp.devcluster.opa import HOST
+from aidp.devcluster.procs import Process, free_port, wait_http_ok
+from aidp.render import load_manifests
+from bench.common import ROOT
+
+HERE = ROOT / "bench" / "gatekeeper"
+TESTBIN = ROOT / ".testbin-gatekeeper"  # make testbin-gatekeeper
+NAMESPACE = "gatekeeper-system"  # Gatekeeper's own (POD_NAMESPACE); the Config lives there
+USER = "gatekeeper-admin"  # the manager's client certificate
+WEBHOOK = "gatekeeper-validating-webhook-configuration"  # the name the manager looks up
+SCOPE_LABEL = "aidp-bench/gatekeeper"  # namespaces with this label are Gatekeeper's
+BENCH_NAMESPACE = "bench-gatekeeper"  # the admission rounds' Gatekeeper namespace
+PREFIX = "gk-"  # the examples' namespaces, renamed for the agreement check
+
+EXAMPLES = ROOT / "examples"
+LIBRARY = EXAMPLES / "library"
+
+ConstraintTemplate = create_global_resource(
+    "templates.gatekeeper.sh", "v1", "ConstraintTemplate", "constrainttemplates"
+)
+GatekeeperConfig = create_namespaced_resource("config.gatekeeper.sh", "v1alpha1", "Config", "configs")
+Constraint = create_global_resource("constraints.gatekeeper.sh", "v1beta1", "AidpAdmission", "aidpadmission")
+
+
+class GatekeeperError(RuntimeError):
+    """Gatekeeper is missing, does not start, or disagrees with aidp."""
+
+
+# --- the examples the port must agree on --------------------------------------------------------
+
+
+def example_sets() -> list[list[dict[str, Any]]]:
+    """The manifests of examples/*.yaml, and of each single-policy example of examples/library
+    (the guardrail example is a ClusterAIDataPolicy's: section 6, not ported)."""
+    sets = [load_manifests(sorted(EXAMPLES.glob("*.yaml")))]
+    for example in sorted(p for p in LIBRARY.iterdir() if p.is_dir()):
+        if not (example / "guardrail.yaml").exists():
+            sets.append(load_manifests(sorted(example.glob("*.yaml"))))
+    return [[dict(m) for m in s] for s in sets]
+
+
+def agreement_namespaces() -> list[str]:
+    """The namespaces the agreement check uses (bench/run.py excludes them from aidp's webhook)."""
+    names: set[str] = set()
+    for manifests in example_sets():
+        for m in manifests:
+            ns = m.get("metadata", {}).get("namespace")
+            if ns:
+                names.add(PREFIX + ns)
+            if m.get("kind") == "Namespace":
+                names.add(PREFIX + m["metadata"]["name"])
+    return sorted(names)
+
+
+def expected_verdicts() -> dict[tuple[str, str, str], bool]:
+    """aidp's verdict (aidp check: the Rego) on every checked workload of the examples."""
+    verdicts: dict[tuple[str, str, str], bool] = {}
+    for manifests in example_sets():
+        for r in check_manifests(manifests):
+            verdicts[(r.kind, PREFIX + r.namespace, r.name)] = r.allowed
+    return verdicts
+
+
+def renamed(manifest: dict[str, Any]) -> dict[str, Any]:
+    obj = copy.deepcopy(manifest)
+    meta = obj.setdefault("metadata", {})
+    if obj.get("kind") == "Namespace":
+        meta["name"] = PREFIX + meta["name"]
+        meta.setdefault("labels", {})[SCOPE_LABEL] = "yes"
+    elif meta.get("namespace"):
+        meta["namespace"] = PREFIX + meta["namespace"]
+    return obj
+
+
+def inventory(manifests: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """data.inventory as Gatekeeper replicates the AIDataPolicies among `manifests` (offline:
+    without the CRD's defaults, which the port reads with the same defaults)."""
+    namespaces: dict[str, Any] = {}
+    for m in manifests:
+        if m.get("kind") == "AIDataPolicy":
+            ns, name = m["metadata"]["namespace"], m["metadata"]["name"]
+            by_kind = namespaces.setdefault(ns, {}).setdefault(m["apiVersion"], {})
+            by_kind.setdefault("AIDataPolicy", {})[name] = m
+    return {"namespace": namespaces}
+
+
+def create_review(obj: dict[str, Any]) -> dict[str, Any]:
+    """Gatekeeper's input.review for creating `obj`: the AdmissionRequest aidp check builds."""
+    group, _, version = obj["apiVersion"].rpartition("/")
+    gvk = {"group": group, "version": version, "kind": obj["kind"]}
+    review: dict[str, Any] = check.create_review(obj, gvk, obj["kind"].lower() + "s", "offline")["request"]
+    return review
+
+
+# --- the manager ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Gatekeeper:
+    """Gatekeeper's manager as a webhook for the namespaces labelled `SCOPE_LABEL`."""
+
+    cp: ControlPlane
+    state_dir: Path
+    home: Path = TESTBIN
+    proc: Process | None = None
+    port: int = 0
+    health_port: int = 0
+
+    @property
+    def binary(self) -> Path:
+        return self.home / "bin" / "gatekeeper"
+
+    def start(self, client: Client, *, timeout: float = 120.0) -> Gatekeeper:
+        if not (self.binary.is_file() and (self.home / ".files.ok").is_file()):
+            raise GatekeeperError(f"{self.binary} is missing: run `make testbin-gatekeeper`")
+        kube.install_crds(client, self.home / "crds", timeout=60.0)
+        _ensure_namespace(client, NAMESPACE)
+        kube.apply_all(client, [from_dict(o) for o in self._rbac()])
+        kubeconfig, cert_dir, ca = self._credentials()
+        self.port, self.health_port = free_port(), free_port()
+        self.proc = Process(
+            "gatekeeper",
+            [
+                str(self.binary),
+                f"--kubeconfig={kubeconfig}",
+                # webhook: admission; generate: the constraint CRD from the template; status: the
+                # pod status objects the controllers write (no audit, no mutation)
+                "--operation=webhook",
+                "--operation=generate",
+                "--operation=status",
+                f"--host={HOST}",
+                f"--port={self.port}",
+                f"--cert-dir={cert_dir}",
+                "--disable-cert-rotation",
+                "--debug-use-fake-pod",
+                f"--health-addr={HOST}:{self.health_port}",
+                f"--prometheus-port={free_port()}",
+                f"--validating-webhook-configuration-name={WEBHOOK}",
+                "--log-level=ERROR",
+                # no ValidatingAdmissionPolicy from the template: it has no CEL source (README.md)
+                "--default-create-vap-for-templates=false",
+                "--default-create-vap-binding-for-constraints=false",
+            ],
+            self.state_dir / "gatekeeper.log",
+            env={"POD_NAMESPACE": NAMESPACE},
+        )
+        self.proc.start()
+        wait_http_ok(self.proc, f"http://{HOST}:{self.health_port}/healthz", None, timeout=timeout)
+        self._install_policy(client, timeout)
+        self._register_webhook(client, ca)
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def _rbac(self) -> list[dict[str, Any]]:
+        """The module's manager roles (config/rbac/role.yaml), bound to `USER`."""
+        docs = [d for d in yaml.safe_load_all((self.home / "rbac" / "role.yaml").read_text()) if d]
+        objs: list[dict[str, Any]] = []
+        subject = {"kind": "User", "name": USER, "apiGroup": "rbac.authorization.k8s.io"}
+        for doc in docs:
+            doc["metadata"]["name"] = "aidp-bench-gatekeeper"
+            kind = doc["kind"]
+            objs.append(doc)
+            binding: dict[str, Any] = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": f"{kind}Binding",
+                "metadata": {"name": "aidp-bench-gatekeeper"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": kind,
+                    "name": "aidp-bench-gatekeeper",
+                },
+                "subjects": [subject],
+            }
+            if kind == "Role":
+                doc["metadata"]["namespace"] = NAMESPACE
+                binding["metadata"]["namespace"] = NAMESPACE
+            objs.append(binding)
+        return objs
+
+    def _credentials(self) -> tuple[Path, Path, bytes]:
+        """A kubeconfig for `USER` (a client certificate of the control plane's CA) and the
+        webhook's serving certificate (tls.crt, tls.key: controller-runtime's names)."""
+        tls = self.state_dir / "gatekeeper-tls"
+        cluster_ca = pki.load(self.cp.pki_dir / "ca.crt", self.cp.pki_dir / "ca.key")
+        user = pki.issue(cluster_ca, USER, client=True)
+        kubeconfig = kubeconfig_mod.write(
+            self.state_dir / "gatekeeper.kubeconfig",
+            kubeconfig_mod.render(
+                self.cp.server,
+                cluster_ca.cert_pem,
+                user=USER,
+                client_cert_pem=user.cert_pem,
+                client_key_pem=user.key_pem,
+            ),
+        )
+        ca = pki.new_ca("aidp-bench-gatekeeper-ca")
+        pki.issue(ca, "gatekeeper", dns_names=("localhost",), ip_addresses=(HOST,), server=True).write(
+            tls, "tls"
+        )
+        return kubeconfig, tls, ca.cert_pem
+
+    def _install_policy(self, client: Client, timeout: float) -> None:
+        kube.apply_all(client, kube.load_yaml_files([HERE / "config.yaml"]))
+        (template,) = kube.load_yaml_files([HERE / "template.yaml"])
+        client.apply(template, force=True)
+        deadline = time.monotonic() + timeout
+        crd = "aidpadmission.constraints.gatekeeper.sh"
+        while not _established(client, crd):  # the manager compiles the template, creates the CRD
+            if time.monotonic() > deadline:
+                status = client.get(ConstraintTemplate, "aidpadmission").to_dict().get("status")
+                raise GatekeeperError(f"ConstraintTemplate aidpadmission: no CRD {crd}: {status}")
+            time.sleep(0.2)
+        kube.apply_all(client, kube.load_yaml_files([HERE / "constraints.yaml"]))
+
+    def _register_webhook(self, client: Client, ca: bytes) -> None:
+        """aidp's webhook settings (rules, match conditions, timeout, failure policy), like the
+        no-op control's, with Gatekeeper's URL and scope."""
+        aidp = client.get(ValidatingWebhookConfiguration, OperatorConfig().webhook_name).to_dict()
+        hook = copy.deepcopy(aidp["webhooks"][0])
+        hook["name"] = "validation.gatekeeper.sh"
+        hook["clientConfig"] = {
+            "url": f"https://{HOST}:{self.port}/v1/admit",
+            "caBundle": base64.b64encode(ca).decode(),
+        }
+        hook["namespaceSelector"] = {"matchLabels": {SCOPE_LABEL: "yes"}}
+        hook.pop("objectSelector", None)
+        body = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": WEBHOOK},
+            "webhooks": [hook],
+        }
+        client.apply(from_dict(body), force=True)
+
+
+@contextlib.contextmanager
+def running(cp: ControlPlane, client: Client, state_dir: Path) -> Iterator[Gatekeeper]:
+    gk = Gatekeeper(cp, state_dir)
+    try:
+        yield gk.start(client)
+    finally:
+        with contextlib.suppress(ApiError):
+            client.delete(ValidatingWebhookConfiguration, WEBHOOK)
+        gk.stop()
+
+
+def _established(client: Client, name: str) -> bool:
+    try:
+        crd = client.get(CustomResourceDefinition, name)
+    except ApiError as err:
+        if err.status.code == 404:
+            return False
+        raise
+    conditions = (crd.status.conditions if crd.status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def _ensure_namespace(client: Client, name: str, labels: dict[str, str] | None = None) -> None:
+    try:
+        client.create(Namespace(metadata=ObjectMeta(name=name, labels=labels)))
+    except ApiError as err:
+        if err.status.code != 409:
+            raise
+
+
+def scope(client: Client, namespace: str) -> None:
+    """Put `namespace` (created if missing) in Gatekeeper's scope."""
+    _ensure_namespace(client, namespace, {SCOPE_LABEL: "yes"})
+    client.patch(Namespace, namespace, {"metadata": {"labels": {SCOPE_LABEL: "yes"}}})
+
+
+# --- agreement -------------------------------------------------------------------------------------
+
+
+def _live_verdict(client: Client, obj: dict[str, Any]) -> bool:
+    try:
+        client.create(from_dict(copy.deepcopy(obj)), dry_run=True)
+    except ApiError as err:
+        if err.status.code not in (400, 403) or "aidp:" not in (err.status.message or ""):
+            raise
+        return False
+    return True
+
+
+def agreement(client: Client, *, timeout: float = 60.0) -> int:
+    """Gatekeeper's live verdict on every checked workload of the examples is aidp's; returns how
+    many objects agree, raises GatekeeperError listing every one that does not."""
+    expected = expected_verdicts()
+    if not expected or False not in expected.values() or True not in expected.values():
+        raise GatekeeperError(f"the examples give no allowed and denied workloads: {expected}")
+    workloads: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for manifests in example_sets():
+        for m in map(renamed, manifests):
+            key = (
+                m.get("kind", ""),
+                m.get("metadata", {}).get("namespace", ""),
+                m["metadata"].get("name", ""),
+            )
+            if key in expected:
+                workloads[key] = m
+                continue
+            if m.get("kind") not in ("Namespace", "ServiceAccount", "AIDataPolicy"):
+                continue
+            if m["kind"] != "Namespace":
+                scope(client, m["metadata"]["namespace"])
+            try:
+                client.create(from_dict(m))
+            except ApiError as err:
+                if err.status.code != 409:
+                    raise
+    # Gatekeeper replicates the policies asynchronously: the verdicts settle within `timeout`
+    deadline = time.monotonic() + timeout
+    while True:
+        live = {key: _live_verdict(client, obj) for key, obj in sorted(workloads.items())}
+        wrong = sorted(k for k in expected if live.get(k) != expected[k])
+        if not wrong:
+            return len(live)
+        if time.monotonic() > deadline:
+            lines = [
+                f"  {kind} {ns}/{name}: aidp {'ALLOWED' if expected[(kind, ns, name)] else 'DENIED'}, "
+                f"Gatekeeper {'ALLOWED' if live.get((kind, ns, name)) else 'DENIED'}"
+                for kind, ns, name in wrong
+            ]
+            raise GatekeeperError("the Gatekeeper port disagrees with aidp:\n" + "\n".join(lines))
+        time.sleep(0.5)
+
+
+def cleanup(client: Client, namespaces: Iterable[str]) -> None:
+    for ns in namespaces:
+        with contextlib.suppress(ApiError):
+            client.delete(Namespace, ns)
