@@ -49,6 +49,13 @@ TARGETS: dict[str, tuple[float, str, str]] = {
         "max",
         "Deployment create p99 with the vap engine (CEL in kube-apiserver) / without admission, 50 clients",
     ),
+    "webhook_calls_per_deployment_create": (
+        2.0,
+        "max",
+        "calls to aidp's validate.aidp.io webhook per Deployment create with 1 replica (the Deployment's "
+        "and the Pod's CREATE; 4 before matchConditions skipped the deployment controller's ReplicaSet "
+        "and the operator's approval label), kube-apiserver's apiserver_admission_webhook_request_total",
+    ),
     "reconcile_p99_seconds_1000_policies": (1.0, "max", "policy change -> next violating create denied, p99"),
     "reconcile_p99_seconds_1000_policies_100_guardrailed_namespaces": (
         1.0,

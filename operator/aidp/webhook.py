@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, MANAGED_BY, OperatorConfig
+from aidp.config import (
+    APPROVAL_LABEL,
+    GOVERNED_LABEL,
+    GUARDRAILED_LABEL,
+    ISOLATED_LABEL,
+    MANAGED_BY,
+    OperatorConfig,
+)
 
 # kinds checked by the admission rules (contract section 3, docs/policy-contract.md), and the Pod
 # subresources that can write what the verdict reads: pods/status keeps the spec but takes the
@@ -38,6 +47,44 @@ TEMPLATE_CHANGED = " ".join(
     if line.strip()
 )
 
+# The ReplicaSets the deployment controller creates from a Deployment's template never leave the
+# API server: the template is the Deployment's, judged when the Deployment was created or its
+# template changed, and the Pods the ReplicaSet then gets are judged at their CREATE whatever the
+# ReplicaSet's verdict, so no pod can run that admission would refuse (docs/security.md, "Requests
+# that never reach OPA"). The controller's user is its own service account with
+# --use-service-account-credentials, else kube-controller-manager's.
+DEPLOYMENT_CONTROLLERS = (
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:kube-controller-manager",
+)
+NOT_A_DEPLOYMENTS_REPLICASET = (
+    "!(request.operation == 'CREATE' && request.kind.kind == 'ReplicaSet' && "
+    f"request.userInfo.username in {json.dumps(list(DEPLOYMENT_CONTROLLERS))} && "
+    "object.metadata.?ownerReferences.orValue([]).exists(r, r.?controller.orValue(false) == true && "
+    "r.kind == 'Deployment'))"
+)
+
+OPERATOR_LABELS = (APPROVAL_LABEL, ISOLATED_LABEL)
+
+
+def operator_label_write(operator_users: Sequence[str]) -> str:
+    """The operator setting or removing its own labels on a Pod, nothing else changed: the Rego
+    admits exactly that (the operator may; what the verdict reads is unchanged), so the request
+    need not leave the API server (the approval label's write after every judged pod)."""
+    labels = json.dumps(list(OPERATOR_LABELS))
+    return (
+        "!(request.operation == 'UPDATE' && request.kind.kind == 'Pod' && "
+        f"request.userInfo.username in {json.dumps(sorted(set(operator_users)))} && "
+        "object.metadata.?annotations.orValue({}) == oldObject.metadata.?annotations.orValue({}) && "
+        "object.?spec.orValue({}) == oldObject.?spec.orValue({}) && "
+        f"object.metadata.?labels.orValue({{}}).all(k, k in {labels} || "
+        "(k in oldObject.metadata.?labels.orValue({}) && "
+        "oldObject.metadata.labels[k] == object.metadata.labels[k])) && "
+        f"oldObject.metadata.?labels.orValue({{}}).all(k, k in {labels} || "
+        "k in object.metadata.?labels.orValue({})))"
+    )
+
+
 # Namespace writes reach OPA only when they change a label that only the operator may set: the
 # governed label (the webhook's scope) or the guardrailed label (the bounds' scope)
 GOVERNED_LABEL_CHANGED = " || ".join(
@@ -50,8 +97,23 @@ GOVERNED_LABEL_CHANGED = " || ".join(
 SPEC_CHANGED = "request.operation != 'UPDATE' || object.spec != oldObject.spec"
 
 
-def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
-    """The webhook, scoped to governed namespaces, never the system or the operator's namespace."""
+def match_conditions(operator_users: Sequence[str] = ()) -> list[dict[str, str]]:
+    """validate.aidp.io's matchConditions: requests that cannot change a verdict stay in the API
+    server (all must hold for OPA to be called)."""
+    conditions = [
+        {"name": "template-changed", "expression": TEMPLATE_CHANGED},
+        {"name": "not-a-deployments-replicaset", "expression": NOT_A_DEPLOYMENTS_REPLICASET},
+    ]
+    if operator_users:
+        conditions.append(
+            {"name": "not-the-operators-labels", "expression": operator_label_write(operator_users)}
+        )
+    return conditions
+
+
+def render(config: OperatorConfig, ca_bundle: bytes, operator_users: Sequence[str] = ()) -> dict[str, Any]:
+    """The webhook, scoped to governed namespaces, never the system or the operator's namespace.
+    `operator_users`: the operator's user names (its label writes on Pods are not sent)."""
     if config.webhook_url:
         client_config: dict[str, Any] = {"url": config.webhook_url}
     else:
@@ -78,7 +140,7 @@ def render(config: OperatorConfig, ca_bundle: bytes) -> dict[str, Any]:
                 "failurePolicy": config.webhook_failure_policy,
                 "matchPolicy": "Equivalent",
                 "clientConfig": dict(client_config),
-                "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+                "matchConditions": match_conditions(operator_users),
                 "namespaceSelector": {
                     "matchLabels": {GOVERNED_LABEL: "true"},
                     "matchExpressions": [

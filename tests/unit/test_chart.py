@@ -472,8 +472,11 @@ def test_chart_webhook_is_the_operators_without_ca_bundle(case: str) -> None:
     """The operator applies its rendering over the chart's (server-side apply, force): both must
     agree on every field, or an upgrade and the operator would keep changing the webhook back."""
     values, config = WEBHOOK_CASES[case]
-    chart = one(render(values), "ValidatingWebhookConfiguration")
-    operator = webhook.render(config, b"")
+    objs = render(values)
+    chart = one(objs, "ValidatingWebhookConfiguration")
+    # in the cluster the operator is its ServiceAccount (its SelfSubjectReview says so)
+    sa = one(objs, "Deployment", "aidp-operator")["spec"]["template"]["spec"]["serviceAccountName"]
+    operator = webhook.render(config, b"", (f"system:serviceaccount:{NAMESPACE}:{sa}",))
     for hook in operator["webhooks"]:
         del hook["clientConfig"]["caBundle"]
     assert chart["webhooks"] == operator["webhooks"]

@@ -80,7 +80,11 @@ def test_the_checked_kinds_are_the_webhooks() -> None:
             {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": sorted(EXCLUDED)}
         ]
     }
-    assert pol["matchConditions"] == [{"name": "template-changed", "expression": policies.TEMPLATE_CHANGED}]
+    assert pol["matchConditions"] == [
+        {"name": "template-changed", "expression": policies.TEMPLATE_CHANGED},
+        # as the webhook: the deployment controller's ReplicaSets are not judged, their pods are
+        {"name": "not-a-deployments-replicaset", "expression": webhook.NOT_A_DEPLOYMENTS_REPLICASET},
+    ]
 
 
 def test_the_rules_in_the_regos_order() -> None:

@@ -51,7 +51,10 @@ def test_the_governed_label_webhook_sees_namespace_label_changes_only() -> None:
 
 def test_unchanged_templates_never_leave_the_api_server() -> None:
     hook = the_webhook(OperatorConfig())
-    assert hook["matchConditions"] == [{"name": "template-changed", "expression": webhook.TEMPLATE_CHANGED}]
+    assert hook["matchConditions"] == [
+        {"name": "template-changed", "expression": webhook.TEMPLATE_CHANGED},
+        {"name": "not-a-deployments-replicaset", "expression": webhook.NOT_A_DEPLOYMENTS_REPLICASET},
+    ]
     for part in ("request.operation != 'UPDATE'", "spec.?template", "jobTemplate", "metadata.?labels"):
         assert part in webhook.TEMPLATE_CHANGED
 
@@ -184,3 +187,19 @@ def test_ca_bundle_is_the_base64_of_the_given_bundle(url: str | None) -> None:
     two_cas = BUNDLE + BUNDLE.replace(b"MIIB", b"MIIC")
     client = the_webhook(OperatorConfig(webhook_url=url), two_cas)["clientConfig"]
     assert base64.b64decode(client["caBundle"], validate=True) == two_cas
+
+
+def test_requests_that_cannot_change_a_verdict_stay_in_the_api_server() -> None:
+    """The deployment controller's ReplicaSets (their pods are judged) and, once the operator's
+    user is known, its own label writes on Pods (docs/security.md); tests/integration/
+    test_webhook_calls.py shows both on a real control plane."""
+    assert "'ReplicaSet'" in webhook.NOT_A_DEPLOYMENTS_REPLICASET
+    assert "system:serviceaccount:kube-system:deployment-controller" in webhook.NOT_A_DEPLOYMENTS_REPLICASET
+    assert "r.kind == 'Deployment'" in webhook.NOT_A_DEPLOYMENTS_REPLICASET
+    assert "'Pod'" not in webhook.NOT_A_DEPLOYMENTS_REPLICASET  # every Pod CREATE is judged
+    hook = webhook.render(OperatorConfig(), BUNDLE, ("system:serviceaccount:aidp-system:aidp-operator",))
+    [*_, last] = hook["webhooks"][0]["matchConditions"]
+    assert last["name"] == "not-the-operators-labels"
+    assert '["system:serviceaccount:aidp-system:aidp-operator"]' in last["expression"]
+    assert "request.operation == 'UPDATE' && request.kind.kind == 'Pod'" in last["expression"]
+    assert '["aidp.io/approved", "aidp.io/egress-isolated"]' in last["expression"]

@@ -24,6 +24,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
@@ -44,9 +45,28 @@ class WebhookCerts:
         self.ca_file = self._dir / "opa-ca-bundle.crt"
         self.ready = asyncio.Event()
         self._last_step = -math.inf
+        self._users: tuple[str, ...] | None = None
 
     def trigger(self) -> None:
         self._wake.set()
+
+    async def operator_users(self) -> tuple[str, ...]:
+        """Who the operator is to the API server (a SelfSubjectReview, asked once): its label writes
+        on Pods stay out of the webhook (aidp.webhook.operator_label_write)."""
+        if self._users is None:
+            review = await self.client.create(SelfSubjectReview())
+            info = review.status.userInfo if review.status else None
+            if info is None or not info.username:
+                raise RuntimeError("the API server did not say who the operator is (SelfSubjectReview)")
+            self._users = (info.username,)
+        return self._users
+
+    async def _render(self, ca_bundle: bytes) -> ValidatingWebhookConfiguration:
+        obj = webhook.render(self.config, ca_bundle, await self.operator_users())
+        vwc = ValidatingWebhookConfiguration.from_dict(obj)
+        if not isinstance(vwc, ValidatingWebhookConfiguration):
+            raise TypeError(f"webhook.render gave {type(vwc).__name__}")
+        return vwc
 
     async def run(self) -> None:
         while True:
@@ -89,10 +109,7 @@ class WebhookCerts:
             await self._drop_legacy_ca_key()
             log.info("webhook TLS: ca-key-moved (Secret %s)", self.config.webhook_ca_secret)
         self.ca_file.write_bytes(material.ca_bundle)
-        vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, material.ca_bundle))
-        if not isinstance(vwc, ValidatingWebhookConfiguration):
-            raise TypeError(f"webhook.render gave {type(vwc).__name__}")
-        await self.client.apply(vwc, field_manager="aidp", force=True)
+        await self.client.apply(await self._render(material.ca_bundle), field_manager="aidp", force=True)
         self.ready.set()
         return reason
 
@@ -115,10 +132,7 @@ class WebhookCerts:
             log.warning("Secret %s has no ca.crt yet", self.config.webhook_tls_secret)
             return None
         self.ca_file.write_bytes(ca)
-        vwc = ValidatingWebhookConfiguration.from_dict(webhook.render(self.config, ca))
-        if not isinstance(vwc, ValidatingWebhookConfiguration):
-            raise TypeError(f"webhook.render gave {type(vwc).__name__}")
-        await self.client.apply(vwc, field_manager="aidp", force=True)
+        await self.client.apply(await self._render(ca), field_manager="aidp", force=True)
         self.ready.set()
         return None
 

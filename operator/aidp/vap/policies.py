@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from aidp.config import APPROVAL_LABEL, GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, MANAGED_BY
 from aidp.render import detector_document
-from aidp.webhook import CHECKED_RULES
+from aidp.webhook import CHECKED_RULES, NOT_A_DEPLOYMENTS_REPLICASET
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 MODES: Final = ("deny", "warn", "dryrun")
@@ -102,6 +102,14 @@ TEMPLATE_CHANGED: Final = (
     f"nl.exists(k, !(k in {lit_list(OPERATOR_LABELS)}) && !(k in ol && ol[k] == nl[k])) || "
     f"ol.exists(k, !(k in {lit_list(OPERATOR_LABELS)}) && !(k in nl))))))"
 )
+
+# what the webhook leaves in the API server, left unevaluated here too (one verdict, two engines):
+# UPDATEs that leave the template unchanged, and the deployment controller's ReplicaSets (their
+# pods are judged; aidp.webhook.NOT_A_DEPLOYMENTS_REPLICASET)
+WORKLOAD_CONDITIONS: Final = [
+    {"name": "template-changed", "expression": TEMPLATE_CHANGED},
+    {"name": "not-a-deployments-replicaset", "expression": NOT_A_DEPLOYMENTS_REPLICASET},
+]
 
 OBJECT_NAME: Final = (
     "(request.name != '' ? request.name : object.metadata.?name.orValue('') != '' ? object.metadata.name : "
@@ -364,7 +372,7 @@ def workload_policy(mode: str, excluded_namespaces: Sequence[str], today: dt.dat
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
             "variables": variables,
             "validations": validations,
         },
@@ -566,7 +574,7 @@ def guardrail_policy(
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
             "variables": variables,
             "validations": [
                 {
@@ -950,7 +958,7 @@ def unapproved_policy(
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [{"name": "template-changed", "expression": TEMPLATE_CHANGED}],
+            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
             "variables": variables,
             "validations": [validation],
         },
