@@ -96,6 +96,11 @@ def agreement_namespaces() -> list[str]:
     return sorted(names)
 
 
+def operator_args() -> list[str]:
+    """aidp's operator leaves Gatekeeper's namespaces alone (its webhook then skips them)."""
+    return [arg for ns in (BENCH_NAMESPACE, *agreement_namespaces()) for arg in ("--exclude-namespace", ns)]
+
+
 def expected_verdicts() -> dict[tuple[str, str, str], bool]:
     """aidp's verdict (aidp check: the Rego) on every checked workload of the examples."""
     verdicts: dict[tuple[str, str, str], bool] = {}

@@ -7,14 +7,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from lightkube import Client
+
 from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import crds_dir
-from bench import admission, audit, egress, reliability
+from bench import admission, audit, egress, gatekeeper, reliability
 from bench.common import RESULTS, TABLE, save
 
-PARTS = ("control-plane", "audit", "egress")
+PARTS = ("control-plane", "admission", "audit", "egress")
 
 
 def main() -> None:
@@ -25,13 +27,15 @@ def main() -> None:
         choices=PARTS,
         action="append",
         help="run only this part (repeatable): control-plane (admission, reconcile, recovery, "
-        "takeover), audit, egress (a real node: policy change -> packets; needs root)",
+        "takeover), audit, egress (a real node: policy change -> packets; needs root), admission (the "
+        "admission rounds alone: no admission, no-op webhook, aidp opa and vap, Gatekeeper; part of "
+        "control-plane)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
     figures: dict[str, float] = {}
-    if "control-plane" in parts:
-        figures |= control_plane(quick=args.quick)
+    if parts & {"control-plane", "admission"}:
+        figures |= control_plane(quick=args.quick, parts=parts)
     if "audit" in parts:
         figures |= audit_at_scale(quick=args.quick)
     if "egress" in parts:
@@ -41,7 +45,7 @@ def main() -> None:
     print(f"wrote {RESULTS.relative_to(RESULTS.parents[1])} and {TABLE.relative_to(TABLE.parents[1])}")
 
 
-def control_plane(*, quick: bool) -> dict[str, float]:
+def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="aidp-bench-") as tmp:
         cp = ControlPlane(Path(tmp) / "cp").start()
@@ -49,28 +53,45 @@ def control_plane(*, quick: bool) -> dict[str, float]:
         stack = AidpStack(
             cp,
             Path(tmp) / "aidp",
-            operator_args=("--resync-seconds", "300", "--exclude-namespace", admission.VAP_NAMESPACE),
+            operator_args=(
+                "--resync-seconds",
+                "300",
+                "--exclude-namespace",
+                admission.VAP_NAMESPACE,
+                *gatekeeper.operator_args(),
+            ),
         )
         try:
             stack.start()
             client = kube.client(cp.kubeconfig)
             t0 = time.monotonic()
-            print("admission overhead (create latency with vs without the webhook):")
-            figures |= admission.admission_overhead(
-                client, str(cp.kubeconfig), rounds=3 if quick else 6, per_round=50 if quick else 200
-            )
-            print("reconcile latency (policy change -> next violating create denied):")
-            figures |= admission.reconcile_latency(
-                client, counts=(1, 100) if quick else (1, 100, 1000), iterations=10 if quick else 25
-            )
-            figures["bench_admission_wall_seconds"] = time.monotonic() - t0
-            print("recovery:")
-            figures |= reliability.opa_recovery(stack)
+            if parts & {"control-plane", "admission"}:
+                figures |= admission_rounds(cp, client, Path(tmp), quick=quick)
+            if "control-plane" in parts:
+                print("reconcile latency (policy change -> next violating create denied):")
+                figures |= admission.reconcile_latency(
+                    client, counts=(1, 100) if quick else (1, 100, 1000), iterations=10 if quick else 25
+                )
+                figures["bench_admission_wall_seconds"] = time.monotonic() - t0
+                print("recovery:")
+                figures |= reliability.opa_recovery(stack)
         finally:
             stack.stop()
             cp.stop()
-        figures |= reliability.operator_takeover(Path(tmp))
+        if "control-plane" in parts:
+            figures |= reliability.operator_takeover(Path(tmp))
     return figures
+
+
+def admission_rounds(cp: ControlPlane, client: Client, state_dir: Path, *, quick: bool) -> dict[str, float]:
+    """The admission rounds, with the peer: Gatekeeper started and checked against aidp on the
+    examples (a disagreement stops the bench) before anything is measured."""
+    with gatekeeper.running(cp, client, state_dir):
+        print(f"Gatekeeper agrees with aidp on the {gatekeeper.agreement(client)} workloads of the examples")
+        print("admission overhead (create latency with vs without the webhook, and the peer's):")
+        return admission.admission_overhead(
+            client, str(cp.kubeconfig), rounds=3 if quick else 6, per_round=50 if quick else 200, peer=True
+        )
 
 
 def audit_at_scale(*, quick: bool) -> dict[str, float]:
