@@ -85,27 +85,41 @@ def _probe_pod(addr: str) -> dict[str, Any]:
     return obj
 
 
-def _attempts(node: Node) -> list[tuple[float, bool]]:
-    res = node.kubectl("-n", NAMESPACE, "logs", POD, "--tail=400", check=False, timeout=30)
+def parse_attempts(log: str) -> list[tuple[float, bool]]:
+    """The probe's log lines `<boot-clock seconds> <1|0>` as (start, connected); others skipped."""
     out = []
-    for line in res.stdout.splitlines():
+    for line in log.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1] in ("0", "1"):
-            out.append((float(parts[0]), parts[1] == "1"))
+            try:
+                out.append((float(parts[0]), parts[1] == "1"))
+            except ValueError:
+                continue
     return out
 
 
+def _attempts(node: Node) -> list[tuple[float, bool]]:
+    res = node.kubectl("-n", NAMESPACE, "logs", POD, "--tail=400", check=False, timeout=30)
+    return parse_attempts(res.stdout)
+
+
+def converged(attempts: list[tuple[float, bool]], since: float, want: bool) -> float | None:
+    """Seconds from `since` to the start of the first attempt started after it that shows `want`,
+    confirmed by the attempt started next; None while undecided (no such pair yet, or attempts
+    started before it may still answer)."""
+    after = sorted(a for a in attempts if a[0] >= since)
+    for first, second in itertools.pairwise(after):
+        if first[1] == want and second[1] == want:
+            return max(first[0] - since, 0.0) if after[-1][0] >= first[0] + SETTLED else None
+    return None
+
+
 def _until(node: Node, since: float, want: bool, timeout: float = 60.0) -> float:
-    """Seconds from `since` (boot clock) to the start of the first attempt that shows `want`,
-    confirmed by the attempt started after it (attempts ordered by their start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        after = sorted(a for a in _attempts(node) if a[0] >= since)
-        for first, second in itertools.pairwise(after):
-            if first[1] == want and second[1] == want:
-                if after[-1][0] >= first[0] + SETTLED:
-                    return max(first[0] - since, 0.0)
-                break  # attempts started before it may not have answered yet: read again
+        took = converged(_attempts(node), since, want)
+        if took is not None:
+            return took
         time.sleep(0.2)
     state = "connects" if want else "is refused"
     raise TimeoutError(f"the probe pod never {state} within {timeout:.0f}s of the policy change")
