@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from aidp import catalog, kube, paths
 from aidp.catalog import crd as crd_gen
 from aidp.controller import catalogwatch
 from aidp.devcluster.cluster import ControlPlane
+from aidp.devcluster.procs import free_port
 from aidp.devcluster.stack import DEMO_ADDRESSES, AidpStack
 from tests.conftest import upstream_crd
 from tests.integration import helpers
@@ -99,6 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Ai
     tmp = tmp_path_factory.mktemp("catalog-cm")
     cp = ControlPlane(tmp / "cp").start()
     ns = "aidp-system"
+    metrics_port = free_port()
     stack = AidpStack(
         cp,
         tmp / "aidp",
@@ -108,9 +111,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Ai
             "3",
             "--audit-min-gap",
             "1",
+            "--metrics-port",
+            str(metrics_port),
             "--provider-catalog-configmap",
             f"{ns}/{CM}",
         ),
+        metrics_port=metrics_port,
     )
     try:
         client = kube.client(cp.kubeconfig)
@@ -174,6 +180,19 @@ def catalog_events(client: Client, ns: str, reason: str) -> list[str]:
         for e in client.list(Event, namespace=ns)
         if e.reason == reason and e.involvedObject.kind == "ConfigMap" and e.involvedObject.name == CM
     ]
+
+
+def catalog_metrics(aidp: AidpStack) -> dict[str, float]:
+    """The operator's aidp_provider_catalog_* samples."""
+    url = f"http://127.0.0.1:{aidp.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:  # the operator this module started
+        text = resp.read().decode()
+    return {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("aidp_provider_catalog_")
+        )
+    }
 
 
 def set_catalog(client: Client, ns: str, text: str) -> None:
@@ -281,6 +300,14 @@ def test_a_changed_catalog_is_applied_and_a_malformed_one_keeps_the_last_good(
         what="the Warning Event naming the line and the field",
     )
     assert "keeping the last good catalog" in messages[0], messages
+    wait_for(
+        lambda: catalog_metrics(aidp).get("aidp_provider_catalog_rejected") == 1.0,
+        timeout=10,
+        what="the rejected gauge at 1",
+    )
+    got = catalog_metrics(aidp)
+    assert got['aidp_provider_catalog_reloads_total{result="applied"}'] == 1.0, got
+    assert got['aidp_provider_catalog_reloads_total{result="rejected"}'] == 1.0, got
     # the last good catalog (the changed one) is still the one in use: a new policy naming the
     # extra provider is enforced with the provider's new host, and the detector keeps the new env name
     acme_policy(client, env, "after", app="after")
