@@ -853,12 +853,19 @@ def test_promql_checker_refuses_what_prometheus_refuses() -> None:
 def test_alert_rules_parse_and_read_metrics_that_exist() -> None:
     assert not [o for o in render() if o["kind"] == "PrometheusRule"]  # off by default
     (rule_object,) = [
-        o for o in render(("metrics.prometheusRule.enabled=true",)) if o["kind"] == "PrometheusRule"
+        o
+        for o in render(("metrics.prometheusRule.enabled=true", "providerCatalog.configMap=providers"))
+        if o["kind"] == "PrometheusRule"
     ]
     assert rule_object["apiVersion"] == "monitoring.coreos.com/v1"
     rules = [r for group in rule_object["spec"]["groups"] for r in group["rules"]]
     names = {r["alert"] for r in rules}
     assert {"AIDPPolicyDegraded", "AIDPOPAReplicasNotLoaded", "AIDPWebhookRejectionsHigh"} <= names
+    assert "AIDPProviderCatalogRejected" in names  # with a catalog ConfigMap only
+    (plain,) = [o for o in render(("metrics.prometheusRule.enabled=true",)) if o["kind"] == "PrometheusRule"]
+    assert "AIDPProviderCatalogRejected" not in {
+        r["alert"] for g in plain["spec"]["groups"] for r in g["rules"]
+    }
     known = {**aidp_metrics(), **EXTERNAL_METRICS}
     webhooks = {w["name"] for w in webhook.render(OperatorConfig(), b"")["webhooks"]}
     for rule in rules:
