@@ -9,6 +9,10 @@ reported: a log line, a Warning Event on the ConfigMap (`ProviderCatalogRejected
 and the field) and the gauge `aidp_provider_catalog_rejected` (1 while the ConfigMap's content is
 not the catalog in use). The watch asks for the one ConfigMap by name (a field selector), which is
 what lets RBAC grant list/watch on it alone (resourceNames; docs/operations.md).
+
+A sync that is running while a change is installed may read both catalogs (readers look up
+`catalog.current()` on every call); the full sync the change asks for follows it and renders
+everything from the new one.
 """
 
 from __future__ import annotations
