@@ -3,7 +3,9 @@ test checks the file equals this output, so the page cannot drift from the catal
 
 from __future__ import annotations
 
-from aidp.catalog import Catalog, Endpoint, Fact, Provider
+from collections.abc import Mapping
+
+from aidp.catalog import Catalog, Country, Endpoint, Fact, Provider
 
 FACT_TITLES = {
     "legalEntity": "Legal entity",
@@ -34,18 +36,31 @@ def _fact(name: str, fact: Fact) -> str:
     return f"| {FACT_TITLES[name]} | {_cell(value + note)} | {_source(fact)} |"
 
 
-def _provider(p: Provider) -> list[str]:
+def _country(country: Country | None) -> str:
+    if country is None:
+        return "undetermined"
+    return f"{_cell(country.name)}{' (EEA)' if country.eea else ''}"
+
+
+def _provider(p: Provider, regions: Mapping[str, Country]) -> list[str]:
     out = [f"## `{p.name}`: {p.display_name}", ""]
     if p.endpoints:
-        out.append(f"Endpoints: {', '.join(_endpoint(e) for e in p.endpoints)}.")
+        where = f" Records: processed in {_country(p.global_country)}." if p.global_country else ""
+        out.append(f"Endpoints: {', '.join(_endpoint(e) for e in p.endpoints)}.{where}")
     else:
         out.append("Endpoints: none in the catalog.")
     if p.endpoints_note:
         out.append(_cell(p.endpoints_note))
     out.append("")
     if p.residency:
-        out += ["| `dataResidency` | endpoints (replace the provider's) |", "|---|---|"]
-        out += [f"| `{region}` | {', '.join(_endpoint(e) for e in eps)} |" for region, eps in p.residency]
+        out += [
+            "| `dataResidency` | endpoints (replace the provider's) | country (records) |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| `{region}` | {', '.join(_endpoint(e) for e in eps)} | {_country(regions.get(region))} |"
+            for region, eps in p.residency
+        ]
         source = p.residency_source
         note = f" {_cell(p.residency_note)}" if p.residency_note else ""
         out += ["", f"Regions: {source if source == 'unverified' else f'[source]({source})'}.{note}", ""]
@@ -113,5 +128,5 @@ def markdown(cat: Catalog) -> str:
         lines.append(f"| `{p.name}` | {_cell(p.display_name)} | {endpoints} | {regions} |")
     lines.append("")
     for p in cat:
-        lines += _provider(p)
+        lines += _provider(p, cat.regions)
     return "\n".join(lines).rstrip("\n") + "\n"
