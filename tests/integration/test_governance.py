@@ -6,6 +6,7 @@ the rest of the suite never sees it.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,6 +49,37 @@ def guardrail_object(name: str, selector_value: str, **spec: Any) -> dict[str, A
 @pytest.fixture
 def guardrail(env: Env) -> Iterator[Callable[..., str]]:
     """Create a ClusterAIDataPolicy selecting `env`'s namespace (labelled for it); deleted after."""
+    yield from _guardrails(env)
+
+
+@pytest.fixture(params=["opa", "vap"])
+def engine_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """A namespace on the control plane where the engine admits: the session's stack (`opa`) or
+    the shared vap stack (tests/integration/vapstack.py)."""
+    if request.param == "opa":
+        yield request.getfixturevalue("env")
+        return
+    from tests.conftest import EXTERNAL_KUBECONFIG
+
+    if EXTERNAL_KUBECONFIG:
+        pytest.skip("the vap engine is tested on a private local control plane")
+    from aidp import kube
+    from tests.integration.conftest import drop_env, make_env
+    from tests.integration.vapstack import vap_stack
+
+    cp, _ = vap_stack(tmp_path_factory, request)
+    client = kube.client(cp.kubeconfig)
+    e = make_env(client, cp.kubeconfig)
+    yield e
+    drop_env(client, e)
+
+
+@pytest.fixture
+def engine_guardrail(engine_env: Env) -> Iterator[Callable[..., str]]:
+    yield from _guardrails(engine_env)
+
+
+def _guardrails(env: Env) -> Iterator[Callable[..., str]]:
     made: list[str] = []
     value = secrets.token_hex(4)
     env.client.patch(
@@ -158,15 +190,37 @@ def test_bounds_at_admission_and_out_of_bounds_later(env: Env, guardrail: Callab
 
 
 @pytest.mark.parametrize("mode", ["deny", "warn", "audit"])
-def test_unapproved_ai(env: Env, guardrail: Callable[..., str], mode: str) -> None:
-    name = guardrail(unapprovedAI=mode)
+def test_unapproved_ai(engine_env: Env, engine_guardrail: Callable[..., str], mode: str) -> None:
+    """With each engine: the vap engine's aidp-unapproved-ai-* and its NamespaceAdmission param
+    decide as the Rego does (docs/admission-engines.md#unapproved-ai)."""
+    env = engine_env
+    name = engine_guardrail(unapprovedAI=mode)
     env.policy("bots")  # selects app=bot only
     obj = workload("Deployment", f"shadow-{mode}", env.ns, labels={"app": "shadow"}, annotations={})
     obj["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
-    result = env.kubectl("apply", "-f", "-", stdin=__import__("json").dumps(obj))
+    manifest = json.dumps(obj)
+    expected = (
+        f"ClusterAIDataPolicy/{name}: [unapproved-ai]"
+        if mode == "deny"
+        else f"ClusterAIDataPolicy/{name} [unapproved-ai]"
+    )
+    if mode != "audit":  # until the engine has the guardrail (and, for vap, its param)
+        wait_for(
+            lambda: expected in env.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest).stderr,
+            timeout=30,
+            what=f"unapproved-ai {mode} in force",
+        )
+    result = env.kubectl("apply", "-f", "-", stdin=manifest)
     if mode == "deny":
         assert result.returncode != 0, result.stdout
-        assert f"ClusterAIDataPolicy/{name}: [unapproved-ai]" in result.stderr, result.stderr
+        assert expected in result.stderr, result.stderr
     else:
         assert result.returncode == 0, result.stderr
         assert ("[unapproved-ai]" in result.stderr) == (mode == "warn"), result.stderr
+        if mode == "warn":
+            assert expected in result.stderr, result.stderr
+    # the policy's own workload (app=bot) is approved: no unapproved-ai
+    approved = workload("Deployment", f"approved-{mode}", env.ns)
+    approved["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
+    result = env.kubectl("apply", "-f", "-", stdin=json.dumps(approved))
+    assert result.returncode == 0 and "[unapproved-ai]" not in result.stderr, result.stderr

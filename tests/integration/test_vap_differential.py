@@ -9,7 +9,10 @@ run), ten workloads per generated policy set (one namespace each). What each eng
   one of the Rego's denying policies, with exactly the Rego's rule ids for it;
 - warn: one warning per failing rule: the same (policy, rule) pairs;
 - dryrun: audit annotations, which a client cannot see: a test-only binding of the dryrun policy
-  with validationActions Warn makes them warnings, compared like warn.
+  with validationActions Warn makes them warnings, compared like warn;
+- unapproved-ai: two in three worlds' namespaces are selected by a ClusterAIDataPolicy with
+  unapprovedAI deny or warn (two guardrails of this module, with no other rule), and the workloads
+  reference AI providers (env names, hosts in env values and args, look-alikes that are not).
 """
 
 from __future__ import annotations
@@ -29,11 +32,18 @@ from hypothesis import strategies as st
 from lightkube import Client, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.admissionregistration_v1 import ValidatingAdmissionPolicyBinding
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+)
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from aidp import check, kube, render
+from aidp.controller.governance import ClusterAIDataPolicy
+from aidp.controller.vap import NamespaceAdmission
+from aidp.guardrail import ClusterPolicy
 from aidp.model import CHECKED_KINDS, Policy
+from aidp.vap import policies as vap_policies
 from tests.integration import helpers
 from tests.integration.vapstack import dry_run, vap_stack
 from tests.waiting import wait_for
@@ -111,6 +121,36 @@ CATEGORY_ITEMS = (
 )
 
 
+# what the catalog's detector finds (or must not): env names, and hosts in env values and args
+AI_ENV_NAMES = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "MISTRAL_X",
+    "OPENAI_A.B",  # OPA's glob: `*` stops at a dot
+    "openai_api_key",
+    "MY_OPENAI_KEY",
+    "PATH",
+)
+AI_TEXTS = (
+    "https://api.openai.com/v1",
+    "HTTPS://EU.API.OPENAI.COM/v1",
+    "--url=api.anthropic.com",
+    "myres.openai.azure.com",
+    "a.b.openai.azure.com",
+    "bedrock-runtime.eu-west-1.amazonaws.com",
+    "ap\u0130.openai.com",
+    "api.openai.com.evil.example",
+    "notapi.openai.com",
+    "api-openai-com",
+    "localhost",
+)
+UNAPPROVED_LABEL = "aidp-test/unapproved"
+
+
+def guardrail_name(mode: str) -> str:
+    return f"diff-unapproved-{mode}"
+
+
 @st.composite
 def selectors(draw: st.DrawFn) -> dict[str, Any]:
     labels = draw(st.dictionaries(st.sampled_from(LABEL_KEYS), st.sampled_from(LABEL_VALUES), max_size=2))
@@ -183,6 +223,10 @@ def workloads(draw: st.DrawFn) -> dict[str, Any]:
         "annotations": ann,
         "sa": draw(st.sampled_from((None, "bot", "other", "legacy:bot"))),
         "hostNetwork": draw(st.integers(0, 7)) == 0,
+        "env": draw(
+            st.lists(st.tuples(st.sampled_from(AI_ENV_NAMES), st.sampled_from(("x", *AI_TEXTS))), max_size=2)
+        ),
+        "args": draw(st.lists(st.sampled_from(AI_TEXTS), max_size=2)),
     }
 
 
@@ -204,7 +248,7 @@ def aimed_labels(draw: st.DrawFn, selector: dict[str, Any]) -> dict[str, str]:
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
     # the modes in turn from a drawn one: every mode in most worlds, deny in most
     first = draw(st.integers(0, 2))
     modes = [("deny", "warn", "dryrun")[(first + i) % 3] for i in range(draw(st.integers(1, 3)))]
@@ -215,7 +259,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         if draw(st.integers(0, 3)):  # three in four aim at a policy's selector
             w["labels"] = draw(aimed_labels(draw(st.sampled_from(specs))["workloadSelector"]))
         ws.append(w)
-    return specs, ws
+    return specs, ws, draw(st.sampled_from((None, "deny", "warn")))
 
 
 def manifest(w: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
@@ -253,6 +297,11 @@ def manifest(w: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
         spec["serviceAccountName"] = w["sa"]
     if w["hostNetwork"]:
         spec["hostNetwork"] = True
+    container = spec["containers"][0]
+    if w["env"]:
+        container["env"] = [{"name": n, "value": v} for n, v in dict(w["env"]).items()]
+    if w["args"]:
+        container["args"] = list(w["args"])
     return obj
 
 
@@ -271,16 +320,49 @@ def client(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
         },
     }
     c.apply(codecs.from_dict(binding), field_manager="aidp-test", force=True)
+    for mode in ("deny", "warn"):
+        rail = {
+            "apiVersion": "aidp.io/v1alpha1",
+            "kind": "ClusterAIDataPolicy",
+            "metadata": {"name": guardrail_name(mode)},
+            "spec": {"namespaceSelector": {"matchLabels": {UNAPPROVED_LABEL: mode}}, "unapprovedAI": mode},
+        }
+        c.apply(codecs.from_dict(rail), field_manager="aidp-test", force=True)
+    wait_for(
+        lambda: _exists(c, ValidatingAdmissionPolicy, "aidp-unapproved-ai-warn"),
+        timeout=30,
+        what="the unapproved-ai policies",
+    )
     yield c
     with contextlib.suppress(ApiError):
         c.delete(ValidatingAdmissionPolicyBinding, DRYRUN_AS_WARN)
+    for mode in ("deny", "warn"):
+        with contextlib.suppress(ApiError):
+            c.delete(ClusterAIDataPolicy, guardrail_name(mode))
+    # the rest of the session's vap stack sees no guardrail
+    wait_for(
+        lambda: not _exists(c, ValidatingAdmissionPolicy, "aidp-unapproved-ai-deny"),
+        timeout=30,
+        what="the guardrails' policies removed",
+    )
+
+
+def _exists(client: Client, res: Any, name: str, namespace: str | None = None) -> bool:
+    try:
+        client.get(res, name, namespace=namespace)
+    except ApiError as err:
+        if err.status.code == 404:
+            return False
+        raise
+    return True
 
 
 _RULE = re.compile(r"\[([a-z-]+)\]")
 _WARNING = re.compile(
     r"Validation failed for ValidatingAdmissionPolicy '[a-z-]+' with binding '([a-z-]+)': "
-    r"aidp: .*?: AIDataPolicy ([a-z0-9-]+) \[([a-z-]+)\]"
+    r"aidp: .*?: (?:AIDataPolicy ([a-z0-9-]+)|(ClusterAIDataPolicy/[a-z0-9-]+)) \[([a-z-]+)\]"
 )
+WARN_BINDINGS = {"aidp-workloads-warn": "warn", DRYRUN_AS_WARN: "dryrun", "aidp-unapproved-ai-warn": "warn"}
 # what the pairs covered: (mode, rule) of every failure the two engines agreed on
 SEEN: collections.Counter[tuple[str, str]] = collections.Counter()
 
@@ -291,26 +373,44 @@ def _vap_outcome(
     """(allowed, the reported denying policy, its rule ids, {(mode, policy, rule)} of the warnings)."""
     policy, rules = None, set()
     if code >= 300:
-        m = re.search(r"denied by AIDataPolicy ([a-z0-9-]+): ", message)
+        m = re.search(r"denied by (?:AIDataPolicy ([a-z0-9-]+)|(ClusterAIDataPolicy/[a-z0-9-]+)): ", message)
         assert m, message
-        policy = m.group(1)
+        policy = m.group(1) or m.group(2)
         rules = set(_RULE.findall(message[m.end() - 2 :]))
     warned = set()
     for text in warnings:
         m = _WARNING.match(text)
         assert m, text
-        mode = {"aidp-workloads-warn": "warn", DRYRUN_AS_WARN: "dryrun"}[m.group(1)]
-        warned.add((mode, m.group(2), m.group(3)))
+        warned.add((WARN_BINDINGS[m.group(1)], m.group(2) or m.group(3), m.group(4)))
     return code < 300, policy, rules, warned
 
 
-def _new_namespace(client: Client) -> str:
+def _new_namespace(client: Client, unapproved: str | None) -> str:
     name = f"diff-{secrets.token_hex(4)}"
-    client.create(Namespace(metadata=ObjectMeta(name=name)))
+    labels = {UNAPPROVED_LABEL: unapproved} if unapproved else None
+    client.create(Namespace(metadata=ObjectMeta(name=name, labels=labels)))
     for sa in SERVICE_ACCOUNTS:
         client.create(ServiceAccount(metadata=ObjectMeta(name=sa, namespace=name)))
     wait_for(lambda: client.get(ServiceAccount, "default", namespace=name), timeout=30, what="default SA")
     return name
+
+
+def _param_spec(client: Client, ns: str) -> Any:
+    try:
+        return client.get(NamespaceAdmission, "aidp", namespace=ns).to_dict().get("spec")
+    except ApiError as err:
+        if err.status.code == 404:
+            return None
+        raise
+
+
+def _sentinel_approves(client: Client, ns: str) -> bool:
+    """The param kube-apiserver holds lists the sentinel policy (the last one created): a compliant
+    pod it selects, with an AI key, gets no unapproved-ai refusal or warning."""
+    probe = helpers.workload("Pod", "sentinel-ai-probe", ns, labels={"sentinel": "yes"}, sa="bot")
+    probe["spec"]["containers"][0]["env"] = [{"name": "OPENAI_API_KEY", "value": "x"}]
+    _, message, warnings = dry_run(client, probe)
+    return "[unapproved-ai]" not in message + " ".join(warnings)
 
 
 def _sentinel_seen(client: Client, ns: str) -> bool:
@@ -335,12 +435,12 @@ def _sentinel_seen(client: Client, ns: str) -> bool:
 )
 @given(world=worlds())
 def test_rego_and_cel_give_the_same_verdict(
-    client: Client, world: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+    client: Client, world: tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]
 ) -> None:
-    specs, ws = world
+    specs, ws, unapproved = world
     if dt.datetime.now(dt.UTC).date() != TODAY:  # the expiry dates were drawn relative to TODAY
         pytest.skip("the UTC date changed during the run")
-    ns = _new_namespace(client)
+    ns = _new_namespace(client, unapproved)
     try:
         live = []
         for i, spec in enumerate(specs):
@@ -352,10 +452,33 @@ def test_rego_and_cel_give_the_same_verdict(
         wait_for(
             lambda: _sentinel_seen(client, ns), timeout=30, what="the policies in kube-apiserver's cache"
         )
+        parsed = [Policy.from_object(p) for p in live]
+        guardrails: dict[str, dict[str, Any]] = {}
+        if unapproved:
+            name = guardrail_name(unapproved)
+            guardrails[name] = ClusterPolicy.from_object(
+                client.get(ClusterAIDataPolicy, name).to_dict()
+            ).to_document()
+            want = vap_policies.params_objects(
+                {ns: [render.policy_document(p) for p in parsed]}, guardrails, {ns: [name]}
+            )[ns]["spec"]
+            wait_for(
+                lambda: _param_spec(client, ns) == want,
+                timeout=30,
+                what="the operator's NamespaceAdmission with every policy",
+            )
+            wait_for(
+                lambda: _sentinel_approves(client, ns), timeout=30, what="the param in kube-apiserver's cache"
+            )
         objs = [manifest(w, f"w{i}", ns) for i, w in enumerate(ws)]
         kinds = {k.kind: k for k in CHECKED_KINDS}
         reviews = [check.admission_review(o, kinds[o["kind"]], f"diff-{i}") for i, o in enumerate(objs)]
-        data = render.render_data([Policy.from_object(p) for p in live])
+        data = render.render_data(
+            parsed,
+            guardrails=guardrails or None,
+            guardrails_of={ns: sorted(guardrails)} if guardrails else None,
+            with_detector=True,
+        )
         decisions = check.evaluate(reviews, data)
         for obj, w, decision in zip(objs, ws, decisions, strict=True):
             allowed, policy, rules, warned = _vap_outcome(*dry_run(client, obj))
@@ -390,4 +513,5 @@ def test_the_pairs_cover_every_rule_and_mode() -> None:
     for rule in (*rules, "data-categories", "host-network"):
         assert SEEN[("deny", rule)] > 0, (rule, SEEN)
     assert any(mode == "warn" for mode, _ in SEEN) and any(mode == "dryrun" for mode, _ in SEEN), SEEN
+    assert SEEN[("deny", "unapproved-ai")] > 0 and SEEN[("warn", "unapproved-ai")] > 0, SEEN
     assert SEEN[("pairs", "allowed")] > 0 and SEEN[("pairs", "denied")] > 0, SEEN
