@@ -13,10 +13,10 @@ from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import crds_dir
-from bench import admission, audit, egress, gatekeeper, reliability
+from bench import admission, audit, egress, gatekeeper, reliability, webhook_calls
 from bench.common import RESULTS, TABLE, save
 
-PARTS = ("control-plane", "admission", "audit", "egress")
+PARTS = ("control-plane", "admission", "audit", "egress", "webhook-calls")
 
 
 def main() -> None:
@@ -29,12 +29,13 @@ def main() -> None:
         help="run only this part (repeatable): control-plane (admission, reconcile, recovery, "
         "takeover), audit, egress (a real node: policy change -> packets; needs root), admission (the "
         "admission rounds alone: no admission, no-op webhook, aidp opa and vap, Gatekeeper; part of "
-        "control-plane)",
+        "control-plane), webhook-calls (aidp's webhook calls per Deployment create; on the "
+        "control-plane's stack)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
     figures: dict[str, float] = {}
-    if parts & {"control-plane", "admission"}:
+    if parts & {"control-plane", "admission", "webhook-calls"}:
         figures |= control_plane(quick=args.quick, parts=parts)
     if "audit" in parts:
         figures |= audit_at_scale(quick=args.quick)
@@ -75,6 +76,9 @@ def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
                 figures["bench_admission_wall_seconds"] = time.monotonic() - t0
                 print("recovery:")
                 figures |= reliability.opa_recovery(stack)
+            if "webhook-calls" in parts:
+                print("webhook calls per Deployment create (kube-apiserver's counter):")
+                figures |= webhook_calls.webhook_calls(client, str(cp.kubeconfig))
         finally:
             stack.stop()
             cp.stop()
