@@ -8,7 +8,8 @@ carry it to the OPA pods, as on a control-plane node that runs kube-proxy), and 
 admitted and denied as `aidp check` says. Then the faults: the OPA pods deleted with the operator
 scaled to 0, the leading operator pod deleted, and the API server's packets to the OPA pods
 dropped. At the end the release is uninstalled, its namespace is gone, and the host processes
-answer again for the other node tests.
+answer again for the other node tests. (The file sorts after test_dev_node.py, which must run
+before the session's node bed starts: one node per machine.)
 """
 
 from __future__ import annotations
