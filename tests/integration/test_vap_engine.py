@@ -567,6 +567,20 @@ def test_unapproved_ai_agrees_with_the_rego(venv: Env, client: Client) -> None:
         wait_for(lambda: verdicts() == warn, timeout=30, what=f"unapproved-ai warn verdicts {warn}")
         _, _, warnings = dry_run(client, objs[0])
         assert any(f"ClusterAIDataPolicy/{name} [unapproved-ai]" in w for w in warnings), warnings
+        # kube-apiserver type-checked the new policies against NamespaceAdmission's schema: no warning
+        for pname in ("aidp-unapproved-ai-deny", "aidp-unapproved-ai-warn", "aidp-namespace-admission"):
+            pol = wait_for(
+                lambda n=pname: (  # type: ignore[misc]
+                    p
+                    if (p := client.get(ValidatingAdmissionPolicy, n)).status
+                    and p.status.observedGeneration == p.metadata.generation  # type: ignore[union-attr]
+                    else None
+                ),
+                timeout=30,
+                what=f"{pname} type-checked",
+            )
+            checked = pol.status.typeChecking
+            assert not (checked and checked.expressionWarnings), (pname, checked)
     finally:
         client.delete(guardrail_res, name)
 

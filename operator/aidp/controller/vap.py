@@ -104,7 +104,16 @@ async def sync(
                     by_ns.setdefault(p.namespace, []).append(render.policy_document(p))
             params = vap_policies.params_objects(by_ns, guardrails or {}, guardrails_of or {})
             # the params before the policies that read them (a missing param admits)
-            await _apply_params(client, params, full, state)
+            try:
+                await _apply_params(client, params, full, state)
+            except ApiError as err:
+                # the rest of the vap engine does not depend on them: apply it all the same
+                state.params = None
+                log.error(
+                    "NamespaceAdmission params not applied (rule unapproved-ai is not enforced by the vap "
+                    "engine until they are; is crds/aidp.io_namespaceadmissions.yaml installed?): %s",
+                    err.status.message,
+                )
             await _apply(client, config, operator_users, today, guardrails, state)
         elif not state.pruned:
             await _prune(client)
