@@ -13,7 +13,9 @@ Gatekeeper's URL and a namespace selector of its own (`SCOPE_LABEL`).
 
 `agreement` checks, before anything is measured, that the port gives aidp's verdict (`aidp check`,
 the Rego) on every workload of examples/ and examples/library, live, with Gatekeeper as the only
-webhook of those namespaces.
+webhook of those namespaces; with `vap=True`, the same for Gatekeeper's generated
+ValidatingAdmissionPolicy (`cel_template`: aidp's CEL in a K8sNativeValidation template, one
+constraint per AIDataPolicy, `cel_constraint`), in namespaces outside the webhook's scope.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfig
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace
 
-from aidp import check, kube, pki
+from aidp import check, kube, pki, vap
 from aidp.check import check_manifests
 from aidp.config import OperatorConfig
 from aidp.devcluster import ControlPlane
@@ -53,8 +56,16 @@ NAMESPACE = "gatekeeper-system"  # Gatekeeper's own (POD_NAMESPACE); the Config 
 USER = "gatekeeper-admin"  # the manager's client certificate
 WEBHOOK = "gatekeeper-validating-webhook-configuration"  # the name the manager looks up
 SCOPE_LABEL = "aidp-bench/gatekeeper"  # namespaces with this label are Gatekeeper's
-BENCH_NAMESPACE = "bench-gatekeeper"  # the admission rounds' Gatekeeper namespace
-PREFIX = "gk-"  # the examples' namespaces, renamed for the agreement check
+BENCH_NAMESPACE = "bench-gatekeeper"  # the admission rounds' Gatekeeper namespace (its webhook)
+VAP_NAMESPACE = "bench-gatekeeper-vap"  # ... and Gatekeeper's generated ValidatingAdmissionPolicy
+PREFIX = "gk-"  # the examples' namespaces, renamed for the agreement check (the webhook)
+VAP_PREFIX = "gkv-"  # ... (Gatekeeper's ValidatingAdmissionPolicy)
+CEL_TEMPLATE, CEL_KIND = "aidpadmissioncel", "AidpAdmissionCel"
+CHECKED_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "kinds": ["Pod"]},
+    {"apiGroups": ["apps"], "kinds": ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"]},
+    {"apiGroups": ["batch"], "kinds": ["Job", "CronJob"]},
+]
 
 EXAMPLES = ROOT / "examples"
 LIBRARY = EXAMPLES / "library"
@@ -64,6 +75,7 @@ ConstraintTemplate = create_global_resource(
 )
 GatekeeperConfig = create_namespaced_resource("config.gatekeeper.sh", "v1alpha1", "Config", "configs")
 Constraint = create_global_resource("constraints.gatekeeper.sh", "v1beta1", "AidpAdmission", "aidpadmission")
+CelConstraint = create_global_resource("constraints.gatekeeper.sh", "v1beta1", CEL_KIND, CEL_TEMPLATE)
 
 
 class GatekeeperError(RuntimeError):
@@ -83,42 +95,119 @@ def example_sets() -> list[list[dict[str, Any]]]:
     return [[dict(m) for m in s] for s in sets]
 
 
-def agreement_namespaces() -> list[str]:
+def agreement_namespaces(prefix: str = PREFIX) -> list[str]:
     """The namespaces the agreement check uses (bench/run.py excludes them from aidp's webhook)."""
     names: set[str] = set()
     for manifests in example_sets():
         for m in manifests:
             ns = m.get("metadata", {}).get("namespace")
             if ns:
-                names.add(PREFIX + ns)
+                names.add(prefix + ns)
             if m.get("kind") == "Namespace":
-                names.add(PREFIX + m["metadata"]["name"])
+                names.add(prefix + m["metadata"]["name"])
     return sorted(names)
 
 
 def operator_args() -> list[str]:
     """aidp's operator leaves Gatekeeper's namespaces alone (its webhook then skips them)."""
-    return [arg for ns in (BENCH_NAMESPACE, *agreement_namespaces()) for arg in ("--exclude-namespace", ns)]
+    names = (BENCH_NAMESPACE, VAP_NAMESPACE, *agreement_namespaces(), *agreement_namespaces(VAP_PREFIX))
+    return [arg for ns in names for arg in ("--exclude-namespace", ns)]
 
 
-def expected_verdicts() -> dict[tuple[str, str, str], bool]:
+def expected_verdicts(prefix: str = PREFIX) -> dict[tuple[str, str, str], bool]:
     """aidp's verdict (aidp check: the Rego) on every checked workload of the examples."""
     verdicts: dict[tuple[str, str, str], bool] = {}
     for manifests in example_sets():
         for r in check_manifests(manifests):
-            verdicts[(r.kind, PREFIX + r.namespace, r.name)] = r.allowed
+            verdicts[(r.kind, prefix + r.namespace, r.name)] = r.allowed
     return verdicts
 
 
-def renamed(manifest: dict[str, Any]) -> dict[str, Any]:
+def renamed(manifest: dict[str, Any], prefix: str = PREFIX) -> dict[str, Any]:
+    """The manifest in its renamed namespace; a Namespace in the webhook's scope (`PREFIX`) or not."""
     obj = copy.deepcopy(manifest)
     meta = obj.setdefault("metadata", {})
     if obj.get("kind") == "Namespace":
-        meta["name"] = PREFIX + meta["name"]
-        meta.setdefault("labels", {})[SCOPE_LABEL] = "yes"
+        meta["name"] = prefix + meta["name"]
+        if prefix == PREFIX:
+            meta.setdefault("labels", {})[SCOPE_LABEL] = "yes"
     elif meta.get("namespace"):
-        meta["namespace"] = PREFIX + meta["namespace"]
+        meta["namespace"] = prefix + meta["namespace"]
     return obj
+
+
+# --- Gatekeeper's ValidatingAdmissionPolicy: aidp's CEL in a K8sNativeValidation template -------
+
+
+def _rebind(expression: str) -> str:
+    """aidp's CEL reads the AIDataPolicy as `params`; Gatekeeper binds the constraint's
+    parameters to `variables.params`, where each constraint carries one policy."""
+    return re.sub(r"(?<![\w.])params\.", "variables.params.policy.", expression)
+
+
+def cel_template() -> dict[str, Any]:
+    """A ConstraintTemplate with the K8sNativeValidation engine whose CEL is aidp's vap engine's
+    (aidp.vap.render, the `deny` workload policy), the policy read from the constraint: Gatekeeper
+    generates one ValidatingAdmissionPolicy from it, and a binding per constraint."""
+    (deny,) = [
+        o
+        for o in vap.render((), ["aidp-bench"])
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] == "aidp-workloads-deny"
+    ]
+    spec = deny["spec"]
+    source = {
+        "generateVAP": True,
+        "failurePolicy": "Fail",
+        "matchCondition": [
+            {"name": m["name"], "expression": _rebind(m["expression"])}
+            for m in spec.get("matchConditions", [])
+        ],
+        "variables": [{"name": v["name"], "expression": _rebind(v["expression"])} for v in spec["variables"]],
+        "validations": [
+            {k: _rebind(v) for k, v in val.items() if k in ("expression", "messageExpression", "message")}
+            for val in spec["validations"]
+        ],
+    }
+    schema = {
+        "type": "object",
+        "properties": {"policy": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    return {
+        "apiVersion": "templates.gatekeeper.sh/v1",
+        "kind": "ConstraintTemplate",
+        "metadata": {"name": CEL_TEMPLATE},
+        "spec": {
+            "crd": {"spec": {"names": {"kind": CEL_KIND}, "validation": {"openAPIV3Schema": schema}}},
+            "targets": [
+                {
+                    "target": "admission.k8s.gatekeeper.sh",
+                    "code": [{"engine": "K8sNativeValidation", "source": source}],
+                }
+            ],
+        },
+    }
+
+
+def cel_constraint(policy: dict[str, Any]) -> dict[str, Any]:
+    """One AIDataPolicy as a constraint of the CEL template: its namespace, a copy of its spec,
+    enforced by the generated ValidatingAdmissionPolicy only (enforcement point vap.k8s.io)."""
+    meta = policy["metadata"]
+    return {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": CEL_KIND,
+        "metadata": {"name": f"{meta['namespace']}.{meta['name']}"},
+        "spec": {
+            "enforcementAction": "scoped",
+            "scopedEnforcementActions": [{"action": "deny", "enforcementPoints": [{"name": "vap.k8s.io"}]}],
+            "match": {"namespaces": [meta["namespace"]], "kinds": CHECKED_KINDS},
+            "parameters": {
+                "policy": {
+                    "metadata": {"name": meta["name"], "generation": meta.get("generation", 1)},
+                    "spec": policy["spec"],
+                }
+            },
+        },
+    }
 
 
 def inventory(manifests: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -186,9 +275,13 @@ class Gatekeeper:
                 f"--prometheus-port={free_port()}",
                 f"--validating-webhook-configuration-name={WEBHOOK}",
                 "--log-level=ERROR",
-                # no ValidatingAdmissionPolicy from the template: it has no CEL source (README.md)
+                # ValidatingAdmissionPolicies only where asked: the CEL template (generateVAP) and
+                # its constraints (enforcement point vap.k8s.io), scoped by their own match (the
+                # webhook's namespace selector would leave their namespaces out)
                 "--default-create-vap-for-templates=false",
                 "--default-create-vap-binding-for-constraints=false",
+                "--sync-vap-enforcement-scope=false",
+                "--default-wait-for-vapb-generation=1",
             ],
             self.state_dir / "gatekeeper.log",
             env={"POD_NAMESPACE": NAMESPACE},
@@ -256,12 +349,14 @@ class Gatekeeper:
         (template,) = kube.load_yaml_files([HERE / "template.yaml"])
         client.apply(template, force=True)
         deadline = time.monotonic() + timeout
-        crd = "aidpadmission.constraints.gatekeeper.sh"
-        while not _established(client, crd):  # the manager compiles the template, creates the CRD
-            if time.monotonic() > deadline:
-                status = client.get(ConstraintTemplate, "aidpadmission").to_dict().get("status")
-                raise GatekeeperError(f"ConstraintTemplate aidpadmission: no CRD {crd}: {status}")
-            time.sleep(0.2)
+        client.apply(from_dict(cel_template()), force=True)
+        for name in ("aidpadmission", CEL_TEMPLATE):
+            crd = f"{name}.constraints.gatekeeper.sh"
+            while not _established(client, crd):  # the manager compiles the template, creates the CRD
+                if time.monotonic() > deadline:
+                    status = client.get(ConstraintTemplate, name).to_dict().get("status")
+                    raise GatekeeperError(f"ConstraintTemplate {name}: no CRD {crd}: {status}")
+                time.sleep(0.2)
         kube.apply_all(client, kube.load_yaml_files([HERE / "constraints.yaml"]))
 
     def _register_webhook(self, client: Client, ca: bytes) -> None:
@@ -328,21 +423,35 @@ def _live_verdict(client: Client, obj: dict[str, Any]) -> bool:
     try:
         client.create(from_dict(copy.deepcopy(obj)), dry_run=True)
     except ApiError as err:
-        if err.status.code not in (400, 403) or "aidp:" not in (err.status.message or ""):
+        if err.status.code not in (400, 403, 422) or "aidp:" not in (err.status.message or ""):
             raise
         return False
     return True
 
 
-def agreement(client: Client, *, timeout: float = 60.0) -> int:
-    """Gatekeeper's live verdict on every checked workload of the examples is aidp's; returns how
-    many objects agree, raises GatekeeperError listing every one that does not."""
-    expected = expected_verdicts()
+def add_policy(client: Client, policy: dict[str, Any], *, vap: bool) -> None:
+    """Create an AIDataPolicy for Gatekeeper: its webhook reads it from data.inventory; its VAP
+    path needs a constraint carrying a copy (`vap`)."""
+    try:
+        client.create(from_dict(copy.deepcopy(policy)))
+    except ApiError as err:
+        if err.status.code != 409:
+            raise
+    if vap:
+        client.apply(from_dict(cel_constraint(policy)), force=True)
+
+
+def agreement(client: Client, *, vap: bool = False, timeout: float = 90.0) -> int:
+    """Gatekeeper's live verdict (its webhook, or with `vap` its generated ValidatingAdmissionPolicy)
+    on every checked workload of the examples is aidp's; returns how many objects agree, raises
+    GatekeeperError listing every one that does not."""
+    prefix = VAP_PREFIX if vap else PREFIX
+    expected = expected_verdicts(prefix)
     if not expected or False not in expected.values() or True not in expected.values():
         raise GatekeeperError(f"the examples give no allowed and denied workloads: {expected}")
     workloads: dict[tuple[str, str, str], dict[str, Any]] = {}
     for manifests in example_sets():
-        for m in map(renamed, manifests):
+        for m in (renamed(m, prefix) for m in manifests):
             key = (
                 m.get("kind", ""),
                 m.get("metadata", {}).get("namespace", ""),
@@ -353,8 +462,16 @@ def agreement(client: Client, *, timeout: float = 60.0) -> int:
                 continue
             if m.get("kind") not in ("Namespace", "ServiceAccount", "AIDataPolicy"):
                 continue
-            if m["kind"] != "Namespace":
+            if m["kind"] == "Namespace":
+                _ensure_namespace(client, m["metadata"]["name"], m["metadata"].get("labels"))
+                continue
+            if vap:
+                _ensure_namespace(client, m["metadata"]["namespace"])
+            else:
                 scope(client, m["metadata"]["namespace"])
+            if m["kind"] == "AIDataPolicy":
+                add_policy(client, m, vap=vap)
+                continue
             try:
                 client.create(from_dict(m))
             except ApiError as err:
@@ -373,7 +490,8 @@ def agreement(client: Client, *, timeout: float = 60.0) -> int:
                 f"Gatekeeper {'ALLOWED' if live.get((kind, ns, name)) else 'DENIED'}"
                 for kind, ns, name in wrong
             ]
-            raise GatekeeperError("the Gatekeeper port disagrees with aidp:\n" + "\n".join(lines))
+            what = "Gatekeeper's ValidatingAdmissionPolicy" if vap else "the Gatekeeper webhook"
+            raise GatekeeperError(f"{what} disagrees with aidp:\n" + "\n".join(lines))
         time.sleep(0.5)
 
 

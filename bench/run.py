@@ -88,10 +88,14 @@ def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
 
 
 def admission_rounds(cp: ControlPlane, client: Client, state_dir: Path, *, quick: bool) -> dict[str, float]:
-    """The admission rounds, with the peer: Gatekeeper started and checked against aidp on the
-    examples (a disagreement stops the bench) before anything is measured."""
+    """The admission rounds, with the peer: Gatekeeper started, its webhook and its generated
+    ValidatingAdmissionPolicy checked against aidp on the examples (a disagreement stops the
+    bench) before anything is measured."""
     with gatekeeper.running(cp, client, state_dir):
-        print(f"Gatekeeper agrees with aidp on the {gatekeeper.agreement(client)} workloads of the examples")
+        n = gatekeeper.agreement(client)
+        print(f"Gatekeeper's webhook agrees with aidp on the {n} workloads of the examples")
+        n = gatekeeper.agreement(client, vap=True)
+        print(f"Gatekeeper's ValidatingAdmissionPolicy agrees with aidp on the {n} workloads of the examples")
         print("admission overhead (create latency with vs without the webhook, and the peer's):")
         return admission.admission_overhead(
             client, str(cp.kubeconfig), rounds=3 if quick else 6, per_round=50 if quick else 200, peer=True

@@ -6,6 +6,7 @@ on every workload of the examples the bench's live agreement check uses."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,34 @@ def test_offline_each_constraint_reports_only_its_mode(tmp_path: Path, mode: str
         assert bool(found) == (policy_mode == mode), (policy_mode, found)
         if found:
             assert "[retention-days]" in found[0]["msg"] and "aidp:" in found[0]["msg"]
+
+
+def test_the_cel_template_is_aidps_deny_policy_reading_the_constraint() -> None:
+    template = gatekeeper.cel_template()
+    (code,) = template["spec"]["targets"][0]["code"]
+    source = code["source"]
+    assert code["engine"] == "K8sNativeValidation" and source["generateVAP"] is True
+    expressions = [v["expression"] for v in source["variables"] + source["matchCondition"]]
+    expressions += [v.get("messageExpression", "") for v in source["validations"]]
+    text = " ".join(expressions)
+    assert "variables.params.policy.spec.workloadSelector" in text
+    # every read of the AIDataPolicy goes through the constraint's parameters
+    assert all(
+        text[i - len("variables.") : i] == "variables." or text[i - 1 : i] in ("_", ".")
+        for i in (m.start() for m in re.finditer(r"params\.", text))
+    )
+
+
+def test_a_cel_constraint_carries_one_policy_for_its_namespace() -> None:
+    policy = {
+        "apiVersion": "aidp.io/v1alpha1",
+        "kind": "AIDataPolicy",
+        "metadata": {"name": "bots", "namespace": "team"},
+        "spec": {"provider": "openai", "workloadSelector": {"matchLabels": {"app": "bot"}}},
+    }
+    constraint = gatekeeper.cel_constraint(policy)
+    assert constraint["kind"] == gatekeeper.CEL_KIND
+    assert constraint["spec"]["match"]["namespaces"] == ["team"]
+    assert constraint["spec"]["parameters"]["policy"]["spec"] == policy["spec"]
+    (scoped,) = constraint["spec"]["scopedEnforcementActions"]
+    assert scoped == {"action": "deny", "enforcementPoints": [{"name": "vap.k8s.io"}]}
