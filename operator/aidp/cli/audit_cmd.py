@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from aidp.cli.catalog_option import ProviderCatalog
+from aidp.cli import catalog_option
+from aidp.cli.catalog_option import ProviderCatalog, ProviderCatalogConfigMap
 
 SEVERITY_GATES = {
     "violation": {"critical", "high"},
@@ -125,12 +126,15 @@ def audit(
         ),
     ] = None,
     provider_catalog: ProviderCatalog = None,
+    provider_catalog_configmap: ProviderCatalogConfigMap = None,
 ) -> None:
     """Audit a live cluster: every workload that talks to AI, whether it complies, and the evidence.
 
     Verdicts come from aidp's admission Rego evaluated by OPA: a private local OPA server (the opa
     binary from $AIDP_OPA_BIN, .testbin or PATH) unless --opa-url names one. Exit codes: 0 clean,
-    1 findings at or above --fail-on, 2 error.
+    1 findings at or above --fail-on, 2 error. The provider catalog (whose detection lists find
+    shadow AI) is the built-in one, --provider-catalog FILE's or --provider-catalog-configmap's
+    (the one the operator reads); stderr says which.
     """
     output_format, output_path, deprecations = resolve_output(output, output_format, output_file)
     for warning in deprecations:
@@ -155,6 +159,9 @@ def audit(
             typer.echo(f"aidp audit: {err}", err=True)
             raise typer.Exit(2) from err
 
+    # the ConfigMap is read before the audit starts: a catalog that cannot be used is not worth one
+    catalog_option.use_configmap(provider_catalog_configmap, kubeconfig)
+    typer.echo(f"aidp audit: using {catalog_option.describe()}", err=True)
     try:
         client = kube.client(kubeconfig)
         policy_objs = collect.list_policies(client, namespace)

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from aidp.cli.catalog_option import ProviderCatalog
+from aidp.cli import catalog_option
+from aidp.cli.catalog_option import ProviderCatalog, ProviderCatalogConfigMap
 from aidp.config import DEFAULT_NAMESPACE, OperatorConfig
 
 Kubeconfig = Annotated[
@@ -150,18 +151,7 @@ def run(
     log_format: Annotated[str, typer.Option(envvar="AIDP_LOG_FORMAT", help="plain or json")] = "plain",
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
     provider_catalog: ProviderCatalog = None,
-    provider_catalog_configmap: Annotated[
-        str | None,
-        typer.Option(
-            envvar="AIDP_PROVIDER_CATALOG_CONFIGMAP",
-            metavar="NAMESPACE/NAME[:KEY]",
-            help=(
-                "Read the provider catalog from this ConfigMap's key (default key: providers.yaml) "
-                "at start, and apply its changes while running; a missing or malformed one stops "
-                "the start, a malformed change keeps the last good catalog (docs/providers.md)."
-            ),
-        ),
-    ] = None,
+    provider_catalog_configmap: ProviderCatalogConfigMap = None,
     allow_insecure_opa: Annotated[
         bool, typer.Option(help="Accept http:// --opa-url (the management token then travels in clear).")
     ] = False,
@@ -196,7 +186,7 @@ def run(
         raise typer.BadParameter("must be opa, vap or both", param_hint="--admission-engine")
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)
-    catalog_data = _catalog_at_start(provider_catalog_configmap, provider_catalog, kubeconfig)
+    catalog_data = catalog_option.use_configmap(provider_catalog_configmap, kubeconfig)
     config = OperatorConfig(
         namespace=namespace,
         kubeconfig=kubeconfig,
@@ -254,31 +244,6 @@ def run(
 
     memo = kopf.Memo(runtime=handlers.Runtime(config, catalog_data))
     asyncio.run(kopf.operator(standalone=True, clusterwide=True, memo=memo, liveness_endpoint=liveness))
-
-
-def _catalog_at_start(ref_text: str | None, file: Path | None, kubeconfig: Path | None) -> object:
-    """With --provider-catalog-configmap: read and install the ConfigMap's catalog now (exit code 2
-    with the ConfigMap, line and field when it cannot be used) and return its data, else None."""
-    if ref_text is None:
-        return None
-    from aidp import catalog, kube
-    from aidp.controller import catalogwatch
-
-    param = "--provider-catalog-configmap"
-    if file is not None:
-        raise typer.BadParameter("give either --provider-catalog or this, not both", param_hint=param)
-    try:
-        ref = catalog.ConfigMapRef.parse(ref_text)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint=param) from None
-    try:
-        cat, data = catalogwatch.read_at_start(kube.client(kubeconfig), ref)
-    except catalogwatch.StartError as err:
-        raise typer.BadParameter(str(err), param_hint=param) from None
-    except Exception as err:  # no kubeconfig or service account
-        raise typer.BadParameter(f"provider catalog {ref.source}: {err}", param_hint=param) from None
-    catalog.use(cat)
-    return data
 
 
 def opa_agent(

@@ -14,7 +14,8 @@ import yaml
 from aidp import check as checking
 from aidp import kube, lint
 from aidp import render as rendering
-from aidp.cli.catalog_option import ProviderCatalog
+from aidp.cli import catalog_option
+from aidp.cli.catalog_option import CONFIGMAP_FLAG, ProviderCatalog, ProviderCatalogConfigMap
 from aidp.config import DEFAULT_NAMESPACE as DEFAULT_AIDP_NAMESPACE
 from aidp.egress import backends as egress_backends
 from aidp.egress.model import AddressBook, EgressContext, EgressSettings
@@ -180,6 +181,7 @@ def check(
     filename: Filenames,
     output: Annotated[CheckFormat, typer.Option("--output", "-o", help="Output format.")] = CheckFormat.text,
     provider_catalog: ProviderCatalog = None,
+    provider_catalog_configmap: ProviderCatalogConfigMap = None,
     kubeconfig: Annotated[
         Path | None,
         typer.Option(
@@ -207,8 +209,17 @@ def check(
     CRD's schema with strict field validation, then its CEL rules); every error of every file is
     reported at once, with file:line.
     Workloads are evaluated with the same Rego as the admission webhook; each verdict says why.
+    With --kubeconfig, --provider-catalog-configmap reads the provider catalog from that cluster
+    (the operator's), and stderr says which catalog is used.
     Exit 0 when all are admitted, 1 when any is denied, 2 on bad input.
     """
+    if kubeconfig is None and provider_catalog_configmap is not None:
+        raise typer.BadParameter(
+            "needs --kubeconfig: the ConfigMap is read from that cluster", param_hint=CONFIGMAP_FLAG
+        )
+    if kubeconfig is not None:
+        catalog_option.use_configmap(provider_catalog_configmap, kubeconfig)
+        typer.echo(f"aidp check: using {catalog_option.describe()}", err=True)
     try:
         manifests = lint.load_files(filename)
         live = None

@@ -47,15 +47,31 @@ def read_at_start(client: Client, ref: catalog.ConfigMapRef) -> tuple[catalog.Ca
     try:
         cm = client.get(ConfigMap, ref.name, namespace=ref.namespace)
     except ApiError as err:
-        code = kube.error_code(err)
-        what = "does not exist" if code == 404 else f"cannot be read ({kube.error_text(err)})"
-        raise StartError(f"provider catalog {ref.source}: the ConfigMap {what}") from None
+        raise StartError(f"provider catalog {ref.source}: {unreadable(err, ref)}") from None
     except Exception as err:  # no connection, no credentials: said, and no start
         raise StartError(f"provider catalog {ref.source}: cannot be read ({kube.error_text(err)})") from None
     try:
         return catalog.from_configmap(cm.data, ref), cm.data
     except catalog.CatalogError as err:
         raise StartError(str(err)) from None
+
+
+def unreadable(err: ApiError, ref: catalog.ConfigMapRef) -> str:
+    """Why the API refused to give the ConfigMap, and what fixes it (404: create it; 403: the RBAC
+    the caller needs, get on that one ConfigMap)."""
+    code = kube.error_code(err)
+    if code == 404:
+        return (
+            f"the ConfigMap does not exist (create it: kubectl -n {ref.namespace} create configmap "
+            f"{ref.name} --from-file={ref.key}=FILE)"
+        )
+    if code == 403:
+        return (
+            f"the ConfigMap cannot be read ({kube.error_text(err)}): the identity in use needs get on "
+            f'configmaps in namespace {ref.namespace} (a Role with apiGroups [""], resources '
+            f"[configmaps], resourceNames [{ref.name}], verbs [get], and a RoleBinding to it)"
+        )
+    return f"the ConfigMap cannot be read ({kube.error_text(err)})"
 
 
 def _digest(data: object) -> str:
