@@ -13,10 +13,10 @@ from aidp import kube
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import crds_dir
-from bench import admission, audit, egress, gatekeeper, reliability, webhook_calls
+from bench import admission, audit, egress, gatekeeper, reliability, scale, webhook_calls
 from bench.common import RESULTS, TABLE, save
 
-PARTS = ("control-plane", "admission", "audit", "egress", "webhook-calls")
+PARTS = ("control-plane", "admission", "scale", "audit", "egress", "webhook-calls")
 
 
 def main() -> None:
@@ -24,18 +24,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     parser.add_argument(
         "--only",
-        choices=PARTS,
         action="append",
-        help="run only this part (repeatable): control-plane (admission, reconcile, recovery, "
-        "takeover), audit, egress (a real node: policy change -> packets; needs root), admission (the "
-        "admission rounds alone: no admission, no-op webhook, aidp opa and vap, Gatekeeper; part of "
-        "control-plane), webhook-calls (aidp's webhook calls per Deployment create; on the "
-        "control-plane's stack)",
+        metavar="PART[,PART...]",
+        help="run only these parts (comma list, repeatable): control-plane (admission, reconcile, "
+        "recovery, takeover), scale (10,000 policies: reconcile latency, operator memory, durable "
+        "copy; on the control-plane's stack), audit (1k, 10k and 100k pods), egress (a real node: "
+        "policy change -> packets; needs root), webhook-calls (aidp's webhook calls per Deployment "
+        "create; on the control-plane's stack), admission (the admission rounds alone: no admission, "
+        "no-op webhook, aidp opa and vap, Gatekeeper's webhook and VAP; part of control-plane)",
     )
     args = parser.parse_args()
-    parts = set(args.only or PARTS)
+    parts = {p for arg in args.only or [",".join(PARTS)] for p in arg.split(",") if p}
+    if unknown := parts - set(PARTS):
+        parser.error(f"unknown parts {', '.join(sorted(unknown))}: choose from {', '.join(PARTS)}")
     figures: dict[str, float] = {}
-    if parts & {"control-plane", "admission", "webhook-calls"}:
+    if parts & {"control-plane", "admission", "scale", "webhook-calls"}:
         figures |= control_plane(quick=args.quick, parts=parts)
     if "audit" in parts:
         figures |= audit_at_scale(quick=args.quick)
@@ -79,6 +82,15 @@ def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
             if "webhook-calls" in parts:
                 print("webhook calls per Deployment create (kube-apiserver's counter):")
                 figures |= webhook_calls.webhook_calls(client, str(cp.kubeconfig))
+            if "scale" in parts:
+                t0 = time.monotonic()
+                top = 2000 if quick else 10_000
+                print(f"scale: {top} policies in {top // scale.PER_NS} namespaces:")
+                figures |= scale.scale(
+                    client, stack, str(cp.kubeconfig), iterations=10 if quick else 25, top=top
+                )
+                figures |= scale.ratios(figures, top)
+                figures["bench_scale_wall_seconds"] = time.monotonic() - t0
         finally:
             stack.stop()
             cp.stop()
@@ -116,6 +128,10 @@ def audit_at_scale(*, quick: bool) -> dict[str, float]:
             if not quick:
                 audit.seed(client, str(cp.kubeconfig), 9000, 180, 900, prefix="a10k")
                 figures |= audit.measure(cp.kubeconfig, "10k_pods")
+                t0 = time.monotonic()
+                audit.seed(client, str(cp.kubeconfig), 90_000, 900, 4500, prefix="a100k")
+                figures["audit_seed_seconds_90k_pods"] = time.monotonic() - t0
+                figures |= audit.measure(cp.kubeconfig, "100k_pods")
         finally:
             cp.stop()
     return figures

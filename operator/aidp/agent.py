@@ -42,7 +42,15 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Secret
 from lightkube.types import OnErrorAction, OnErrorResult
 
-from aidp.bundle import KEY, OPA_BUNDLE_MEDIA_TYPE, REVISION_ANNOTATION, Bundle
+from aidp.bundle import (
+    HEAD_KEY,
+    KEY,
+    OPA_BUNDLE_MEDIA_TYPE,
+    REVISION_ANNOTATION,
+    Bundle,
+    DurableUnreadable,
+    decode_durable,
+)
 from aidp.opa_loader import OpaLoadError, Replica, load, revision_of
 
 log = logging.getLogger("aidp.agent")
@@ -284,11 +292,33 @@ class Agent:
             return self.opa_ca_file
         return self.tls_dir / "ca.crt" if self.tls_dir else None
 
-    def _load_durable(self, replica: Replica, cm: ConfigMap | None) -> str | None:
-        blob = (cm.binaryData or {}).get(KEY) if cm is not None else None
-        if not blob:
+    def _durable(self, cm: ConfigMap | None) -> Bundle | None:
+        """The durable bundle the head ConfigMap `cm` stands for, with its shards read (either
+        format, aidp.bundle); None when there is none or it cannot be decoded."""
+        if cm is None:
             return None
-        bundle = Bundle.decode(base64.b64decode(blob))
+
+        def read_shard(name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+            got = _get_or_none(self.client, ConfigMap, name, self.namespace)
+            if got is None:
+                return None
+            return dict(got.binaryData or {}), dict((got.metadata and got.metadata.annotations) or {})
+
+        try:
+            bundle, problems = decode_durable(cm.binaryData or {}, read_shard)
+        except DurableUnreadable:
+            return None
+        except (ValueError, OSError) as exc:
+            log.warning("the durable bundle cannot be decoded: %s", exc)
+            return None
+        if problems:
+            log.warning("durable bundle shards not at the head's revision (loaded as they are): %s", problems)
+        return bundle
+
+    def _load_durable(self, replica: Replica, cm: ConfigMap | None) -> str | None:
+        bundle = self._durable(cm)
+        if bundle is None:
+            return None
         try:
             load(replica, bundle)
         except OpaLoadError as exc:
@@ -306,9 +336,9 @@ class Agent:
         cm = self._configmap()
         durable = _revision_annotation(cm)
         if self.bundles is not None and durable is not None and durable != self.bundles.revision:
-            blob = (cm.binaryData or {}).get(KEY) if cm is not None else None
-            if blob:
-                self.bundles.publish(Bundle.decode(base64.b64decode(blob)))
+            durable_bundle = self._durable(cm)
+            if durable_bundle is not None:
+                self.bundles.publish(durable_bundle)
         held = revision_of(replica)
         if held is None:
             self._was_current = False
@@ -365,7 +395,7 @@ def _get_or_none(client: Client, kind: type[Any], name: str, namespace: str) -> 
 
 
 def _revision_annotation(cm: ConfigMap | None) -> str | None:
-    if cm is None or cm.metadata is None or not (cm.binaryData or {}).get(KEY):
+    if cm is None or cm.metadata is None or not any((cm.binaryData or {}).get(k) for k in (HEAD_KEY, KEY)):
         return None
     return (cm.metadata.annotations or {}).get(REVISION_ANNOTATION)
 

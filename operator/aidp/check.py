@@ -49,7 +49,7 @@ from aidp.model import (
     checked_kind,
 )
 from aidp.model import GROUP as AIDP_GROUP
-from aidp.render import ADMISSION_QUERY, policy_modules, render_data
+from aidp.render import ADMISSION_QUERY, opa_documents, policy_modules, render_data
 
 OPA_ENV: Final = "AIDP_OPA_BIN"
 DEFAULT_NAMESPACE: Final = "default"
@@ -413,7 +413,7 @@ def evaluate(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(source, encoding="utf-8")
         data_file = root / "data.json"
-        data_file.write_text(json.dumps({"aidp": data}), encoding="utf-8")
+        data_file.write_text(json.dumps(opa_documents(data)), encoding="utf-8")
         input_file = root / "input.json"
         input_file.write_text(json.dumps({"reviews": list(reviews)}), encoding="utf-8")
         cmd = [str(binary), "eval", "--format", "json", "--data", str(module_dir), "--data", str(data_file)]
@@ -752,20 +752,20 @@ def cluster_excluded_namespaces(
 ) -> tuple[list[str] | None, str]:
     """The excluded namespaces the operator of the cluster enforces, read (get only) from its
     durable bundle ConfigMap; (None, why) when it cannot be read."""
-    import base64
 
     from lightkube.core.exceptions import ApiError
     from lightkube.resources.core_v1 import ConfigMap
 
     from aidp import kube
-    from aidp.bundle import KEY, Bundle
+    from aidp.bundle import DurableUnreadable, decode_durable
 
     try:
         cm = kube.client(kubeconfig).get(ConfigMap, configmap, namespace=aidp_namespace)
-        blob = (cm.binaryData or {}).get(KEY)
-        if not blob:
+        try:  # the head holds the config (the shards only the policies, not read here)
+            bundle, _ = decode_durable(cm.binaryData or {}, lambda _name: None)
+        except DurableUnreadable:
             return None, f"ConfigMap {aidp_namespace}/{configmap} holds no bundle"
-        excluded = Bundle.decode(base64.b64decode(blob)).data.get("config", {}).get("excludedNamespaces")
+        excluded = bundle.data.get("config", {}).get("excludedNamespaces")
     except ApiError as err:
         return None, f"cannot read ConfigMap {aidp_namespace}/{configmap}: {err.status.message}"
     except (ValueError, OSError) as err:

@@ -13,9 +13,12 @@ from urllib.parse import urlsplit
 from requests.adapters import HTTPAdapter
 
 from aidp.bundle import Bundle
+from aidp.render import POLICIES_PATH, opa_documents
 
 if TYPE_CHECKING:  # opa_client imports aiohttp (~0.15 s): only when a client is made
     from opa_client import OpaClient
+
+    from aidp.opadata import Delta
 
 MODULE_PREFIX = "aidp/"
 DATA_PATH = "aidp"
@@ -193,7 +196,10 @@ def _push(replica: Replica, bundle: Bundle, *, data_only: bool) -> None:
                     p for p in present if p.startswith(MODULE_PREFIX) and p not in bundle.modules
                 ):
                     client.delete_policy(stale)
-            client.update_or_create_data(bundle.data, DATA_PATH)
+            # the policies first, data.aidp (with the revision) last (aidp.render.opa_documents)
+            docs = opa_documents(bundle.data)
+            client.update_or_create_data(docs[POLICIES_PATH], POLICIES_PATH)
+            client.update_or_create_data(docs[DATA_PATH], DATA_PATH)
     except Exception as exc:
         raise OpaLoadError(f"{replica.url}: {exc}") from exc
 
@@ -219,15 +225,45 @@ def _put_modules(client: OpaClient, modules: dict[str, str]) -> None:
         pending = failed
 
 
+def patch(replica: Replica, bundle: Bundle, delta: Delta) -> None:
+    """Take a replica that holds the previous revision to `bundle` (aidp.opadata.delta): PUT each
+    changed namespace at data.aidp_policies[namespace], DELETE the namespaces gone, then one JSON
+    Patch on data.aidp (its other changed keys and the revision, in one OPA transaction). The
+    revision comes last, so a replica that fails half-way still shows the old one and is reloaded.
+    Should any step fail (the replica lost what it held meanwhile), the whole bundle is loaded
+    instead; a replica that pulls its bundle is waited for, as in `load`."""
+    try:
+        with replica.client() as client:
+            for ns, doc in delta.put.items():
+                client.update_or_create_data(dict(doc), f"{POLICIES_PATH}/{ns}")
+            for ns in delta.remove:
+                client.delete_data(f"{POLICIES_PATH}/{ns}")
+            client.patch_data(DATA_PATH, delta.top)
+        return
+    except Exception as exc:
+        if "owned by bundle" in str(exc):
+            _await_revision(replica, bundle.revision)
+            return
+    load(replica, bundle)
+
+
 async def load_all(
-    replicas: list[Replica], bundle: Bundle, data_only: frozenset[str] = frozenset()
+    replicas: list[Replica],
+    bundle: Bundle,
+    data_only: frozenset[str] = frozenset(),
+    delta: Delta | None = None,
+    patch_only: frozenset[str] = frozenset(),
 ) -> dict[str, str | None]:
     """Load `bundle` into every replica concurrently; map URL -> error message (None when loaded).
-    Replicas whose URL is in `data_only` get the data document only."""
+    Replicas whose URL is in `data_only` get the data document only; those in `patch_only` (they
+    hold the revision `delta` starts from) get `delta` only."""
 
     async def one(rep: Replica) -> str | None:
         try:
-            await asyncio.to_thread(load, rep, bundle, data_only=rep.url in data_only)
+            if delta is not None and rep.url in patch_only:
+                await asyncio.to_thread(patch, rep, bundle, delta)
+            else:
+                await asyncio.to_thread(load, rep, bundle, data_only=rep.url in data_only)
         except OpaLoadError as exc:
             return str(exc)
         return None

@@ -25,6 +25,8 @@ from aidp.egress.model import AddressBook, EgressContext
 from aidp.model import API_VERSION, DEFAULT_EXCLUDED_NAMESPACES, KIND, Policy, PolicyError, split_api_version
 
 DATA_PATH: Final = "aidp"  # OPA data path of the rendered document: data.aidp
+# ... except its "policies", which OPA holds at data.aidp_policies (see `opa_documents`)
+POLICIES_PATH: Final = "aidp_policies"
 ADMISSION_QUERY: Final = "data.aidp.admission.decision"
 WEBHOOK_QUERY: Final = "data.system.main"
 # Modules that stay out of what is pushed: tests, and the management API authorization policy that
@@ -137,6 +139,20 @@ def render_data(
     cluster["detector"] = detector_document()
     revision = revision_of({"namespaced": rendered, **cluster}, config)
     return {"revision": revision, "config": config, "policies": rendered, **cluster}
+
+
+def opa_documents(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data.aidp document as OPA holds it: {"aidp": everything but "policies",
+    "aidp_policies": the policies (namespace -> name -> policy)}; the Rego reads
+    data.aidp_policies[namespace].
+
+    Why apart: OPA checks its rules' paths against the data on every write, and the check reads
+    the document of the package root data.aidp (aidp's packages live under it) in full. A write
+    inside a large data.aidp costs O(size) (measured with OPA 1.22: 0.65 s with 1,000 policies,
+    10-30 s with 10,000), a write at data.aidp_policies[namespace] 1-2 ms whatever the total.
+    """
+    top = {k: v for k, v in data.items() if k != "policies"}
+    return {DATA_PATH: top, POLICIES_PATH: data.get("policies") or {}}
 
 
 # --- the Rego modules ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 #   config.excludedNamespaces: namespaces that are never checked
 #   config.operatorUsers: the aidp operator's user names (the only ones that may set or remove the
 #     approval label on pods and the governed label on namespaces)
-#   policies[namespace][name]: one rendered AIDataPolicy
+# data.aidp_policies[namespace][name]: one rendered AIDataPolicy (kept apart from data.aidp, under
+#   which aidp's packages live: OPA checks every write inside data.aidp against the rules by
+#   reading it whole, so a policy change would cost O(all policies); aidp.render.opa_documents)
 #
 # decision := {"allowed", "message", "violations", "warnings"}; data.system.main wraps it into the
 # AdmissionReview response the API server expects.
@@ -188,7 +190,7 @@ warnings := [sprintf("aidp: %s: %s [%s] %s", [object_ref, display(v.policy), v.r
 # --- evaluation ----------------------------------------------------------------------------------
 
 selected[name] := policy if {
-	some name, policy in data.aidp.policies[workload.namespace]
+	some name, policy in data.aidp_policies[workload.namespace]
 	selector.matches(policy.workloadSelector, workload.labels)
 }
 

@@ -59,7 +59,7 @@ decide_at(request, policies, now_ns) := d if {
 	d := admission.decision with input as {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
 		with data.aidp.revision as "0123456789abcdef"
 		with data.aidp.config as {"excludedNamespaces": ["kube-system", "aidp-system"]}
-		with data.aidp.policies as namespaced(policies)
+		with data.aidp_policies as namespaced(policies)
 		with time.now_ns as now_ns
 }
 
@@ -90,7 +90,7 @@ test_policies_of_other_namespaces_do_not_apply if {
 	d := admission.decision with input as {"request": create(pod_with({}))}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": []}
-		with data.aidp.policies as {"elsewhere": {"p": policy}}
+		with data.aidp_policies as {"elsewhere": {"p": policy}}
 		with time.now_ns as now
 	d.allowed
 	d.violations == []
@@ -608,7 +608,7 @@ decide_config(request, policies, config) := d if {
 	d := admission.decision with input as {"request": request}
 		with data.aidp.revision as "0123456789abcdef"
 		with data.aidp.config as config
-		with data.aidp.policies as namespaced(policies)
+		with data.aidp_policies as namespaced(policies)
 		with time.now_ns as now
 }
 
@@ -688,7 +688,7 @@ test_excluded_namespace_always_allowed if {
 	d := admission.decision with input as {"request": request}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": ["kube-system"]}
-		with data.aidp.policies as {"kube-system": {"p": policy}}
+		with data.aidp_policies as {"kube-system": {"p": policy}}
 	d == {"allowed": true, "message": "", "violations": [], "warnings": []}
 }
 
@@ -708,7 +708,7 @@ test_not_loaded_denies_checked_requests if {
 test_not_loaded_even_with_config if {
 	d := admission.decision with input as {"request": create(pod_with(compliant))}
 		with data.aidp.config as {"excludedNamespaces": []}
-		with data.aidp.policies as namespaced([policy])
+		with data.aidp_policies as namespaced([policy])
 	d == not_loaded
 }
 
@@ -728,7 +728,7 @@ test_loaded_with_no_policies_allows if {
 	d := admission.decision with input as {"request": create(pod_with({}))}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": []}
-		with data.aidp.policies as {}
+		with data.aidp_policies as {}
 	d.allowed
 }
 

@@ -31,7 +31,7 @@ test_one_decision_per_review_in_order if {
 	good := pod("good", {"aidp.io/retention-days": "3", "aidp.io/data-categories": "internal"})
 	bad := pod("bad", {})
 	decisions := audit.decisions with input as {"reviews": [good, bad]}
-		with data.aidp.policies as {"team": {"p": policy}}
+		with data.aidp_policies as {"team": {"p": policy}}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": []}
 	count(decisions) == 2
@@ -55,7 +55,7 @@ test_decisions_carry_the_detectors_references if {
 	[d] := audit.decisions with input as {"reviews": [review]}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": []}
-		with data.aidp.policies as {}
+		with data.aidp_policies as {}
 		with data.aidp.detector as {"env": ["OPENAI_*"], "hosts": ["*.api.openai.com"]}
 	d.allowed
 	d.aiReferences == ["env OPENAI_API_KEY", "host eu.api.openai.com"]

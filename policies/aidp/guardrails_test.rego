@@ -41,7 +41,7 @@ decide(request, guardrails, policies) := d if {
 	d := admission.decision with input as {"request": request}
 		with data.aidp.revision as "r"
 		with data.aidp.config as {"excludedNamespaces": ["kube-system"]}
-		with data.aidp.policies as {"shop": {p.name: p | some p in policies}}
+		with data.aidp_policies as {"shop": {p.name: p | some p in policies}}
 		with data.aidp.cluster as {g.name: g | some g in guardrails}
 		with data.aidp.guardrailsOf as {"shop": [g.name | some g in guardrails]}
 		with data.aidp.detector as {"env": ["OPENAI_*", "AZURE_OPENAI_*"], "hosts": ["api.openai.com", "*.api.openai.com", "*.openai.azure.com"]}

@@ -42,7 +42,7 @@ main_for(annotations, enforcement) := m if {
 	m := system.main with input as review(annotations)
 		with data.aidp.revision as "0123456789abcdef"
 		with data.aidp.config as {"excludedNamespaces": []}
-		with data.aidp.policies as {"support": {"p": object.union(policy, {"enforcement": enforcement})}}
+		with data.aidp_policies as {"support": {"p": object.union(policy, {"enforcement": enforcement})}}
 		with time.now_ns as now
 }
 

@@ -120,7 +120,7 @@ def test_operator_killed_in_a_batch_of_100_policy_changes_converges(
 
     wait_for(converged, timeout=120, what="100 policies enforced after the restart")
     # OPA holds exactly these policies, once each
-    data = stack.replica().client().get_data("aidp/policies")["result"]
+    data = stack.replica().client().get_data("aidp_policies")["result"]
     loaded = sorted((ns, n) for ns, by in data.items() for n in by)
     assert loaded == sorted(names)
     # egress: one rule per policy and one baseline per namespace, nothing duplicated

@@ -24,12 +24,14 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from aidp import bundle as bundle_mod
-from aidp import paths, render, webhook_tls
+from aidp import opadata, paths, render, webhook_tls
 from aidp.controller.reconciler import make_bundle
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.opa import OpaServer, new_token
 from aidp.devcluster.procs import Process, free_port
+from aidp.model import DEFAULT_EXCLUDED_NAMESPACES, Policy
 from aidp.opa_loader import Replica, revision_of
+from tests.unit.test_bundle import policy_object, seeded
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_only  # starts and kills processes
@@ -150,6 +152,14 @@ class Setup:
         cm = ConfigMap.from_dict(bundle_mod.configmap("aidp-opa-bundle", self.ns, b))
         self.client.apply(cm, field_manager="aidp", force=True)
 
+    def put_sharded(self, b: bundle_mod.Bundle, only: set[int] | None = None) -> None:
+        """The durable copy as the operator writes it: shards, then the head."""
+        digests = {ns: opadata.digest(doc) for ns, doc in b.data["policies"].items()}
+        for manifest in bundle_mod.durable_configmaps(
+            "aidp-opa-bundle", self.ns, b.modules, b.data, digests, only
+        ):
+            self.client.apply(ConfigMap.from_dict(manifest), field_manager="aidp", force=True)
+
     def stop(self) -> None:
         if self.opa:
             self.opa.stop()
@@ -207,6 +217,47 @@ class Prober(threading.Thread):
             and answer != DOWN
             and not (isinstance(answer, dict) and answer.get("response", {}).get("allowed") is True)
         ]
+
+
+def test_ten_thousand_policies_restored_from_the_sharded_copy_after_the_old_format(setup: Setup) -> None:
+    """The durable copy of 10,000 policies (more than one ConfigMap holds) in its shards: the agent
+    restores OPA from it with no operator running, and first from the format before the shards
+    (an upgrade loses no enforcement); the policies are the ones OPA then decides with."""
+    old = durable(3)
+    setup.put_bundle(old)  # what an operator before the shards left behind
+    setup.start_agent()
+    wait_for(lambda: (setup.tls_dir / "ca.crt").is_file(), timeout=30, what="the serving certificate")
+    opa = setup.start_opa()
+    wait_for(lambda: setup.health()[0] == 200, timeout=60, what="ready from the old format")
+    assert revision_of(setup.replica()) == old.revision
+
+    rng = seeded(10_000)
+    policies = [Policy.from_object(policy_object(rng, i)) for i in range(10_000)]
+    big = make_bundle(render.policy_modules(), render.render_data(policies, DEFAULT_EXCLUDED_NAMESPACES))
+    setup.put_sharded(big)  # the head replaces the old key: the operator's apply owns both
+    head = setup.client.get(ConfigMap, "aidp-opa-bundle", namespace=setup.ns)
+    assert set(head.binaryData or {}) == {bundle_mod.HEAD_KEY}
+    opa.kill()  # restarted empty: restored from the shards
+    opa = setup.start_opa()
+    wait_for(
+        lambda: revision_of(setup.replica()) == big.revision, timeout=120, what="restored from the shards"
+    )
+    wait_for(lambda: setup.health()[0] == 200, timeout=60, what="ready at the sharded revision")
+    with setup.replica().client() as opa_client:
+        held = opa_client.get_data("aidp_policies")["result"]
+    assert held == big.data["policies"]
+    assert sum(len(names) for names in held.values()) == 10_000
+
+    # one namespace changes: its shard and the head are rewritten, the restore follows
+    ns = sorted(big.data["policies"])[0]
+    edited = [p for p in policies if p.namespace != ns]
+    changed = make_bundle(render.policy_modules(), render.render_data(edited, DEFAULT_EXCLUDED_NAMESPACES))
+    setup.put_sharded(changed, only={bundle_mod.shard_of(ns)})
+    opa.kill()
+    setup.start_opa()
+    wait_for(lambda: revision_of(setup.replica()) == changed.revision, timeout=120, what="the edited copy")
+    with setup.replica().client() as opa_client:
+        assert ns not in opa_client.get_data("aidp_policies")["result"]
 
 
 def test_the_pod_is_ready_only_while_opa_holds_the_durable_revision(setup: Setup) -> None:

@@ -223,3 +223,97 @@ def test_make_bundle_module_boundaries_matter() -> None:
     a = {"a": "xb", "c": "d"}
     b = {"a": "x", "bc": "d"}
     assert make_bundle(a, DATA).revision != make_bundle(b, DATA).revision
+
+
+# --- the sharded durable copy --------------------------------------------------------------------
+
+
+def _sharded(n: int, seed: int = 20300101) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
+    from aidp import opadata
+
+    rng = seeded(seed)
+    policies = [Policy.from_object(policy_object(rng, i)) for i in range(n)]
+    data = render.render_data(policies, DEFAULT_EXCLUDED_NAMESPACES)
+    digests = {ns: opadata.digest(doc) for ns, doc in data["policies"].items()}
+    cms = bundle_mod.durable_configmaps(
+        "aidp-opa-bundle", "aidp-system", render.policy_modules(), data, digests
+    )
+    return data, digests, cms
+
+
+def _reader(cms: list[dict[str, Any]]) -> bundle_mod.ShardReader:
+    by_name = {c["metadata"]["name"]: c for c in cms}
+
+    def read(name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        c = by_name.get(name)
+        return None if c is None else (c["binaryData"], c["metadata"]["annotations"])
+
+    return read
+
+
+def test_ten_thousand_policies_fit_in_the_sharded_configmaps() -> None:
+    data, _, cms = _sharded(10_000)
+    sizes = [len(json.dumps(c).encode()) for c in cms]
+    single = len(
+        json.dumps(bundle_mod.configmap("aidp-opa-bundle", "aidp-system", Bundle({}, data))).encode()
+    )
+    print(
+        f"10,000 policies: one ConfigMap would take {single / 1024:.0f} KiB "
+        f"({single / 10_000:.0f} B a policy); {len(cms) - 1} shards of at most "
+        f"{max(sizes[:-1]) / 1024:.0f} KiB and a head of {sizes[-1] / 1024:.0f} KiB"
+    )
+    assert single > 1024 * 1024  # the format before the shards could not hold them
+    assert len(cms) == bundle_mod.SHARDS + 1
+    assert max(sizes) < 1024 * 1024 // 4  # room for four times as many policies
+    head = cms[-1]
+    assert head["metadata"]["name"] == "aidp-opa-bundle" and set(head["binaryData"]) == {bundle_mod.HEAD_KEY}
+    bundle, problems = bundle_mod.decode_durable(head["binaryData"], _reader(cms))
+    assert problems == []
+    assert bundle.data == data and bundle.modules == render.policy_modules()
+
+
+def test_only_the_shards_asked_for_are_made_and_the_head_comes_last() -> None:
+    data, digests, _ = _sharded(200)
+    ns = sorted(data["policies"])[0]
+    index = bundle_mod.shard_of(ns)
+    cms = bundle_mod.durable_configmaps(
+        "aidp-opa-bundle", "aidp-system", render.policy_modules(), data, digests, only={index}
+    )
+    assert [c["metadata"]["name"] for c in cms] == [
+        bundle_mod.shard_name("aidp-opa-bundle", index),
+        "aidp-opa-bundle",
+    ]
+
+
+def test_a_shard_behind_the_head_is_reported_and_loaded_as_it_is() -> None:
+    data, _, cms = _sharded(200)
+    stale = json.loads(json.dumps(cms[3]))
+    stale["metadata"]["annotations"][bundle_mod.SHARD_DIGEST_ANNOTATION] = "0" * 16
+    broken = [*cms[:3], stale, *cms[4:-2], cms[-1]]  # shard 3 stale, shard 15 missing
+    bundle, problems = bundle_mod.decode_durable(cms[-1]["binaryData"], _reader(broken))
+    assert any(p.startswith("aidp-opa-bundle-03: digest 0000") for p in problems)
+    assert "aidp-opa-bundle-15: missing" in problems
+    missing = {ns for ns in data["policies"] if bundle_mod.shard_of(ns) == 15}
+    assert set(bundle.data["policies"]) == set(data["policies"]) - missing
+
+
+def test_the_format_before_the_shards_is_still_read() -> None:
+    b = Bundle(modules=dict(MODULES), data=DATA)
+    old = bundle_mod.configmap("aidp-opa-bundle", "aidp-system", b)
+    bundle, problems = bundle_mod.decode_durable(old["binaryData"], lambda _name: None)
+    assert bundle == b and problems == []
+    with pytest.raises(bundle_mod.DurableUnreadable):
+        bundle_mod.decode_durable({}, lambda _name: None)
+
+
+def test_a_shard_too_large_for_a_configmap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundle_mod, "MAX_SHARD_BYTES", 1000)
+    with pytest.raises(bundle_mod.DurableTooLarge, match="1 MiB"):
+        _sharded(200)
+
+
+def test_shards_spread_the_namespaces() -> None:
+    counts = [0] * bundle_mod.SHARDS
+    for i in range(1000):
+        counts[bundle_mod.shard_of(f"team-{i:04d}")] += 1
+    assert min(counts) > 1000 / bundle_mod.SHARDS / 2

@@ -19,6 +19,7 @@ import pytest
 import typer.main
 import yaml
 
+from aidp import bundle as bundle_mod
 from aidp import paths, webhook
 from aidp.cli.main import app
 from aidp.config import OperatorConfig
@@ -57,6 +58,12 @@ MODES: dict[str, tuple[str, ...]] = {
         "opa.networkPolicy.apiServerCIDRs={10.0.0.1/32}",
     ),
 }
+
+# the durable copy's head and shards, as aidp.bundle names them (the chart lists them by name)
+DURABLE_CONFIGMAPS = (
+    "aidp-opa-bundle",
+    *(bundle_mod.shard_name("aidp-opa-bundle", i) for i in range(bundle_mod.SHARDS)),
+)
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -150,8 +157,9 @@ def test_default_render_has_every_component() -> None:
     one(objs, "ConfigMap", "aidp-opa-bundle")
     one(objs, "Lease", "aidp-operator")
     one(objs, "ValidatingWebhookConfiguration", "aidp-validating-webhook")
-    # only the operator writes the bundle and the caBundle
-    assert set(one(objs, "ConfigMap", "aidp-opa-bundle")) == {"apiVersion", "kind", "metadata"}
+    # only the operator writes the bundle (its head and its shards) and the caBundle
+    for name in DURABLE_CONFIGMAPS:
+        assert set(one(objs, "ConfigMap", name)) == {"apiVersion", "kind", "metadata"}
     vwc = one(objs, "ValidatingWebhookConfiguration")
     assert "caBundle" not in vwc["webhooks"][0]["clientConfig"]
 
@@ -378,7 +386,7 @@ def test_operator_rbac_matches_what_it_does() -> None:
     assert all(r["apiGroups"] == ["coordination.k8s.io"] for r in leases)
     agent = one(objs, "Role", "aidp-opa")["rules"]
     assert {(r["resources"][0], tuple(r["resourceNames"]), tuple(r["verbs"])) for r in agent} == {
-        ("configmaps", ("aidp-opa-bundle",), ("get", "list", "watch")),
+        ("configmaps", DURABLE_CONFIGMAPS, ("get", "list", "watch")),
         ("secrets", ("aidp-webhook-tls",), ("get", "list", "watch")),
     }
     # the operator reads and writes the CA key's Secret; the agent cannot

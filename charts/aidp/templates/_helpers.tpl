@@ -27,6 +27,11 @@ Everything else is prefixed with the full name. One release per cluster: the web
 
 {{- define "aidp.opaService" -}}aidp-opa{{- end -}}
 {{- define "aidp.bundleConfigMap" -}}aidp-opa-bundle{{- end -}}
+{{- /* the durable copy's head and its 16 shards (aidp/bundle.py: SHARDS), as a YAML flow list */ -}}
+{{- define "aidp.bundleConfigMaps" -}}
+{{- $base := include "aidp.bundleConfigMap" . -}}
+[{{ $base }}{{ range $i := until 16 }}, {{ printf "%s-%02d" $base $i }}{{ end }}]
+{{- end -}}
 {{- define "aidp.tlsSecret" -}}aidp-webhook-tls{{- end -}}
 {{- /* the webhook CA and its key: only the operator reads it (not in cert-manager mode) */ -}}
 {{- define "aidp.caSecret" -}}aidp-webhook-ca-key{{- end -}}

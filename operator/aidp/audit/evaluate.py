@@ -82,13 +82,15 @@ def direct_evaluator(url: str, token: str, ca_file: Path) -> Any:
 
 def write_bundle(bundle: Bundle, root: Path) -> Path:
     """The bundle as files `opa run` loads at start: each module under its policy id, and the
-    data document as aidp/data.json (mounted at data.aidp)."""
+    data document as aidp/data.json and aidp_policies/data.json (mounted at data.aidp and
+    data.aidp_policies: render.opa_documents)."""
     for policy_id, source in bundle.modules.items():
         path = root / policy_id
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
-    (root / render.DATA_PATH).mkdir(parents=True, exist_ok=True)
-    (root / render.DATA_PATH / "data.json").write_text(json.dumps(bundle.data))
+    for where, doc in render.opa_documents(bundle.data).items():
+        (root / where).mkdir(parents=True, exist_ok=True)
+        (root / where / "data.json").write_text(json.dumps(doc))
     return root
 
 

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lightkube import AsyncClient
@@ -153,7 +153,8 @@ class AuditLoop:
     async def _policy_status(
         self, per_policy: dict[tuple[str, str], dict[str, int]], objs: list[Any]
     ) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         for obj in objs:
             meta = obj["metadata"]
             tally = per_policy.get((meta["namespace"], meta["name"]), {"matched": 0, "violating": 0})
@@ -162,6 +163,8 @@ class AuditLoop:
                 "violations": tally["violating"],
                 "lastAuditTime": stamp,
             }
+            if not audit_status_due(obj.get("status") or {}, patch, now, self.config.audit_interval_seconds):
+                continue
             try:
                 await self.client.patch(
                     AIDataPolicy.Status,
@@ -173,3 +176,21 @@ class AuditLoop:
             except ApiError as err:
                 if err.status.code != 404:
                     raise
+
+
+def audit_status_due(
+    current: Mapping[str, Any], want: Mapping[str, Any], now: dt.datetime, interval: float
+) -> bool:
+    """Whether a policy's audit figures are written: when they changed, or when the
+    lastAuditTime shown is older than the audit interval. Writing every policy at every audit
+    (audits follow policy changes) would make each change cost a status write per policy in the
+    cluster; lastAuditTime stays within one interval of the last audit that counted them."""
+    if any(current.get(k) != want[k] for k in ("matchedWorkloads", "violations")):
+        return True
+    try:
+        shown = dt.datetime.strptime(str(current.get("lastAuditTime")), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC
+        )
+    except ValueError:
+        return True
+    return (now - shown).total_seconds() >= interval

@@ -79,6 +79,23 @@ class EgressView:
         targets = ", ".join(f"{e.host}:{e.port}" for e in p.endpoints)
         return ("True", "Applied", f"{where} allows egress to {targets}")
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What the conditions and endpoints of every policy depend on beside the policy itself
+        (equal fingerprints: a policy that did not change keeps its egress condition)."""
+        hosts = tuple(
+            sorted(
+                (h, tuple(st.cidrs), st.error, str(st.resolved_at) if st.error else None)
+                for h, st in self.snapshot.hosts.items()
+            )
+        )
+        return (
+            self.backend.name,
+            hosts,
+            tuple(sorted(self.applied.errors.items())),
+            self.today,
+            self.observed,
+        )
+
     @property
     def _kinds(self) -> tuple[str, ...]:
         return ("NetworkPolicy", "CiliumNetworkPolicy", "ClusterNetworkPolicy", "AdminNetworkPolicy")

@@ -12,7 +12,7 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 
 from aidp import catalog
-from aidp.config import GOVERNED_LABEL, ISOLATED_LABEL, OperatorConfig
+from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, OperatorConfig
 from aidp.controller import approval, discovery, governance
 from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
@@ -165,6 +165,8 @@ def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     sync cause another one."""
     rt = _runtime(memo)
     meta = body.get("metadata", {})
+    if rt.reconciler is not None and body.get("kind") == "AIDataPolicy":
+        rt.reconciler.observe(body, deleted=event.get("type") == "DELETED")  # status writes too
     uid, generation = str(meta.get("uid")), int(meta.get("generation") or 0)
     if event.get("type") == "DELETED":
         rt.generations.pop(uid, None)
@@ -187,8 +189,9 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
     name = body.get("metadata", {}).get("name")
     labels = body.get("metadata", {}).get("labels") or {}
     labelled = labels.get(GOVERNED_LABEL) == "true"
-    if labelled != (name in rec.governed):
-        rec.trigger()
+    guardrailed = labels.get(GUARDRAILED_LABEL) == "true"
+    if labelled != (name in rec.governed) or guardrailed != (name in rec.guardrails.namespaces):
+        rec.trigger(relabel=True)
         return
     valid = rec.guardrails.valid
     if valid:  # a label change can move the namespace into or out of a guardrail's selection

@@ -1,14 +1,21 @@
 """Policy reconciliation: every AIDataPolicy -> OPA (all replicas + durable copy), labels, status.
 
-One asyncio task runs `Reconciler.run`. Kopf handlers only call `trigger()`; bursts of changes are
-coalesced into one sync. Each sync reads the full, current list of policies (paginated), so the
-result never depends on which events arrived: a restarted operator converges to the same state.
+One asyncio task runs `Reconciler.run`. Kopf handlers hand the AIDataPolicies they see to
+`observe()` and call `trigger()`; bursts of changes are coalesced into one sync. A full sync (the
+first, every resync_seconds, after each UTC midnight) reads the full, current list of policies
+(paginated), so the result never depends on which events arrived: a restarted operator converges
+to the same state. Between full syncs the policies come from the watch events, and a sync renders,
+hashes and pushes only the namespaces whose policies changed (aidp.opadata: one JSON Patch per OPA
+replica; the durable copy's shards of those namespaces; their statuses and pods): the cost of a
+change does not grow with the number of policies in the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +29,7 @@ from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import ConfigMap
 
 from aidp import bundle as bundle_mod
-from aidp import kube, metrics, render
+from aidp import kube, metrics, opadata, render
 from aidp.audit.evaluate import replica_evaluator
 from aidp.config import OperatorConfig
 from aidp.controller import governance
@@ -69,6 +76,20 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._full = True
         self._drift = False
+        self._relabel = True
+        self._inflight: set[str] = set()  # the namespaces the sync under way takes as changed
+        # the AIDataPolicies as the watch delivered them (thread-safe appends from Kopf's handlers),
+        # applied to `objects` at the start of a sync; `dirty`: namespaces whose policies changed
+        self._events: collections.deque[tuple[dict[str, Any], bool]] = collections.deque()
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.parsed: dict[tuple[str, str], Policy | PolicyError] = {}
+        self.dirty: set[str] = set()
+        self.state: opadata.DataState | None = None  # what data.aidp holds at `bundle.revision`
+        self.ns_docs: dict[str, dict[str, Any]] = {}  # namespace -> its rendered policies
+        self.ns_digests: dict[str, str] = {}
+        self.durable_shards: dict[int, str] = {}  # shard index -> digest last written
+        self._status_inputs: object = None  # what every status depends on, at the last sync
+        self._labelled: tuple[frozenset[str], frozenset[str]] | None = None
         self.bundle: bundle_mod.Bundle | None = None
         self.durable_revision: str | None = None
         self.confirmed: dict[str, str] = {}  # replica URL -> revision it holds
@@ -97,11 +118,38 @@ class Reconciler:
         asyncio.get_running_loop().call_later(seconds, self.trigger)
 
     # ---- triggers -------------------------------------------------------------------------
-    def trigger(self, *, full: bool = False, drift: bool = False) -> None:
-        """Sync soon; `drift`: a managed object changed, so compare the live objects too."""
+    def trigger(self, *, full: bool = False, drift: bool = False, relabel: bool = False) -> None:
+        """Sync soon; `drift`: a managed object changed, so compare the live objects too;
+        `relabel`: a namespace's labels changed, so check the operator's labels on namespaces."""
         self._full = self._full or full
         self._drift = self._drift or drift
+        self._relabel = self._relabel or relabel
         self._wake.set()
+
+    def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """An AIDataPolicy as a watch event delivered it (any thread): taken into account at the
+        next sync, which `trigger()` asks for."""
+        self._events.append((slim(obj), deleted))
+
+    def _take_events(self) -> None:
+        """Apply the observed events to `objects`; an event older than what is held (a generation
+        or resourceVersion behind it) is dropped."""
+        while self._events:
+            obj, deleted = self._events.popleft()
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            old = self.objects.get(key)
+            if deleted:
+                if old is not None and (old.get("metadata") or {}).get("uid") == meta.get("uid"):
+                    del self.objects[key]
+                    self.dirty.add(key[0])
+                continue
+            if old is not None and _older(obj, old):
+                continue
+            self.objects[key] = obj
+            old_meta = (old or {}).get("metadata") or {}
+            if (old_meta.get("uid"), old_meta.get("generation")) != (meta.get("uid"), meta.get("generation")):
+                self.dirty.add(key[0])
 
     async def run(self) -> None:
         """Sync on triggers, check replicas every opa_check_interval, resync fully every
@@ -138,18 +186,57 @@ class Reconciler:
     # ---- one sync -------------------------------------------------------------------------
     async def sync(self, *, full: bool = False) -> SyncResult:
         with metrics.RECONCILE_DURATION.time():
-            return await self._sync(full=full)
+            try:
+                return await self._sync(full=full)
+            except BaseException:
+                self.dirty |= self._inflight  # rendered again, and their statuses looked at, next time
+                raise
+
+    async def _read_policies(self, *, full: bool) -> set[str]:
+        """Bring `objects` and `parsed` up to date (a LIST on full syncs, the watch events
+        otherwise); the namespaces whose policies changed."""
+        if full:
+            self._events.clear()  # the LIST below is newer than anything queued before it
+            listed = {}
+            async for o in list_all(self.client, AIDataPolicy):
+                d = slim(to_dict(o))
+                meta = d.get("metadata") or {}
+                listed[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = d
+            self.dirty |= {ns for ns, _ in self.objects} | {ns for ns, _ in listed}
+            self.objects = listed
+        self._take_events()
+        dirty, self.dirty = self.dirty, set()
+        self._inflight = dirty
+        for key in [k for k in self.parsed if k[0] in dirty]:
+            del self.parsed[key]
+        for key, obj in self.objects.items():
+            if key[0] in dirty:
+                try:
+                    self.parsed[key] = Policy.from_object(obj)
+                except PolicyError as err:
+                    self.parsed[key] = err
+        return dirty
+
+    def _render(self, dirty: set[str], top: Mapping[str, Any]) -> opadata.DataState:
+        """The data state: the namespaces in `dirty` rendered again, the others as they were."""
+        by_ns: dict[str, list[Policy]] = {ns: [] for ns in dirty}
+        for key, p in self.parsed.items():
+            if key[0] in dirty and isinstance(p, Policy):
+                by_ns[key[0]].append(p)
+        for ns, pols in by_ns.items():
+            if pols:
+                doc = opadata.namespace_document(pols)
+                self.ns_docs[ns], self.ns_digests[ns] = doc, opadata.digest(doc)
+            else:
+                self.ns_docs.pop(ns, None)
+                self.ns_digests.pop(ns, None)
+        return opadata.build(self.modules_digest, top, self.ns_docs, self.ns_digests)
 
     async def _sync(self, *, full: bool) -> SyncResult:
-        objs = [to_dict(o) async for o in list_all(self.client, AIDataPolicy)]
-        parsed: dict[tuple[str, str], Policy | PolicyError] = {}
-        for obj in objs:
-            meta = obj.get("metadata") or {}
-            key = (meta.get("namespace", ""), meta.get("name", ""))
-            try:
-                parsed[key] = Policy.from_object(obj)
-            except PolicyError as err:
-                parsed[key] = err
+        t0 = time.perf_counter()
+        dirty = await self._read_policies(full=full)
+        objs = list(self.objects.values())
+        parsed = self.parsed
         policies = [p for p in parsed.values() if isinstance(p, Policy)]
         users = await self._operator_users()
         excluded = set(self.config.all_excluded_namespaces)
@@ -178,28 +265,42 @@ class Reconciler:
             guardrails_of=guardrails.of,
             full=full,
         )
-        data = render.render_data(
-            policies,
+        top = render.render_data(
+            (),
             self.config.all_excluded_namespaces,
             users,
             guardrails.documents(),
             guardrails.of,
             with_detector=True,
         )
-        new = make_bundle(self.modules, data)
-        changed = self.bundle is None or new.revision != self.bundle.revision
-        self.bundle = new
+        state = self._render(dirty, {k: v for k, v in top.items() if k not in ("policies", "revision")})
+        data = state.document()
+        new = bundle_mod.Bundle(modules=self.modules, data=data)
+        previous, old_state = self.bundle, self.state
+        changed = previous is None or new.revision != previous.revision
+        self.bundle, self.state = new, state
         reps = await self.replicas()
         self.live_replicas = reps
         targets = [r for r in reps if full or changed or self.confirmed.get(r.url) != new.revision]
         save = (
-            self._save_durable(new) if (changed or full or self.durable_revision != new.revision) else _noop()
+            self._save_durable(new, full=full)
+            if (changed or full or self.durable_revision != new.revision)
+            else _noop()
         )
-        # replicas that confirmed a revision built from these very modules need the data only
+        # replicas that confirmed a revision built from these very modules need the data only;
+        # those that confirmed the previous revision, the JSON Patch from it to this one only
         same_modules = frozenset(
             url for url, rev in self.confirmed.items() if self.modules_of.get(rev) == self.modules_digest
         )
-        load_results, _ = await asyncio.gather(load_all(targets, new, same_modules), save)
+        delta, at_previous = None, frozenset[str]()
+        if previous is not None and old_state is not None and old_state.revision == previous.revision:
+            delta = opadata.delta(old_state, state)
+            at_previous = frozenset(
+                url for url in same_modules if self.confirmed.get(url) == previous.revision
+            )
+        t_render = time.perf_counter()
+        load_results, _ = await asyncio.gather(load_all(targets, new, same_modules, delta, at_previous), save)
+        t_load = time.perf_counter()
         self.modules_of = {new.revision: self.modules_digest}
         for url, problem in load_results.items():
             if problem is None:
@@ -221,19 +322,46 @@ class Reconciler:
         }
         for ns in governed - {p.namespace for p in policies} - guardrails.namespaces:
             extra_cut[ns] = tuple(catalog_hosts())  # only invalid policies: every provider is cut
-        await namespace_labels.label(self.client, governed, guardrails.namespaces)
+        labels = (frozenset(governed), frozenset(guardrails.namespaces))
+        if full or self._relabel or labels != self._labelled:
+            self._relabel = False
+            await namespace_labels.label(self.client, governed, guardrails.namespaces)
+            self._labelled = labels
         self.governed = governed
-        await self._judge_pods(policies, data, set(extra_cut), full=full)
+        await self._judge_pods(policies, set(extra_cut), full=full)
         egress = await self._egress(policies, extra_cut, full=full)
         bounds = await self._bounds(objs, guardrails)
-        await self.statuses.policies(objs, parsed, result, egress, bounds, guardrails.namespaces)
+        # what every status depends on beside its own policy: when it is as at the last sync, only
+        # the policies of the namespaces that changed can need a new status
+        inputs = (
+            result.replicas,
+            tuple(sorted(result.errors.items())),
+            dt.datetime.now(dt.UTC).date(),
+            tuple(sorted(bounds.items())),
+            frozenset(guardrails.namespaces),
+            egress.fingerprint() if egress else None,
+        )
+        only = None if full or inputs != self._status_inputs else dirty
+        self._status_inputs = None  # a failed write: every status is looked at again next time
+        await self.statuses.policies(objs, parsed, result, egress, bounds, guardrails.namespaces, only=only)
+        self._status_inputs = inputs
         await self.statuses.guardrails(guardrails, objs, bounds)
+        self._inflight = set()
+        done = time.perf_counter()
         log.info(
-            "synced %d policies, revision %s, %d/%d OPA replicas",
+            "synced %d policies (%s, %d namespaces changed), revision %s, %d/%d OPA replicas in "
+            "%.3fs (read and render %.3fs, OPA and durable copy %.3fs, labels, pods, egress, "
+            "statuses %.3fs)",
             len(policies),
+            "full" if full else "incremental",
+            len(dirty),
             new.revision,
             len(reps) - len(errors),
             len(reps),
+            done - t0,
+            t_render - t0,
+            t_load - t_render,
+            done - t_load,
         )
         return result
 
@@ -303,9 +431,7 @@ class Reconciler:
         self.judged.pop(namespace, None)
         self.trigger()
 
-    async def _judge_pods(
-        self, policies: list[Policy], data: Mapping[str, Any], more: set[str], *, full: bool
-    ) -> None:
+    async def _judge_pods(self, policies: list[Policy], more: set[str], *, full: bool) -> None:
         """Re-judge the pods of every namespace whose policies changed (all of them on a full
         resync, and after each UTC midnight, when reviews expire): before the egress objects are
         applied, so a tightened policy's pods lose their approval first. `more`: namespaces with a
@@ -319,11 +445,8 @@ class Reconciler:
         if evaluate is None:
             return  # no replica holds the bundle: judged once one does (nothing is approved meanwhile)
         today = dt.datetime.now(dt.UTC).date().isoformat()
-        rendered = data.get("policies") or {}
         for ns in sorted(set(by_ns) | more | set(self.judged)):
-            digest = hashlib.sha256(
-                json.dumps([today, rendered.get(ns)], sort_keys=True, default=str).encode()
-            ).hexdigest()
+            digest = f"{today}/{self.ns_digests.get(ns)}"
             if not full and self.judged.get(ns) == digest:
                 continue
             outcome = await self.approver.judge_namespace(ns, by_ns.get(ns, []), evaluate)
@@ -369,11 +492,27 @@ class Reconciler:
         return EgressView(self.egress_backend, snapshot, applied, today, observed)
 
     # ---- durable copy ---------------------------------------------------------------------
-    async def _save_durable(self, b: bundle_mod.Bundle) -> None:
-        cm = ConfigMap.from_dict(bundle_mod.configmap(self.config.bundle_configmap, self.config.namespace, b))
-        if not isinstance(cm, ConfigMap):
-            raise TypeError(f"the durable copy is not a ConfigMap: {type(cm).__name__}")
-        await self.client.apply(cm, field_manager="aidp", force=True)
+    async def _save_durable(self, b: bundle_mod.Bundle, *, full: bool = False) -> None:
+        """The shards whose namespaces changed since the last write (all on a full sync), then the
+        head (aidp.bundle). A copy too large for its ConfigMaps is logged and counted, and tried
+        again at the next sync; OPA is loaded all the same."""
+        want = bundle_mod.shard_digests(self.ns_digests)
+        only = None if full else {i for i, d in want.items() if self.durable_shards.get(i) != d}
+        try:
+            manifests = bundle_mod.durable_configmaps(
+                self.config.bundle_configmap, self.config.namespace, b.modules, b.data, self.ns_digests, only
+            )
+        except bundle_mod.DurableTooLarge as err:
+            metrics.RECONCILE_ERRORS.inc()
+            log.error("durable copy not written: %s", err)
+            self.durable_revision = None
+            return
+        for manifest in manifests:
+            cm = ConfigMap.from_dict(manifest)
+            if not isinstance(cm, ConfigMap):
+                raise TypeError(f"the durable copy is not a ConfigMap: {type(cm).__name__}")
+            await self.client.apply(cm, field_manager="aidp", force=True)
+        self.durable_shards = want
         self.durable_revision = b.revision
 
     # ---- namespaces ------------------------------------------------------------------------
@@ -381,3 +520,33 @@ class Reconciler:
 
 async def _noop() -> None:
     return None
+
+
+# kept of each AIDataPolicy's metadata: what parsing, statuses, Events and the guardrails' reviews
+# read (managedFields and kubectl's copy of the last applied object are most of an object's bytes)
+_KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "labels", "creationTimestamp")
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an AIDataPolicy without what the reconciler never reads."""
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {k: meta[k] for k in _KEPT_METADATA if k in meta}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != _LAST_APPLIED}
+    if annotations:
+        kept["annotations"] = annotations
+    out = {k: v for k, v in obj.items() if k != "metadata"}
+    out["metadata"] = kept
+    return copy.deepcopy(out)
+
+
+def _older(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+    """True when `new` is an older version of the object `held` (same uid, smaller generation
+    or, where both are numbers as etcd makes them, smaller resourceVersion)."""
+    a, b = new.get("metadata") or {}, held.get("metadata") or {}
+    if a.get("uid") != b.get("uid"):
+        return False
+    if int(a.get("generation") or 0) != int(b.get("generation") or 0):
+        return int(a.get("generation") or 0) < int(b.get("generation") or 0)
+    rv_a, rv_b = str(a.get("resourceVersion") or ""), str(b.get("resourceVersion") or "")
+    return rv_a.isdigit() and rv_b.isdigit() and int(rv_a) < int(rv_b)

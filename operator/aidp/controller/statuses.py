@@ -18,7 +18,7 @@ from aidp import metrics, status
 from aidp.config import OperatorConfig
 from aidp.controller import events, governance
 from aidp.controller.egressview import EgressView, egress_condition, plain_endpoints
-from aidp.controller.resources import AIDataPolicy
+from aidp.controller.resources import AIDataPolicy, to_dict
 from aidp.model import Policy, PolicyError
 
 _MERGE = PatchType.MERGE
@@ -78,6 +78,7 @@ class StatusWriter:
     def __init__(self, config: OperatorConfig, client: AsyncClient) -> None:
         self.config = config
         self.client = client
+        self.phase_of: dict[tuple[str, str], str] = {}  # the phase each policy's status shows
 
     async def policies(
         self,
@@ -87,14 +88,21 @@ class StatusWriter:
         egress: EgressView | None,
         bounds: Mapping[tuple[str, str], str],
         guardrailed: set[str],
+        *,
+        only: set[str] | None = None,
     ) -> None:
-        """Every AIDataPolicy's status; only the ones that changed are written."""
+        """Every AIDataPolicy's status (with `only`, those in these namespaces: nothing else that
+        a status depends on changed); only the ones that changed are written."""
         now = dt.datetime.now(dt.UTC)
         patches = []
-        phases: dict[str, int] = {}
+        phase_of = self.phase_of
+        if only is None:
+            phase_of.clear()
         for obj in objs:
             meta = obj["metadata"]
             key = (meta["namespace"], meta["name"])
+            if only is not None and key[0] not in only and key in phase_of:
+                continue
             p = parsed[key]
             review_date = p.spec.review.expires if isinstance(p, Policy) else None
             expires = review_date.isoformat() if review_date else None
@@ -114,10 +122,17 @@ class StatusWriter:
                 bounds=bounds.get(key, "") if meta["namespace"] in guardrailed else None,
             )
             want = status.desired(obs)
-            phases[want["phase"]] = phases.get(want["phase"], 0) + 1
+            phase_of[key] = want["phase"]
             new = status.patch(current, want, now)
             if new is not None:
                 patches.append((obj, current, new))
+        if len(phase_of) != len(objs):
+            present = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
+            for key in [k for k in phase_of if k not in present]:
+                del phase_of[key]
+        phases: dict[str, int] = {}
+        for phase in phase_of.values():
+            phases[phase] = phases.get(phase, 0) + 1
         for phase in ("Active", "Expired", "Degraded"):
             metrics.POLICIES.labels(phase).set(phases.get(phase, 0))
         limit = asyncio.Semaphore(PARALLEL_WRITES)
@@ -126,7 +141,7 @@ class StatusWriter:
             meta = obj["metadata"]
             async with limit:
                 try:
-                    await self.client.patch(
+                    got = await self.client.patch(
                         AIDataPolicy.Status,
                         meta["name"],
                         {"status": new},
@@ -137,6 +152,10 @@ class StatusWriter:
                     if err.status.code == 404:
                         return
                     raise
+                # the reconciler's copy of the object (`obj`) now shows what was written
+                written = to_dict(got)
+                obj["status"] = written.get("status") or new
+                meta["resourceVersion"] = (written.get("metadata") or {}).get("resourceVersion")
                 for kind, reason, message in transitions(current, new):
                     await events.post(self.client, obj, kind, reason, message)
 
