@@ -493,9 +493,3 @@ def agreement(client: Client, *, vap: bool = False, timeout: float = 90.0) -> in
             what = "Gatekeeper's ValidatingAdmissionPolicy" if vap else "the Gatekeeper webhook"
             raise GatekeeperError(f"{what} disagrees with aidp:\n" + "\n".join(lines))
         time.sleep(0.5)
-
-
-def cleanup(client: Client, namespaces: Iterable[str]) -> None:
-    for ns in namespaces:
-        with contextlib.suppress(ApiError):
-            client.delete(Namespace, ns)
