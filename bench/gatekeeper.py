@@ -36,7 +36,11 @@ from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
+)
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace
 
@@ -382,6 +386,9 @@ class Gatekeeper:
 
 @contextlib.contextmanager
 def running(cp: ControlPlane, client: Client, state_dir: Path) -> Iterator[Gatekeeper]:
+    """Gatekeeper for the block; afterwards nothing of it stays on the request path of the
+    benchmarks that follow: its webhook configuration, the ValidatingAdmissionPolicy and bindings
+    it generated, and the agreement check's namespaces are deleted."""
     gk = Gatekeeper(cp, state_dir)
     try:
         yield gk.start(client)
@@ -389,6 +396,15 @@ def running(cp: ControlPlane, client: Client, state_dir: Path) -> Iterator[Gatek
         with contextlib.suppress(ApiError):
             client.delete(ValidatingWebhookConfiguration, WEBHOOK)
         gk.stop()
+        generated = f"gatekeeper-{CEL_TEMPLATE}"
+        with contextlib.suppress(ApiError):
+            for b in client.list(ValidatingAdmissionPolicyBinding):
+                if b.spec and b.spec.policyName == generated and b.metadata and b.metadata.name:
+                    client.delete(ValidatingAdmissionPolicyBinding, b.metadata.name)
+            client.delete(ValidatingAdmissionPolicy, generated)
+        for ns in (*agreement_namespaces(), *agreement_namespaces(VAP_PREFIX)):
+            with contextlib.suppress(ApiError):
+                client.delete(Namespace, ns)
 
 
 def _established(client: Client, name: str) -> bool:
