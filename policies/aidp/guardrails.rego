@@ -241,10 +241,22 @@ ai_references contains sprintf("env %s", [e.name]) if {
 }
 
 ai_references contains sprintf("host %s", [host]) if {
+	texts_length <= max_texts_length
 	some text in texts
 	some host in regex.find_n(`[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+`, lower(text), -1)
 	some pattern in object.get(detector, "hosts", [])
 	glob.match(pattern, ["."], host)
+}
+
+# Env values, args and commands longer than this in all are not searched for hosts: they count as
+# a reference themselves (fail closed). The vap engine has the same bound: searching more would
+# exceed kube-apiserver's CEL cost budget (docs/admission-engines.md).
+max_texts_length := 16384
+
+texts_length := sum([count(t) | some t in texts])
+
+ai_references contains sprintf("env values, args and commands longer than %d characters (not read)", [max_texts_length]) if {
+	texts_length > max_texts_length
 }
 
 containers := [c |

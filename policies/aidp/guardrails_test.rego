@@ -203,6 +203,15 @@ test_the_detector_reads_values_args_and_whole_host_names if {
 	decide(plain, [org], []).allowed
 }
 
+test_texts_longer_than_the_bound_count_as_a_reference if {
+	long := concat("", ["x" | some _ in numbers.range(1, 16385)])
+	d := decide(pod({"app": "other"}, {}, [{"name": "BLOB", "value": long}]), [org], [])
+	[v] := d.violations
+	contains(v.message, "longer than 16384 characters (not read)")
+	at_bound := concat("", ["x" | some _ in numbers.range(1, 16384)])
+	decide(pod({"app": "other"}, {}, [{"name": "BLOB", "value": at_bound}]), [org], []).allowed
+}
+
 test_a_selected_workload_is_not_unapproved if {
 	request := pod({"app": "bot"}, declared("10"), [{"name": "OPENAI_API_KEY", "value": "x"}])
 	decide(request, [org], [policy]).allowed

@@ -478,6 +478,10 @@ def _ai_pod(kind: str, name: str, ns: str, labels: dict[str, str], how: str) -> 
         c["args"] = ["--endpoint=https://api.anthropic.com"]
     elif how == "init":
         spec["initContainers"] = [{"name": "i", "image": c["image"], "command": ["curl", "api.mistral.ai"]}]
+    elif how == "long":  # beyond the detector's bound: a reference itself (both engines)
+        c["env"] = [{"name": "BLOB", "value": "a.bc " * 3277}]
+    elif how == "at-bound":  # host-like tokens, none a provider's, at the bound: searched, nothing found
+        c["args"] = ["a.bc " * 3276 + "abcd"]
     else:
         c["env"] = [{"name": "OPENAI", "value": "https://notapi.openai.com.example"}]
     return obj
@@ -521,7 +525,7 @@ def test_unapproved_ai_agrees_with_the_rego(venv: Env, client: Client) -> None:
         objs = [
             _ai_pod(kind, f"{how}-{kind.lower()}-{app}", venv.ns, {"app": app}, how)
             for kind in ("Deployment", "Pod")
-            for how in ("env", "value", "args", "init", "none")
+            for how in ("env", "value", "args", "init", "none", "long", "at-bound")
             for app in ("shadow", "old")
         ]
         approved = _ai_pod("Deployment", "approved", venv.ns, {"app": "bot"}, "env")
@@ -560,6 +564,9 @@ def test_unapproved_ai_agrees_with_the_rego(venv: Env, client: Client) -> None:
         msg = create(client, objs[0], dry_run=True)
         assert msg is not None and f"denied by ClusterAIDataPolicy/{name}: [unapproved-ai]" in msg, msg
         assert "env OPENAI_API_KEY" in msg, msg
+        long = next(o for o in objs if o["metadata"]["name"] == "long-deployment-shadow")
+        msg = create(client, long, dry_run=True)
+        assert msg is not None and "longer than 16384 characters (not read)" in msg, msg
 
         client.patch(guardrail_res, name, {"spec": {"unapprovedAI": "warn"}}, patch_type=PatchType.MERGE)
         warn = expected("warn")

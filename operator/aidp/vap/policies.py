@@ -791,6 +791,10 @@ PARAMS_API_VERSION: Final = "aidp.io/v1alpha1"
 PARAMS_KIND: Final = "NamespaceAdmission"
 PARAMS_PLURAL: Final = "namespaceadmissions"
 PARAMS_NAME: Final = "aidp"
+# env values, args and commands longer than this in all are not searched for hosts and count as a
+# reference (guardrails.rego max_texts_length): searching more exceeds kube-apiserver's per-call CEL
+# cost limit (measured: 48,000 characters of dense host-like tokens within it, 64,000 over)
+MAX_TEXTS: Final = 16384
 # the Rego's host token (guardrails.rego ai_references), found in lower-cased texts
 HOST_TOKEN: Final = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"  # noqa: S105
 
@@ -910,6 +914,8 @@ def unapproved_policy(
         f".filter(h, h.matches({lit(detector['hosts'])})).map(h, 'host ' + h).join(', '))"
         ".filter(t, t != '').join(', ')).filter(t, t != '').join(', ')).filter(t, t != '').join(', ')"
     )
+    length = f"{containers}.map(cs, cs.map(c, {texts}.map(t, t.size()).sum()).sum()).sum()"
+    too_long = f"'env values, args and commands longer than {MAX_TEXTS} characters (not read)'"
     variables = [{"name": name, "expression": expr} for name, expr in _variables(today)[:5]]
     variables += [
         {
@@ -922,7 +928,11 @@ def unapproved_policy(
             f"!(p.?expires.orValue('') != '' && p.expires < {lit(today.isoformat())}) && "
             f"{_selects('p.workloadSelector', 'variables.labels')})",
         },
-        {"name": "references", "expression": f"[{env_refs}, {host_refs}].filter(t, t != '').join(', ')"},
+        {
+            "name": "references",
+            "expression": f"[{env_refs}, {length} > {MAX_TEXTS} ? {too_long} : {host_refs}]"
+            ".filter(t, t != '').join(', ')",
+        },
     ]
     reason = (
         "' [unapproved-ai] the pod references an AI provider (' + variables.references + ') but no active "
