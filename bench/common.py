@@ -158,7 +158,7 @@ def write_table(results: dict[str, Any]) -> None:
         "The peer runs in the same rounds: `*_gatekeeper_*` is OPA Gatekeeper's webhook with aidp's",
         "rules ported to a ConstraintTemplate, `*_gatekeeper_vap_*` the ValidatingAdmissionPolicy",
         "Gatekeeper generates from aidp's CEL (one constraint per AIDataPolicy); both first agree with",
-        "`aidp check` on the examples ([bench/gatekeeper/README.md](../bench/gatekeeper/README.md)).",
+        "`aidp check` on the examples (bench/gatekeeper/README.md in the repository).",
         "",
         "## All figures",
         "",
