@@ -36,6 +36,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from aidp import kube, paths, rbac_roles
 from aidp.check import check_manifests
+from aidp.devcluster.node import NODE_IP
 from aidp.render import load_manifests
 from tests.integration import helpers
 from tests.node.conftest import NodeBed
@@ -388,6 +389,40 @@ def test_api_server_to_opa_dropped_fails_closed_and_recovers(chart: ChartBed) ->
             not in subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
         )
         assert wait_for(lambda: decides(bed, ns), timeout=60, what="OPA deciding once the drop is lifted")
+    finally:
+        bed.drop_namespace(ns)
+        bed.drop_namespace(free)
+
+
+def test_opa_network_policy_leaves_opa_to_the_api_server_and_the_operators(chart: ChartBed) -> None:
+    """`opa.networkPolicy` (helm upgrade) with the node's address as the API server's: a pod of
+    another namespace loses OPA's port, the webhook and the operators' loads keep working.
+
+    Last in the module: the release keeps the policy until it is uninstalled."""
+    bed = chart.bed
+    free = bed.namespace(governed_sa=False)
+    ns = governed(bed)
+    try:
+        opa_ip = chart.wait_ready("opa", 2)[0]["status"]["podIP"]
+        curious = bed.run_pod(
+            bed.probe_pod(free, "curious", labels={"app": "x"}, annotations={}, sa="default")
+        )
+
+        def reaches_opa() -> bool:
+            return bed.connects(free, curious, opa_ip, port=8181, wait=1)
+
+        assert wait_for(reaches_opa, timeout=60, interval=0.5, what="OPA's port reachable before the policy")
+        chart.helm(
+            "upgrade", RELEASE, str(CHART), "-n", NS, "--reuse-values",
+            "--set", "opa.networkPolicy.enabled=true",
+            "--set", f"opa.networkPolicy.apiServerCIDRs={{{NODE_IP}/32}}",
+        )  # fmt: skip
+        wait_for(lambda: not reaches_opa(), timeout=90, interval=0.5, what="OPA's port closed to other pods")
+        # the API server (from the node's address) still calls the webhook ...
+        assert wait_for(lambda: decides(bed, ns), timeout=60, what="OPA deciding behind its NetworkPolicy")
+        # ... and the operators still load OPA: a new policy is enforced
+        bed.policy(ns, "later", workloadSelector={"matchLabels": {"app": "later"}})
+        assert not reaches_opa()
     finally:
         bed.drop_namespace(ns)
         bed.drop_namespace(free)
