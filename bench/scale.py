@@ -96,8 +96,25 @@ def durable_bytes(client: Client, stack: AidpStack) -> int:
     return total
 
 
-def _settle(client: Client) -> None:
-    admission._quiescent(client, timeout=900)
+def _settle(client: Client, timeout: float = 1800.0) -> None:
+    """Every policy's status observed its generation (the API server, busy with the first sync of
+    thousands of policies, may time a LIST out meanwhile: asked again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pending = sum(
+                1
+                for p in client.list(helpers.AIDataPolicy, namespace="*", chunk_size=500)
+                if (p.get("status") or {}).get("observedGeneration") != p.metadata.generation
+            )
+        except Exception as exc:  # a timed-out or refused LIST: ask again
+            print(f"  (policies not listed now: {type(exc).__name__}; again)")
+            pending = -1
+        if pending == 0:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the operator did not catch up with the policies in {timeout:.0f} s")
+        time.sleep(2.0)
     time.sleep(2.0)  # the sync that wrote the last status has finished its tail (egress, guardrails)
 
 

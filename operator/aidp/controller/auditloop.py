@@ -53,11 +53,15 @@ class AuditLoop:
             except Exception:
                 metrics.AUDIT_ERRORS.inc()
                 log.exception("audit failed")
-            # wait for the interval, or a trigger (policy change) but not sooner than the minimum gap
+            # wait for the interval, or a trigger (policy change) but not sooner than the minimum
+            # gap, nor than twice the audit's own duration since it ended: an audit of 10,000
+            # policies takes a minute, in a thread of this process, and must not take every other
+            # minute from the reconciler while policies change
+            took = time.monotonic() - started
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.audit_interval_seconds)
             self._wake.clear()
-            gap = self.config.audit_min_gap_seconds - (time.monotonic() - started)
+            gap = max(self.config.audit_min_gap_seconds, 3 * took) - (time.monotonic() - started)
             if gap > 0:
                 await asyncio.sleep(gap)
 
