@@ -111,3 +111,41 @@ def test_audit_figures_are_written_when_changed_or_an_interval_old(
     current: dict[str, Any], due: bool
 ) -> None:
     assert audit_status_due(current, WANT, NOW, 300.0) is due
+
+
+def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() -> None:
+    from aidp import opadata
+    from aidp.controller.egress import EgressApplier
+    from aidp.egress import backends
+    from aidp.egress.model import AddressBook, EgressContext
+    from aidp.model import Policy
+
+    def world(retention: int) -> tuple[list[Policy], dict[str, str]]:
+        objs = [helpers.policy(f"p{i}", f"ns-{i % 4}") for i in range(12)]
+        objs[0]["spec"]["retention"] = {"maxDays": retention}
+        objs[5]["spec"]["enforcement"] = "dryrun"
+        policies = [Policy.from_object(o) for o in objs]
+        by_ns: dict[str, list[Policy]] = {}
+        for p in policies:
+            by_ns.setdefault(p.namespace, []).append(p)
+        return policies, {ns: opadata.digest(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
+
+    backend = backends.get("networkpolicy")
+    applier = EgressApplier(None, backend)  # type: ignore[arg-type]
+    ctx = EgressContext(
+        AddressBook({"api.openai.com": ("192.0.2.1/32",)}), dt.date(2026, 12, 1), extra_cut={"g": ("x",)}
+    )
+    first, keys = world(30)
+    objs, _ = applier._render(first, ctx, keys)
+    assert objs == backends.render_all(backend, first, ctx)
+    kept = {ns: hit[1] for ns, hit in applier._rendered.items()}
+    second, keys2 = world(7)  # one policy of ns-0 changed
+    objs2, prints = applier._render(second, ctx, keys2)
+    assert objs2 == backends.render_all(backend, second, ctx) and len(prints) == len(objs2)
+    # reused: every namespace but the changed one and "g" (no policies: no digest, always rendered)
+    assert all(applier._rendered[ns][1] is kept[ns] for ns in kept if ns not in ("ns-0", "g"))
+    assert applier._rendered["g"][1] is not kept["g"]
+    assert applier._rendered["ns-0"][1] is not kept["ns-0"]
+    later = EgressContext(ctx.addresses, dt.date(2026, 12, 2), extra_cut=ctx.extra_cut)
+    applier._render(second, later, keys2)
+    assert all(applier._rendered[ns][1] is not kept[ns] for ns in kept)  # a new day: all again

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,28 +94,41 @@ class EgressApplier:
         self.client = client
         self.backend = backend
         self._applied: dict[tuple[str, str, str], str] | None = None  # what the last apply wrote
+        # namespace -> (what its rendering depended on, its objects, their fingerprints)
+        self._rendered: dict[str, tuple[Any, list[dict[str, Any]], list[str]]] = {}
         self.cluster_scoped = backend.cluster_scoped
         self.resources = {
             KINDS[p]: resource_for(g, v, p, KINDS[p], backend.cluster_scoped) for g, v, p in backend.kinds
         }
 
     async def reconcile(
-        self, policies: Sequence[Policy], ctx: EgressContext, *, verify_live: bool = True
+        self,
+        policies: Sequence[Policy],
+        ctx: EgressContext,
+        *,
+        verify_live: bool = True,
+        namespace_keys: Mapping[str, str] | None = None,
     ) -> EgressResult:
         """Apply what the backend renders for `policies`.
 
         With `verify_live` (full resyncs, events on managed objects) the live objects are listed
         and compared, which repairs drift; otherwise only objects whose rendering changed since the
         last apply are written (a policy change touches a handful of objects, not thousands).
+        `namespace_keys` (namespace -> digest of its policies): a namespace whose digest and
+        context are as at the last sync is not rendered again (10,000 policies take a second to
+        render); without it, or with `verify_live`, everything is.
         """
-        desired = backends.render_all(self.backend, policies, ctx)
+        desired, prints = self._render(policies, ctx, None if verify_live else namespace_keys)
         result = EgressResult()
         want = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in desired}
         for obj in desired:
             pol = obj["metadata"]["labels"].get(POLICY_LABEL)
             if pol:
                 result.by_policy.setdefault((namespace_of(obj), pol), []).append(obj["metadata"]["name"])
-        fingerprints = {k: json.dumps(o, sort_keys=True) for k, o in want.items()}
+        fingerprints = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): f
+            for o, f in zip(desired, prints, strict=True)
+        }
         if not verify_live and self._applied is not None:
             return await self._apply_changes(want, fingerprints, result)
         live: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -136,6 +150,39 @@ class EgressApplier:
             or not covers(obj["metadata"], current.get("metadata"))
         }
         return await self._write(want, stale, set(live) - set(want), fingerprints, result)
+
+    def _render(
+        self, policies: Sequence[Policy], ctx: EgressContext, keys: Mapping[str, str] | None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """backends.render_all's objects (and their fingerprints), namespace by namespace, reusing
+        the last rendering of a namespace whose policies (`keys`) and context did not change."""
+        by_ns: dict[str, list[Policy]] = defaultdict(list)
+        for p in policies:
+            by_ns[p.namespace].append(p)
+        for ns in ctx.extra_cut:
+            by_ns.setdefault(ns, [])
+        for ns in backends.observed(by_ns, ctx):
+            del by_ns[ns]
+        shared = (
+            tuple(sorted((h, tuple(c)) for h, c in ctx.addresses.by_host.items())),
+            ctx.today,
+            repr(ctx.settings),
+        )
+        rendered: dict[str, tuple[Any, list[dict[str, Any]], list[str]]] = {}
+        objects: list[dict[str, Any]] = []
+        prints: list[str] = []
+        for ns in sorted(by_ns):
+            key = (shared, keys.get(ns) if keys is not None else None, tuple(ctx.extra_cut.get(ns, ())))
+            hit = self._rendered.get(ns)
+            if keys is not None and key[1] is not None and hit is not None and hit[0] == key:
+                rendered[ns] = hit
+            else:
+                objs = self.backend.render(ns, sorted(by_ns[ns], key=lambda p: p.name), ctx)
+                rendered[ns] = (key, objs, [json.dumps(o, sort_keys=True) for o in objs])
+            objects.extend(rendered[ns][1])
+            prints.extend(rendered[ns][2])
+        self._rendered = rendered
+        return objects, prints
 
     async def _apply_changes(
         self,

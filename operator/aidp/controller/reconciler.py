@@ -486,7 +486,9 @@ class Reconciler:
         today = dt.datetime.now(dt.UTC).date()
         verify, self._drift = full or self._drift, False
         ctx = EgressContext(snapshot.book, today, self.egress_settings, extra_cut)
-        applied = await self.egress.reconcile(policies, ctx, verify_live=verify)
+        applied = await self.egress.reconcile(
+            policies, ctx, verify_live=verify, namespace_keys=self.ns_digests
+        )
         by_ns: dict[str, list[Policy]] = {}
         for p in policies:
             by_ns.setdefault(p.namespace, []).append(p)
