@@ -681,11 +681,18 @@ def test_the_namespace_admin_cannot_forge_the_unapproved_ai_param(
         assert refused(lambda: editor.create(codecs.from_dict(other)))
         shadow = _ai_pod("Deployment", "shadow", venv.ns, {"app": "shadow"}, "env")
         wait_for(lambda: create(editor, shadow, dry_run=True), timeout=30, what="unapproved-ai still denies")
+        # a namespace being deleted takes its param along (the namespace controller's delete passes)
+        client.delete(Namespace, venv.ns)
+        wait_for(
+            lambda: _get_or_none(client, Namespace, venv.ns, None) is None,
+            timeout=90,
+            what="the namespace and its NamespaceAdmission deleted",
+        )
     finally:
         client.delete(guardrail_res, name)
 
 
-def _get_or_none(client: Client, res: Any, name: str, ns: str) -> Any:
+def _get_or_none(client: Client, res: Any, name: str, ns: str | None) -> Any:
     try:
         return client.get(res, name, namespace=ns)
     except ApiError as err:

@@ -791,6 +791,10 @@ PARAMS_API_VERSION: Final = "aidp.io/v1alpha1"
 PARAMS_KIND: Final = "NamespaceAdmission"
 PARAMS_PLURAL: Final = "namespaceadmissions"
 PARAMS_NAME: Final = "aidp"
+NAMESPACE_CONTROLLERS: Final = (
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:kube-controller-manager",
+)
 # env values, args and commands longer than this in all are not searched for hosts and count as a
 # reference (guardrails.rego max_texts_length): searching more exceeds kube-apiserver's per-call CEL
 # cost limit (measured: 48,000 characters of dense host-like tokens within it, 64,000 over)
@@ -1000,9 +1004,13 @@ def params_guard_policy(operator_users: Sequence[str]) -> dict[str, Any]:
             "matchConditions": [
                 _not_operator(operator_users),
                 {
+                    # the namespace controller's deletes (a DeleteCollection) of a namespace being
+                    # deleted, whichever user kube-controller-manager runs it as
                     "name": "not-a-namespace-being-deleted",
                     "expression": "!(request.operation == 'DELETE' && "
-                    "namespaceObject.?status.?phase.orValue('') == 'Terminating')",
+                    f"(request.userInfo.username in {lit_list(NAMESPACE_CONTROLLERS)} || "
+                    "(namespaceObject != null && "
+                    "namespaceObject.?status.?phase.orValue('') == 'Terminating')))",
                 },
             ],
             "validations": [
