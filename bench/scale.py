@@ -85,15 +85,17 @@ def operator_memory_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def durable_bytes(client: Client, stack: AidpStack) -> int:
-    """The bytes of the durable copy's ConfigMaps (head and shards), as JSON objects."""
+def durable_bytes(client: Client, stack: AidpStack) -> tuple[int, int]:
+    """The bytes of the durable copy's ConfigMaps (head and shards), as JSON objects: in all, and
+    of the largest one (each must stay under the 1 MiB object limit)."""
     base = stack.config.bundle_configmap
     names = {base, *(bundle_mod.shard_name(base, i) for i in range(bundle_mod.SHARDS))}
-    total = 0
-    for cm in client.list(ConfigMap, namespace=stack.namespace):
-        if cm.metadata and cm.metadata.name in names:
-            total += len(json.dumps(cm.to_dict()).encode())
-    return total
+    sizes = [
+        len(json.dumps(cm.to_dict()).encode())
+        for cm in client.list(ConfigMap, namespace=stack.namespace)
+        if cm.metadata and cm.metadata.name in names
+    ]
+    return sum(sizes), max(sizes, default=0)
 
 
 def _settle(client: Client, timeout: float = 1800.0) -> None:
@@ -159,9 +161,13 @@ def scale(
     rss, hwm = operator_memory_mb(pid)
     figures[f"operator_rss_mb_{top}_policies"] = max(rss, figures[f"operator_rss_mb_{top}_policies"])
     figures[f"operator_hwm_mb_{top}_policies"] = hwm
-    size = durable_bytes(client, stack)
+    size, largest = durable_bytes(client, stack)
     figures[f"durable_copy_bytes_{top}_policies"] = float(size)
-    print(f"  durable copy with {top} policies: {size / 1024:.0f} KiB in {bundle_mod.SHARDS + 1} ConfigMaps")
+    figures[f"durable_copy_largest_configmap_bytes_{top}_policies"] = float(largest)
+    print(
+        f"  durable copy with {top} policies: {size / 1024:.0f} KiB in {bundle_mod.SHARDS + 1} ConfigMaps, "
+        f"the largest {largest / 1024:.0f} KiB"
+    )
     return figures
 
 
