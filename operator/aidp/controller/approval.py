@@ -35,6 +35,7 @@ from aidp.check import admission_review
 from aidp.config import APPROVAL_LABEL, ISOLATED_LABEL
 from aidp.controller.resources import CiliumNetworkPolicy, list_all, to_dict
 from aidp.egress.isolation import Isolator, isolated, isolators
+from aidp.kube import KUBE_ERRORS, error_code, error_text
 from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, Policy
 
 log = logging.getLogger("aidp.approval")
@@ -109,6 +110,7 @@ class Approver:
         self.client = client
         self.pending: dict[tuple[str, str], dict[str, Any]] = {}
         self.cilium = cilium  # read user CiliumNetworkPolicies too (the cilium backend)
+        self._cilium_missing_logged = False
         self.netpols: dict[str, list[Isolator]] = {}  # namespace -> what isolates its pods for egress
         self._wake = asyncio.Event()
 
@@ -126,8 +128,17 @@ class Approver:
         cilium backend, CiliumNetworkPolicies); aidp's own are left out."""
         objects = [to_dict(item) async for item in list_all(self.client, NetworkPolicy, namespace=namespace)]
         if self.cilium:
-            async for item in list_all(self.client, CiliumNetworkPolicy, namespace=namespace):
-                objects.append({"kind": "CiliumNetworkPolicy", **to_dict(item)})
+            try:
+                async for item in list_all(self.client, CiliumNetworkPolicy, namespace=namespace):
+                    objects.append({"kind": "CiliumNetworkPolicy", **to_dict(item)})
+            except KUBE_ERRORS as err:
+                if error_code(err) != 404:
+                    raise
+                # Cilium's CRD is not installed: no CiliumNetworkPolicy can isolate anything (the
+                # egress status reports the missing CRD)
+                if not self._cilium_missing_logged:
+                    log.warning("listing CiliumNetworkPolicies: %s", error_text(err))
+                    self._cilium_missing_logged = True
         out = isolators(objects)
         self.netpols[namespace] = out
         return out
