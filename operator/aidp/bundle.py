@@ -12,6 +12,7 @@ shards (one ConfigMap, key `bundle.json.gz`, modules and the whole data document
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -93,19 +94,7 @@ class Bundle:
 def configmap(name: str, namespace: str, bundle: Bundle) -> dict[str, Any]:
     """The ConfigMap manifest holding `bundle` in the format before the shards (one key with
     everything). The operator no longer writes it; it is read, for upgrades (and tests)."""
-    import base64
-
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(MANAGED_BY),
-            "annotations": {REVISION_ANNOTATION: bundle.revision},
-        },
-        "binaryData": {KEY: base64.b64encode(bundle.encode()).decode()},
-    }
+    return _manifest(name, namespace, {REVISION_ANNOTATION: bundle.revision}, KEY, bundle.encode())
 
 
 # --- the sharded format ---------------------------------------------------------------------------
@@ -144,8 +133,6 @@ def _gz(doc: Any) -> bytes:
 def _manifest(
     name: str, namespace: str, annotations: dict[str, str], key: str, blob: bytes
 ) -> dict[str, Any]:
-    import base64
-
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
