@@ -60,7 +60,10 @@ def test_one_leader_reconciles_and_the_other_takes_over(
     env = make_env(client, stack.cp.kubeconfig)
     holder = wait_for(lambda: _holder(stack), timeout=30, what="a lease holder")
     env.policy("first")  # enforced by whichever replica leads
-    leaders = [p for p in procs if _synced(p.log) > 0]
+    # the sync's log line comes after the statuses it writes: wait for it, not only for the status
+    leaders = wait_for(
+        lambda: [p for p in procs if _synced(p.log) > 0], timeout=30, what="the leader's sync logged"
+    )
     assert len(leaders) == 1, [(p.log, _synced(p.log)) for p in procs]
     leader = leaders[0]
     follower = next(p for p in procs if p is not leader)
@@ -78,4 +81,5 @@ def test_one_leader_reconciles_and_the_other_takes_over(
         lambda: create(client, bad, dry_run=True), timeout=30, what="enforcement by the new leader"
     )
     assert "AIDataPolicy second" in msg
-    assert _synced(follower.log) > 0
+    # OPA holds the new policy before the sync logs its line (after statuses and egress)
+    wait_for(lambda: _synced(follower.log) > 0, timeout=30, what="the new leader's sync logged")
