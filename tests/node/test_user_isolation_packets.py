@@ -74,9 +74,20 @@ def _reach(bed: NodeBed, ns: str, pod: str) -> dict[str, bool]:
     return {target: bed.connects(ns, pod, target, wait=2) for target in TARGETS}
 
 
-def _resolves(bed: NodeBed, ns: str, pod: str) -> bool:
+def _answers(bed: NodeBed, ns: str, pod: str) -> bool:
     out = bed.exec(ns, pod, "nslookup", API)
     return out.returncode == 0 and "203.0.113.10" in out.stdout
+
+
+def _resolves(bed: NodeBed, ns: str, pod: str) -> bool:
+    """DNS answers, waited for: under egress isolation a pod's first queries to the node's CoreDNS
+    were seen timing out for up to ~20 s in full node runs before answering (docs/development.md;
+    the cause is not found yet)."""
+    try:
+        wait_for(lambda: _answers(bed, ns, pod), timeout=60, interval=1, what=f"DNS in {pod}")
+    except AssertionError:
+        return False
+    return True
 
 
 def _isolated_label(bed: NodeBed, ns: str, pod: str) -> bool:
