@@ -360,13 +360,30 @@ def workload_policy(mode: str, excluded_namespaces: Sequence[str], today: dt.dat
             }
             for rule, var in RULE_VARIABLES
         ]
+    return _workload_vap(
+        WORKLOAD_POLICY.format(mode=mode),
+        {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"},
+        excluded_namespaces,
+        variables,
+        validations,
+    )
+
+
+def _workload_vap(
+    name: str,
+    param_kind: dict[str, str],
+    excluded_namespaces: Sequence[str],
+    variables: list[dict[str, Any]],
+    validations: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A policy over the workload kinds (every namespace but the excluded), with params."""
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": _meta(WORKLOAD_POLICY.format(mode=mode)),
+        "metadata": _meta(name),
         "spec": {
             "failurePolicy": "Fail",
-            "paramKind": {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"},
+            "paramKind": param_kind,
             "matchConstraints": {
                 "matchPolicy": "Equivalent",
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
@@ -960,23 +977,13 @@ def unapproved_policy(
     }
     if mode == "deny":
         validation["reason"] = "Forbidden"
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": _meta(UNAPPROVED_POLICY.format(mode=mode)),
-        "spec": {
-            "failurePolicy": "Fail",
-            "paramKind": {"apiVersion": PARAMS_API_VERSION, "kind": PARAMS_KIND},
-            "matchConstraints": {
-                "matchPolicy": "Equivalent",
-                "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
-                "resourceRules": _workload_rules(),
-            },
-            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
-            "variables": variables,
-            "validations": [validation],
-        },
-    }
+    return _workload_vap(
+        UNAPPROVED_POLICY.format(mode=mode),
+        {"apiVersion": PARAMS_API_VERSION, "kind": PARAMS_KIND},
+        excluded_namespaces,
+        variables,
+        [validation],
+    )
 
 
 def params_guard_policy(operator_users: Sequence[str]) -> dict[str, Any]:
