@@ -8,15 +8,19 @@ import json
 import re
 from html.parser import HTMLParser
 
+import msgspec
 import pytest
 
+from aidp.audit import formats
 from aidp.audit.formats import CHART_MAX_NAMESPACES, CSV_HEADER, FORMATS, build_chart, md_cell, render
 from aidp.audit.report import (
     FINDING_TYPES,
     FIXES,
     SEVERITIES,
     AuditReport,
+    Changes,
     Finding,
+    GuardrailSummary,
     NamespaceTally,
     ProcessingRecord,
     Skipped,
@@ -238,6 +242,51 @@ def test_json_is_stable_whatever_the_input_order() -> None:
     b.namespaces = dict(reversed(list(b.namespaces.items())))
     for fmt in FORMATS:
         assert render(a, fmt) == render(b, fmt), fmt
+
+
+class CountingSink(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 20])
+def test_streamed_json_is_the_one_piece_document_byte_for_byte(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_json writes the findings, records and inventory item by item, in chunks: the bytes are
+    those of formatting the whole document at once (and of the json module's indenting encoder)."""
+    monkeypatch.setattr(formats, "_CHUNK", chunk)
+    full = sample_report()
+    full.workload_keys = {("payments", "Deployment", "fraud-scorer"), ("support", "Job", 'ünïcode "q"')}
+    full.policy_generations = {("payments", "fraud-openai"): 3}
+    full.guardrails = [GuardrailSummary("org", ["payments"], ["payments/fraud-openai"], [], "deny", [])]
+    full.changes = Changes(since="2025-02-16T09:30:00Z", workloads_added=["payments/Deployment/a"])
+    empty = AuditReport(generated_at="2025-02-17T09:30:00Z", scope="namespace team-a")
+    for report in (full, empty):
+        whole = msgspec.json.format(msgspec.json.encode(report.to_dict()), indent=2) + b"\n"
+        assert whole.decode() == json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        out = CountingSink()
+        formats.write_json(report, out)
+        assert out.getvalue() == whole
+        assert render(report, "json").encode() == whole
+        if chunk == 1:
+            assert out.writes > 10  # as it is made, not at the end
+    doc = json.loads(render(full, "json"))
+    assert {r["name"] for r in doc["processingRecords"]} == {"summarizer", "fraud-scorer"}
+    assert len(doc["inventory"]["workloads"]) == 2 and doc["guardrails"][0]["name"] == "org"
+
+
+def test_write_gives_every_format_as_render_does() -> None:
+    report = sample_report()
+    for fmt in FORMATS:
+        out = io.BytesIO()
+        formats.write(report, fmt, out)
+        assert out.getvalue() == render(report, fmt).encode(), fmt
 
 
 def test_unknown_format_is_a_value_error_naming_the_formats() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import jinja2
 import msgspec
@@ -25,6 +26,7 @@ from .report import (
     AuditReport,
     Changes,
     Finding,
+    Items,
     NamespaceTally,
     ProcessingRecord,
 )
@@ -83,11 +85,88 @@ def render(report: AuditReport, fmt: str) -> str:
 
 
 def render_json(report: AuditReport) -> str:
-    """`AuditReport.to_dict()`, indented by 2, keys in the contract's order, UTF-8 (no \\u escapes).
+    """`AuditReport.to_dict()`, indented by 2, keys in the contract's order, UTF-8 (no \\u escapes):
+    what `write_json` writes, as one string."""
+    out = io.BytesIO()
+    write_json(report, out)
+    return out.getvalue().decode()
+
+
+# what write_json gathers before it writes to its stream
+_CHUNK = 1 << 20
+_INDENT = b"  "
+
+
+class _Sink:
+    """Bytes for a stream, written in chunks of about _CHUNK bytes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write(b"".join(self.parts))
+            self.parts, self.size = [], 0
+
+
+def _formatted(value: Any, depth: int) -> bytes:
+    """`value` as msgspec formats it with indent 2, its lines after the first indented for `depth`
+    (JSON strings hold no raw line break: every newline of the text is the formatter's)."""
+    text = msgspec.json.format(msgspec.json.encode(value), indent=2)
+    return text.replace(b"\n", b"\n" + _INDENT * depth) if depth else text
+
+
+def _streamed(value: Any) -> bool:
+    return isinstance(value, Items) or (isinstance(value, dict) and any(_streamed(v) for v in value.values()))
+
+
+def _write_value(sink: _Sink, value: Any, depth: int) -> None:
+    """`value` at `depth` as the one-piece formatting would give it; an `Items` item by item, and a
+    dict holding one key by key."""
+    if isinstance(value, Items):
+        first = True
+        for item in value:
+            sink.add(b"[\n" if first else b",\n")
+            first = False
+            sink.add(_INDENT * (depth + 1) + _formatted(item, depth + 1))
+        sink.add(b"[]" if first else b"\n" + _INDENT * depth + b"]")
+    elif isinstance(value, dict) and value and _streamed(value):
+        for i, (key, item) in enumerate(value.items()):
+            sink.add(b"{\n" if i == 0 else b",\n")
+            sink.add(_INDENT * (depth + 1) + msgspec.json.encode(str(key)) + b": ")
+            _write_value(sink, item, depth + 1)
+        sink.add(b"\n" + _INDENT * depth + b"}")
+    else:
+        sink.add(_formatted(value, depth))
+
+
+def write_json(report: AuditReport, out: BinaryIO) -> None:
+    """The JSON report (as `render_json`) written to `out` as UTF-8 while it is made: the findings,
+    records and inventory one item at a time (`AuditReport.document`), so that memory holds about
+    one chunk of the text, not the whole document in dicts, in bytes and in a string.
 
     msgspec encodes and indents in C: the json module's indenting encoder is pure Python and took
     a tenth of a large audit's time."""
-    return msgspec.json.format(msgspec.json.encode(report.to_dict()), indent=2).decode() + "\n"
+    sink = _Sink(out)
+    _write_value(sink, report.document(), 0)
+    sink.add(b"\n")
+    sink.flush()
+
+
+def write(report: AuditReport, fmt: str, out: BinaryIO) -> None:
+    """The report in format `fmt` (one of FORMATS) written to `out` as UTF-8; json as it is made."""
+    if fmt == "json":
+        write_json(report, out)
+    else:
+        out.write(render(report, fmt).encode())
 
 
 # --- csv -------------------------------------------------------------------------------------------

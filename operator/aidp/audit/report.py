@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -364,15 +365,16 @@ class AuditReport:
             }
         return out
 
-    def inventory(self) -> dict[str, Any]:
-        return {
-            "workloads": sorted(workload_ref(*k) for k in self.workload_keys),
-            "policies": {f"{ns}/{name}": g for (ns, name), g in sorted(self.policy_generations.items())},
-        }
-
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON document, plus the extensions: `scope`, `severities`, `namespaces`, `skipped`,
         `leftOut`, `changes` (since the previous report) and `inventory` (what the next one compares with)."""
+        doc: dict[str, Any] = materialised(self.document())
+        return doc
+
+    def document(self) -> dict[str, Any]:
+        """`to_dict()` with its long lists (the findings, the records of processing, the inventory's
+        workloads) as `Items`, made one at a time as a writer takes them (formats.write_json): a
+        large audit's document held whole took more memory than the audit itself."""
         return {
             "apiVersion": "aidp.io/v1alpha1",
             "kind": "AuditReport",
@@ -385,15 +387,46 @@ class AuditReport:
                 "findings": self.counts(),
                 "severities": self.by_severity(),
             },
-            "findings": [f.to_dict() for f in self.sorted_findings()],
-            "processingRecords": [
-                r.to_dict()
-                for r in sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
-            ],
+            "findings": Items(lambda: (f.to_dict() for f in self.sorted_findings())),
+            "processingRecords": Items(
+                lambda: (
+                    r.to_dict()
+                    for r in sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
+                )
+            ),
             "namespaces": self.namespace_summaries(),
             "skipped": [s.to_dict() for s in self.skipped],
             "leftOut": self.left_out_groups(),
             **({"guardrails": [g.to_dict() for g in self.guardrails]} if self.guardrails else {}),
             "changes": (self.changes or Changes(notes=[NO_PREVIOUS])).to_dict(),
-            "inventory": self.inventory(),
+            "inventory": self._inventory(),
         }
+
+    def inventory(self) -> dict[str, Any]:
+        inventory: dict[str, Any] = materialised(self._inventory())
+        return inventory
+
+    def _inventory(self) -> dict[str, Any]:
+        return {
+            "workloads": Items(lambda: iter(sorted(workload_ref(*k) for k in self.workload_keys))),
+            "policies": {f"{ns}/{name}": g for (ns, name), g in sorted(self.policy_generations.items())},
+        }
+
+
+@dataclass(frozen=True)
+class Items:
+    """A JSON array of a document (AuditReport.document) whose items are made when iterated."""
+
+    make: Callable[[], Iterator[Any]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.make()
+
+
+def materialised(value: Any) -> Any:
+    """`value` with every `Items` in it (in dicts, at any depth) made a list."""
+    if isinstance(value, Items):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: materialised(v) for k, v in value.items()}
+    return value

@@ -193,9 +193,10 @@ def audit(
             typer.echo(f"aidp audit: {skipped.analysis}: {skipped.reason}", err=True)
         records.finalise(report, policy_objs, records.detect_admission_engine(client))
         changes.compare(report, policy_objs, before)
+        data: str | bytes | None = None  # None: json, written as it is made (formats.write_json)
         if output_format is Format.pdf:
-            data: str | bytes = pdf.html_to_pdf(formats.render(report, "html"))
-        else:
+            data = pdf.html_to_pdf(formats.render(report, "html"))
+        elif output_format is not Format.json:
             data = formats.render(report, output_format.value)
     except (OpaError, evaluate.AuditEvaluationError, pdf.PdfError, OSError, ValueError) as err:
         typer.echo(f"aidp audit: {err}", err=True)
@@ -205,7 +206,10 @@ def audit(
         raise typer.Exit(2) from err
     if output_path:
         try:
-            if isinstance(data, bytes):
+            if data is None:
+                with output_path.open("wb") as out:
+                    formats.write_json(report, out)
+            elif isinstance(data, bytes):
                 output_path.write_bytes(data)
             else:
                 output_path.write_text(data)
@@ -213,6 +217,10 @@ def audit(
             typer.echo(f"aidp audit: cannot write the report: {err}", err=True)
             raise typer.Exit(2) from err
         typer.echo(f"aidp audit: {len(report.findings)} findings, report written to {output_path}", err=True)
+    elif data is None:
+        sys.stdout.flush()
+        formats.write_json(report, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     else:
         assert isinstance(data, str)
         typer.echo(data, nl=False)
