@@ -58,7 +58,7 @@ MEMO_SIZE = 10_000
 OPERATOR_LABELS = frozenset({APPROVAL_LABEL, "aidp.io/egress-isolated"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Seen:
     ns: str
     name: str
@@ -66,6 +66,8 @@ class _Seen:
     tpl: PodTemplate | None
     selecting: list[Policy]
     annotations: Mapping[str, Any]  # the pod template's, as listed (not made strings)
+    labels_key: tuple[tuple[str, str], ...] = ()  # the pod template's labels, sorted
+    annotations_key: tuple[tuple[str, Any], ...] = ()  # _frozen(annotations)
 
 
 @dataclass
@@ -89,16 +91,23 @@ def _frozen(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def _verdict_key(
-    obj: Mapping[str, Any], tpl: PodTemplate | None, annotations: Mapping[str, Any]
+    obj: Mapping[str, Any],
+    tpl: PodTemplate | None,
+    annotations: Mapping[str, Any],
+    labels_key: tuple[tuple[str, str], ...] | None = None,
+    annotations_key: tuple[tuple[str, Any], ...] | None = None,
 ) -> tuple[Any, ...]:
-    """Everything the admission decision's violations depend on, for a CREATE of `obj`."""
+    """Everything the admission decision's violations depend on, for a CREATE of `obj` (the
+    template's sorted labels and `_frozen(annotations)` when the caller has them already)."""
     meta = obj.get("metadata") or {}
+    if labels_key is None:
+        labels_key = tuple(sorted(tpl.labels.items())) if tpl else ()
     return (
         obj.get("apiVersion"),
         obj.get("kind"),
         meta.get("namespace") or "default",
-        tuple(sorted((k, v) for k, v in tpl.labels.items() if k not in OPERATOR_LABELS)) if tpl else (),
-        _frozen(annotations),
+        tuple(kv for kv in labels_key if kv[0] not in OPERATOR_LABELS),
+        _frozen(annotations) if annotations_key is None else annotations_key,
         tpl.service_account if tpl else "default",
         bool(tpl and tpl.spec.get("hostNetwork") is True),  # rule host-network
     )
@@ -218,6 +227,11 @@ class Auditor:
 
     def __post_init__(self) -> None:
         self._memo: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        # per (namespace, sorted labels): the policies selecting them; per (policy, annotations,
+        # labels): what its records share (`_record`); one string per namespace
+        self._selecting: dict[tuple[str, tuple[tuple[str, str], ...]], list[Policy]] = {}
+        self._record_parts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._strings: dict[str, str] = {}
         self._owned_seen: set[tuple[Any, ...]] = set()
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.report = AuditReport(generated_at=now, scope=self.scope)
@@ -301,7 +315,10 @@ class Auditor:
                 continue
             refs_key = _detector_key(seen.tpl.spec if seen.tpl else {})
             if seen.selecting or self.guardrails_of.get(seen.ns):
-                key: tuple[Any, ...] = (*_verdict_key(obj, seen.tpl, seen.annotations), refs_key)
+                key: tuple[Any, ...] = (
+                    *_verdict_key(obj, seen.tpl, seen.annotations, seen.labels_key, seen.annotations_key),
+                    refs_key,
+                )
             else:
                 key = ("unjudged", obj.get("apiVersion"), obj.get("kind"), refs_key)
             if key in self._memo:
@@ -332,9 +349,12 @@ class Auditor:
         account as one seen before)."""
         meta = obj.get("metadata") or {}
         ns = str(meta.get("namespace") or "default")
+        ns = self._strings.setdefault(ns, ns)  # one string per namespace, however many workloads
         tpl = pod_template(obj)
         labels = tpl.labels if tpl else {}
+        labels_key = tuple(sorted(labels.items()))
         annotations = _template_annotations(obj)
+        annotations_key = _frozen(annotations)
         kind, name = str(obj["kind"]), str(meta.get("name") or "")
         ref = controller_ref(obj)
         if ref is not None:  # a controller aidp does not list: report the highest owner it can read
@@ -346,15 +366,19 @@ class Auditor:
                 kind,
                 name,
                 dedupe_labels(labels),
-                _frozen(annotations),
+                annotations_key,
                 tpl.service_account if tpl else "",
             )
             if same in self._owned_seen:
                 return None
             if len(self._owned_seen) < MEMO_SIZE * 10:
                 self._owned_seen.add(same)
-        selecting = [p for p in self._by_ns.get(ns, ()) if p.spec.workload_selector.matches(labels)]
-        return _Seen(ns, name, kind, tpl, selecting, annotations)
+        selecting = self._selecting.get((ns, labels_key))
+        if selecting is None:
+            selecting = [p for p in self._by_ns.get(ns, ()) if p.spec.workload_selector.matches(labels)]
+            if len(self._selecting) < MEMO_SIZE:
+                self._selecting[(ns, labels_key)] = selecting
+        return _Seen(ns, name, kind, tpl, selecting, annotations, labels_key, annotations_key)
 
     def _workload(self, seen: _Seen, decision: Mapping[str, Any]) -> None:
         decision = self._decision(seen, decision)
@@ -406,7 +430,7 @@ class Auditor:
             tally.approved += 1
             self.report.approved += 1
             for p in active:
-                self.report.records.append(self._record(ns, kind, name, p, seen.annotations, labels))
+                self.report.records.append(self._record(ns, kind, name, p, seen, labels))
         if active:
             # every workload an active policy selects holds the provider key: compliant ones, those
             # admitted with violations under warn or dryrun, and those created before the policy
@@ -422,26 +446,36 @@ class Auditor:
             self._egress_bypass(ns, kind, name, labels, spec, egress_ok, selected=bool(active))
 
     def _record(
-        self, ns: str, kind: str, name: str, p: Policy, ann: Mapping[str, Any], labels: Mapping[str, str]
+        self, ns: str, kind: str, name: str, p: Policy, seen: _Seen, labels: Mapping[str, str]
     ) -> ProcessingRecord:
         """The record of processing, with the declarations read as admission reads them (the
-        contract section 9 fields from aidp.audit.records)."""
+        contract section 9 fields from aidp.audit.records). Everything but the workload's kind and
+        name follows from the policy, the annotations and the labels: the workloads that agree on
+        those share one set of values (lists included: records are never changed in place)."""
+        key = (p.namespace, p.name, seen.annotations_key, seen.labels_key)
+        parts = self._record_parts.get(key)
+        if parts is None:
+            parts = self._record_values(ns, p, seen.annotations, labels)
+            if len(self._record_parts) < MEMO_SIZE:
+                self._record_parts[key] = parts
+        return ProcessingRecord(namespace=ns, kind=kind, name=name, **parts)
+
+    def _record_values(
+        self, ns: str, p: Policy, ann: Mapping[str, Any], labels: Mapping[str, str]
+    ) -> dict[str, Any]:
         netpols = self._netpols_by_ns.get(ns, []) if self.network_policies is not None else None
-        return ProcessingRecord(
-            namespace=ns,
-            kind=kind,
-            name=name,
-            policy=p.name,
-            purpose=declared.purpose(ann) or p.spec.purpose,
-            endpoints=list(self._endpoints[(p.namespace, p.name)]),
-            consentBasis=declared.consent_basis(ann),
-            retentionDays=declared.retention_days(ann),
-            dataCategories=declared.data_categories(ann),
-            dataResidency=p.spec.data_residency,
-            approvedBy=p.spec.review.approved_by,
-            expires=p.spec.review.expires.isoformat() if p.spec.review.expires else None,
+        return {
+            "policy": p.name,
+            "purpose": declared.purpose(ann) or p.spec.purpose,
+            "endpoints": list(self._endpoints[(p.namespace, p.name)]),
+            "consentBasis": declared.consent_basis(ann),
+            "retentionDays": declared.retention_days(ann),
+            "dataCategories": declared.data_categories(ann),
+            "dataResidency": p.spec.data_residency,
+            "approvedBy": p.spec.review.approved_by,
+            "expires": p.spec.review.expires.isoformat() if p.spec.review.expires else None,
             **records.details(p, ann, labels, netpols),
-        )
+        }
 
     def _governed_by(self, ns: str) -> str:
         """For a shadow-ai message: the guardrails selecting the namespace and what they do."""

@@ -359,31 +359,47 @@ def finalise(
         by_key[(str(meta.get("namespace")), str(meta.get("name")))] = obj
     engine = ENGINES.get(admission_engine or "")
 
+    # records share their parts (aidp.audit.engine makes one set per policy, annotations and
+    # labels): each new part is made once per part it replaces, and so is each message
+    replaced: dict[int, tuple[SecurityMeasures, SecurityMeasures]] = {}
+
     def sm(r: ProcessingRecord) -> SecurityMeasures:
         admission = r.securityMeasures.admission or ""
         if engine is None or admission.startswith("admission engine"):
             return r.securityMeasures
-        return dataclasses.replace(r.securityMeasures, admission=f"{engine}; {admission}")
+        hit = replaced.get(id(r.securityMeasures))
+        if hit is None or hit[0] is not r.securityMeasures:
+            new = dataclasses.replace(r.securityMeasures, admission=f"{engine}; {admission}")
+            hit = replaced[id(r.securityMeasures)] = (r.securityMeasures, new)
+        return hit[1]
 
     evidences = {key: evidence(obj) for key, obj in by_key.items()}
     none = RecordEvidence()
-    report.records = [
-        dataclasses.replace(r, evidence=evidences.get((r.namespace, r.policy), none), securityMeasures=sm(r))
-        for r in report.records
-    ]
+    report.records = [_with(r, evidences.get((r.namespace, r.policy), none), sm(r)) for r in report.records]
     report.findings = [f for f in report.findings if f.type != "record-incomplete"]
+    messages: dict[tuple[str, tuple[str, ...]], str] = {}
     for r in report.records:
-        lacks = missing(r)
+        lacks = tuple(missing(r))
         if lacks:
+            message = messages.get((r.policy, lacks))
+            if message is None:
+                message = messages[(r.policy, lacks)] = (
+                    f"the record of processing under policy {r.policy} lacks {MANDATORY} items: "
+                    + "; ".join(lacks)
+                )
             report.findings.append(
                 Finding(
-                    "record-incomplete",
-                    INCOMPLETE_SEVERITY,
-                    r.namespace,
-                    r.kind,
-                    r.name,
-                    f"the record of processing under policy {r.policy} lacks {MANDATORY} items: "
-                    + "; ".join(lacks),
-                    r.policy,
+                    "record-incomplete", INCOMPLETE_SEVERITY, r.namespace, r.kind, r.name, message, r.policy
                 )
             )
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(ProcessingRecord))
+
+
+def _with(r: ProcessingRecord, ev: RecordEvidence, sm: SecurityMeasures) -> ProcessingRecord:
+    """`dataclasses.replace(r, evidence=ev, securityMeasures=sm)`, without its checks per field (a
+    large audit has some 10^5 records)."""
+    values = {name: getattr(r, name) for name in _RECORD_FIELDS}
+    values["evidence"], values["securityMeasures"] = ev, sm
+    return ProcessingRecord(**values)
