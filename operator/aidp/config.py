@@ -60,6 +60,8 @@ class OperatorConfig:
     audit_interval_seconds: float = 300.0
     audit_first_delay_seconds: float = 5.0
     audit_min_gap_seconds: float = 30.0
+    # the audit process is killed when it runs longer (0: ten audit intervals, at least 10 minutes)
+    audit_timeout_seconds: float = 0.0
     metrics_port: int = 0  # 0: no metrics endpoint
     leader_election: bool = False
     extra: dict[str, str] = field(default_factory=dict)

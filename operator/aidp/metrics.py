@@ -13,6 +13,7 @@ AUDIT_LAST_RUN = Gauge("aidp_audit_last_run_timestamp_seconds", "When the last a
 AUDIT_WORKLOADS = Gauge("aidp_audit_workloads", "Workloads seen by the last audit", ["state"])
 AUDIT_FINDINGS = Gauge("aidp_audit_findings", "Findings of the last audit", ["type", "severity"])
 AUDIT_ERRORS = Counter("aidp_audit_errors_total", "Audits that failed")
+AUDIT_PEAK_RSS = Gauge("aidp_audit_peak_rss_bytes", "Peak resident memory of the last audit's process")
 RECONCILE_DURATION = Histogram("aidp_reconcile_duration_seconds", "Wall time of one policy sync")
 RECONCILE_ERRORS = Counter("aidp_reconcile_errors_total", "Policy syncs that failed")
 OPA_LOAD_ERRORS = Counter("aidp_opa_load_errors_total", "Bundle loads refused by or failed on an OPA replica")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -212,6 +212,8 @@ class Catalog:
     source: str = "<built-in>"
     # region -> the country its data centres are in (residency regions, cloud region names in hosts)
     regions: Mapping[str, Country] = field(default_factory=dict)
+    # the file's text it was parsed from (`parse`): what the operator hands its audit process
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -398,7 +400,7 @@ def parse(text: str, source: str = "<string>") -> Catalog:
         parsed = msgspec.convert(data, _File, strict=True)
     except msgspec.ValidationError as err:
         raise _invalid(err, lines, []) from None
-    return _build(parsed, lines)
+    return replace(_build(parsed, lines), text=text)
 
 
 def _invalid(err: msgspec.ValidationError, lines: _Lines, at: list[str | int]) -> CatalogError:

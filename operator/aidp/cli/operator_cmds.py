@@ -127,6 +127,10 @@ def run(
         typer.Option(envvar="AIDP_AUDIT_INTERVAL", help="Seconds between in-cluster audits; 0 disables."),
     ] = 300.0,
     audit_min_gap: Annotated[float, typer.Option(min=0.0, help="Least seconds between two audits.")] = 30.0,
+    audit_timeout: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds before an audit process is killed; 0 = 10 intervals, >= 600."),
+    ] = 0.0,
     report_kind: Annotated[
         str,
         typer.Option(envvar="AIDP_REPORT_KIND", help="openreports (Report) or policyreport (PolicyReport)."),
@@ -213,6 +217,7 @@ def run(
         cert_ca_lifetime_seconds=cert_ca_lifetime,
         audit_interval_seconds=audit_interval,
         audit_min_gap_seconds=audit_min_gap,
+        audit_timeout_seconds=audit_timeout,
         report_kind=report_kind,
         metrics_port=metrics_port,
         leader_election=leader_election,

@@ -114,7 +114,7 @@ async def start_work(rt: Runtime) -> None:
 
     rt.certs = certs
     rt.reconciler = Reconciler(rt.config, client, replicas)
-    rt.audit = AuditLoop(rt.config, client, replicas) if rt.config.audit_interval_seconds > 0 else None
+    rt.audit = AuditLoop(rt.config, replicas) if rt.config.audit_interval_seconds > 0 else None
 
     async def once_certs_ready(work: Awaitable[None]) -> None:
         # OPA serves with the certificate the webhook trusts: nothing to load before it exists.

@@ -1,0 +1,413 @@
+"""The operator's in-cluster audit, run in a short-lived process of its own.
+
+`aidp run` starts `python -m aidp.audit.worker` for each audit (controller/auditloop.py) and writes
+a `Request` (JSON) to its stdin: the kubeconfig (or none: the in-cluster service account, as the
+operator), the OPA replica to evaluate with, its management token and CA file, the report kind and
+the provider catalog in use. Secrets never appear on a command line. The process reads the
+cluster, has the replica judge every workload (audit_cluster), completes the records, compares
+with the previous reports, writes the report objects and the policies' audit figures, and prints
+one `Summary` (JSON, one line) on stdout for the operator's metrics and log. Its log records go to
+stderr as JSON lines (`log_line`), which the operator logs as its own (`parse_log_line`).
+
+Why a process: an audit of a large cluster reads every policy and workload; Python keeps most of
+the memory it once used, so in the operator's process each audit's peak stayed resident for good.
+A process that ends gives it all back, and the operator's resident size no longer follows the
+cluster's size between audits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.types import PatchType
+
+from aidp import catalog, kube
+from aidp.audit import changes, crs, records
+from aidp.audit.collect import AIDataPolicy, audit_cluster
+from aidp.audit.evaluate import replica_evaluator
+from aidp.audit.report import FINDING_TYPES, SEVERITIES, AuditReport
+from aidp.config import MANAGED_BY
+from aidp.controller.resources import PAGE, to_dict
+from aidp.opa_loader import Replica
+
+log = logging.getLogger("aidp.audit")
+
+MODULE = "aidp.audit.worker"
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class ReplicaSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The OPA replica the audit's batches go to (aidp.opa_loader.Replica's fields)."""
+
+    url: str
+    token: str
+    ca_file: str | None = None
+    server_hostname: str | None = None
+
+
+class CatalogSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The provider catalog the operator uses now, as the text it parsed (None: the built-in one)."""
+
+    text: str
+    source: str
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the operator tells the audit process (on its stdin)."""
+
+    replica: ReplicaSpec
+    report_kind: str = "openreports"
+    admission_engine: str = "opa"
+    audit_interval_seconds: float = 300.0
+    kubeconfig: str | None = None
+    catalog: CatalogSpec | None = None
+    log_level: int = logging.INFO
+
+
+class SkippedAnalysis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    analysis: str
+    reason: str
+
+
+class FindingCount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    type: str
+    severity: str
+    count: int
+
+
+class Summary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the audit process tells the operator (one JSON line on its stdout)."""
+
+    workloads: int
+    approved: int
+    violating: int
+    findings: list[FindingCount]
+    audit_seconds: float  # reading and judging (audit_cluster): aidp_audit_duration_seconds
+    seconds: float = 0.0  # the whole process's work, the writes included
+    policies: int = 0
+    skipped: list[SkippedAnalysis] = msgspec.field(default_factory=list)
+    changes_since: str | None = None
+    changes: dict[str, int] = msgspec.field(default_factory=dict)
+    reports_written: int = 0
+    status_writes: int = 0
+    errors: int = 0  # failures the audit went on after (reports not written): aidp_audit_errors_total
+    peak_rss_bytes: int = 0  # the process's ru_maxrss
+
+    def finding_counts(self) -> dict[tuple[str, str], int]:
+        """Every (type, severity) the metric has, with its count (0 when none was found)."""
+        got: dict[tuple[str, str], int] = {}
+        for c in self.findings:
+            got[(c.type, c.severity)] = got.get((c.type, c.severity), 0) + c.count
+        return {(t, s): got.get((t, s), 0) for t in FINDING_TYPES for s in SEVERITIES}
+
+    @property
+    def finding_total(self) -> int:
+        return sum(c.count for c in self.findings)
+
+
+_REQUEST = msgspec.json.Decoder(Request)
+_SUMMARY = msgspec.json.Decoder(Summary)
+
+
+def encode_request(request: Request) -> bytes:
+    return msgspec.json.encode(request)
+
+
+def decode_request(data: bytes) -> Request:
+    """The Request in `data`; ValueError saying what is wrong."""
+    try:
+        return _REQUEST.decode(data)
+    except msgspec.DecodeError as err:  # ValidationError included
+        raise ValueError(f"not an audit request: {err}") from None
+
+
+def encode_summary(summary: Summary) -> bytes:
+    return msgspec.json.encode(summary)
+
+
+def decode_summary(stdout: bytes) -> Summary:
+    """The Summary on the process's stdout (its last non-empty line: a library that printed
+    something before it changes nothing); ValueError when there is none."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("the audit process printed no summary")
+    try:
+        return _SUMMARY.decode(lines[-1])
+    except msgspec.DecodeError as err:
+        raise ValueError(f"the audit process printed no valid summary ({err}): {lines[-1][:200]!r}") from None
+
+
+def summarise(
+    report: AuditReport,
+    *,
+    audit_seconds: float,
+    seconds: float,
+    policies: int,
+    reports_written: int = 0,
+    status_writes: int = 0,
+    errors: int = 0,
+    peak_rss_bytes: int = 0,
+) -> Summary:
+    """The summary of a finished audit (its report's figures, finding counts, skipped analyses)."""
+    counts: dict[tuple[str, str], int] = {}
+    for f in report.findings:
+        counts[(f.type, f.severity)] = counts.get((f.type, f.severity), 0) + 1
+    changed = report.changes
+    return Summary(
+        workloads=report.workloads,
+        approved=report.approved,
+        violating=report.violating,
+        findings=[FindingCount(t, s, n) for (t, s), n in sorted(counts.items())],
+        audit_seconds=audit_seconds,
+        seconds=seconds,
+        policies=policies,
+        skipped=[SkippedAnalysis(s.analysis, s.reason) for s in report.skipped],
+        changes_since=changed.since if changed is not None else None,
+        changes=changed.counts() if changed is not None and changed.since else {},
+        reports_written=reports_written,
+        status_writes=status_writes,
+        errors=errors,
+        peak_rss_bytes=peak_rss_bytes,
+    )
+
+
+# ---- log records between the processes ----------------------------------------------------------
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object a record: level, logger and message (with the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return log_line(record.levelno, record.name, super().format(record))
+
+
+def log_line(level: int, name: str, message: str) -> str:
+    return json.dumps({"level": level, "logger": name, "message": message})
+
+
+def parse_log_line(line: str) -> tuple[int, str, str]:
+    """(level, logger, message) of a line the audit process wrote on stderr. Anything else (what
+    the interpreter prints when it cannot even start the audit) is a warning of `aidp.audit`."""
+    text = line.rstrip("\n")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if (
+        isinstance(doc, dict)
+        and isinstance(doc.get("level"), int)
+        and isinstance(doc.get("logger"), str)
+        and isinstance(doc.get("message"), str)
+    ):
+        return doc["level"], doc["logger"], doc["message"]
+    return logging.WARNING, log.name, text
+
+
+# ---- what the process does -----------------------------------------------------------------------
+
+
+def audit_status_due(
+    current: Mapping[str, Any], want: Mapping[str, Any], now: dt.datetime, interval: float
+) -> bool:
+    """Whether a policy's audit figures are written: when they changed, or when the
+    lastAuditTime shown is older than the audit interval. Writing every policy at every audit
+    (audits follow policy changes) would make each change cost a status write per policy in the
+    cluster; lastAuditTime stays within one interval of the last audit that counted them."""
+    if any(current.get(k) != want[k] for k in ("matchedWorkloads", "violations")):
+        return True
+    try:
+        shown = dt.datetime.strptime(str(current.get("lastAuditTime")), STAMP_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return True
+    return (now - shown).total_seconds() >= interval
+
+
+def status_patches(
+    per_policy: Mapping[tuple[str, str], Mapping[str, int]],
+    policy_objects: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+    interval: float,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, name, status patch) of every policy whose audit figures are due (audit_status_due)."""
+    stamp = now.strftime(STAMP_FORMAT)
+    out = []
+    for obj in policy_objects:
+        meta = obj["metadata"]
+        tally = per_policy.get((meta["namespace"], meta["name"]), {"matched": 0, "violating": 0})
+        patch = {
+            "matchedWorkloads": tally["matched"],
+            "violations": tally["violating"],
+            "lastAuditTime": stamp,
+        }
+        if audit_status_due(obj.get("status") or {}, patch, now, interval):
+            out.append((meta["namespace"], meta["name"], patch))
+    return out
+
+
+def report_error(err: Exception, report_kind: str) -> str:
+    """What went wrong writing reports; a missing CRD is named with what to do about it."""
+    if kube.error_code(err) == 404:
+        group, version, kind, _ = crs.KINDS[report_kind]
+        return (
+            f"the {kind} CRD ({group}/{version}) is not installed: install it, or choose the other "
+            "kind with --report-kind (openreports | policyreport)"
+        )
+    return kube.error_text(err)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident size so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Writer:
+    """The audit's writes through one synchronous client: report objects and policy status."""
+
+    def __init__(self, client: Client, report_kind: str) -> None:
+        self.client = client
+        self.report_kind = report_kind
+        group, version, kind, plural = crs.KINDS[report_kind]
+        self.report_resource = create_namespaced_resource(group, version, kind, plural)
+
+    def _managed_reports(self) -> list[dict[str, Any]]:
+        return [
+            to_dict(o)
+            for o in self.client.list(
+                self.report_resource, namespace="*", labels=dict(MANAGED_BY), chunk_size=PAGE
+            )
+        ]
+
+    def previous(self) -> changes.Summary | None:
+        """The previous audit's summary, from the report objects it wrote (None: none readable)."""
+        try:
+            objs = self._managed_reports()
+        except kube.KUBE_ERRORS as err:
+            log.info("audit: no previous reports to compare with: %s", kube.error_text(err))
+            return None
+        except Exception as err:  # the audit itself stands: it just cannot say what changed
+            log.warning("audit: previous reports not read: %s", kube.error_text(err))
+            return None
+        return crs.previous_summary(objs)
+
+    def reports(self, report: AuditReport) -> int:
+        """Apply one report object per namespace and delete the managed ones no longer needed;
+        the objects written."""
+        wanted = crs.render(report, self.report_kind)
+        names = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in wanted}
+        written = 0
+        for obj in wanted:
+            try:
+                self.client.apply(self.report_resource.from_dict(obj), field_manager="aidp", force=True)
+                written += 1
+            except ApiError as err:
+                # a namespace deleted (or terminating) since it was audited; a missing report CRD
+                log.warning(
+                    "cannot write %s for namespace %s: %s",
+                    obj["kind"],
+                    obj["metadata"]["namespace"],
+                    err.status.message,
+                )
+        try:
+            for old in self._managed_reports():
+                meta = old["metadata"]
+                if (meta["namespace"], meta["name"]) not in names:
+                    self.client.delete(self.report_resource, meta["name"], namespace=meta["namespace"])
+        except ApiError as err:
+            log.warning("cannot prune %s reports: %s", self.report_kind, err.status.message)
+        return written
+
+    def status(self, patches: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
+        """Merge-patch each policy's audit figures (a policy deleted meanwhile is passed over)."""
+        done = 0
+        for namespace, name, patch in patches:
+            try:
+                self.client.patch(
+                    AIDataPolicy.Status,
+                    name,
+                    {"status": patch},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                done += 1
+            except ApiError as err:
+                if err.status.code != 404:
+                    raise
+        return done
+
+
+def run(request: Request) -> Summary:
+    """One audit: read and judge (audit_cluster with the replica), complete the records, compare
+    with the previous reports, write the reports and the policies' audit figures."""
+    t0 = time.monotonic()
+    if request.catalog is not None:
+        catalog.use(catalog.parse(request.catalog.text, request.catalog.source))
+    spec = request.replica
+    replica = Replica(
+        spec.url, spec.token, Path(spec.ca_file) if spec.ca_file else None, spec.server_hostname
+    )
+    client = kube.client(Path(request.kubeconfig) if request.kubeconfig else None)
+    report, auditor, policy_objs = audit_cluster(client, replica_evaluator(replica))
+    audit_seconds = time.monotonic() - t0
+    records.finalise(report, policy_objs, request.admission_engine)
+    writer = _Writer(client, request.report_kind)
+    changes.compare(report, policy_objs, writer.previous())
+    errors, written = 0, 0
+    try:
+        written = writer.reports(report)
+    except Exception as err:  # whatever it is, the status figures and the summary still follow
+        errors += 1
+        log.warning("audit reports not written: %s", report_error(err, request.report_kind))
+    patches = status_patches(
+        auditor.per_policy, policy_objs, dt.datetime.now(dt.UTC), request.audit_interval_seconds
+    )
+    status_writes = writer.status(patches)
+    return summarise(
+        report,
+        audit_seconds=audit_seconds,
+        seconds=time.monotonic() - t0,
+        policies=len(policy_objs),
+        reports_written=written,
+        status_writes=status_writes,
+        errors=errors,
+        peak_rss_bytes=peak_rss_bytes(),
+    )
+
+
+def main() -> int:
+    """The process: a Request on stdin, log records on stderr, the Summary on stdout. Exit codes:
+    0 done, 1 the audit failed, 2 no valid request."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        request = decode_request(sys.stdin.buffer.read())
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
+    logging.getLogger().setLevel(request.log_level)
+    try:
+        summary = run(request)
+    except Exception:
+        log.exception("the audit stopped")
+        return 1
+    sys.stdout.buffer.write(encode_summary(summary) + b"\n")
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
