@@ -80,11 +80,71 @@ def test_the_checked_kinds_are_the_webhooks() -> None:
             {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": sorted(EXCLUDED)}
         ]
     }
-    assert pol["matchConditions"] == [
-        {"name": "template-changed", "expression": policies.TEMPLATE_CHANGED},
-        # as the webhook: the deployment controller's ReplicaSets are not judged, their pods are
-        {"name": "not-a-deployments-replicaset", "expression": webhook.NOT_A_DEPLOYMENTS_REPLICASET},
-    ]
+    # one match condition (one evaluation per param): the param's mode, the webhook's conditions
+    # (UPDATEs that leave the template unchanged, and the deployment controller's ReplicaSets, are not
+    # judged, their pods are), then the check
+    [cond] = pol["matchConditions"]
+    assert cond["name"] == "applies-and-fails"
+    assert cond["expression"].startswith(
+        f"{policies.MODE_FILTER['deny']} && ({policies.TEMPLATE_CHANGED}) && "
+        f"({webhook.NOT_A_DEPLOYMENTS_REPLICASET}) && "
+    )
+
+
+@pytest.mark.parametrize("mode", policies.MODES)
+def test_the_check_itself_is_a_match_condition(mode: str) -> None:
+    """kube-apiserver evaluates a policy's match conditions once per param and its validations and
+    messages (three more evaluations, each converting the object) only when they hold: the workload
+    policies' last condition is the check itself, from the same terms as the validations."""
+    pol = _objects()[("ValidatingAdmissionPolicy", f"aidp-workloads-{mode}")]["spec"]
+    [match] = pol["matchConditions"]
+    cond = match["expression"]
+    # the mode first, so that a param of another mode costs one comparison
+    assert cond.startswith(policies.MODE_FILTER[mode] + " && ")
+    assert policies._selects("params.spec.workloadSelector", "labels") in cond
+    assert policies._fails(DAY) in cond
+    # every rule is checked: the annotations, the service account, the expiry, host networking
+    for needle in (
+        '"aidp.io/consent-basis" in ann',
+        '"aidp.io/retention-days" in ann',
+        '"aidp.io/zero-data-retention" in ann',
+        '"aidp.io/data-categories" in ann',
+        "params.spec.serviceAccountNames",
+        'params.spec.review.expires < "2026-12-01"',
+        "pod.?hostNetwork",
+        f"r.size() > {policies.MAX_VALUE}",
+        f"raw.size() > {policies.MAX_VALUE}",
+    ):
+        assert needle in cond, needle
+    # the validations are unchanged: they name the failing rules
+    applies = next(v["expression"] for v in pol["variables"] if v["name"] == "applies")
+    assert applies == f"{policies.MODE_FILTER[mode]} && variables.selected"
+
+
+def test_match_conditions_read_no_variables() -> None:
+    """Match conditions cannot read a policy's variables (kube-apiserver compiles them without)."""
+    guardrail = {
+        "name": "org",
+        "namespaceSelector": {"matchLabels": {"team": "a"}},
+        "consent": {"allowedBases": ["contract"]},
+    }
+    objs = vap.render(EXCLUDED, ["op"], DAY, {"org": {**guardrail, "unapprovedAI": "deny"}})
+    names = {}
+    for o in objs:
+        if o["kind"] == "ValidatingAdmissionPolicy":
+            conds = o["spec"].get("matchConditions", [])
+            names[o["metadata"]["name"]] = [c["name"] for c in conds]
+            assert all("variables." not in c["expression"] for c in conds), o["metadata"]["name"]
+    assert names["aidp-approval-labels"] == ["not-the-operator", "operator-label-changed"]
+    assert names["aidp-governed-label"] == ["not-the-operator", "label-changed"]
+    assert names["aidp-guardrails"] == ["selected-and-fails"]
+    assert names["aidp-unapproved-ai-deny"] == ["unapproved-reference"]
+    assert names["aidp-unapproved-ai-warn"] == ["unapproved-reference"]
+    # match conditions have no namespaceObject either: the guardrails' namespaceSelector is left to
+    # the validation
+    guard = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails")
+    assert "namespaceObject" not in guard["spec"]["matchConditions"][0]["expression"]
+    assert "namespaceObject" in str(guard["spec"]["variables"])
 
 
 def test_the_rules_in_the_regos_order() -> None:

@@ -111,6 +111,19 @@ WORKLOAD_CONDITIONS: Final = [
     {"name": "not-a-deployments-replicaset", "expression": NOT_A_DEPLOYMENTS_REPLICASET},
 ]
 
+
+def _workload_conditions(first: str, name: str, check: str) -> list[dict[str, str]]:
+    """The match conditions of a policy over the workload kinds, as one expression: `first` (what
+    only the param decides: the cheapest), the webhook's WORKLOAD_CONDITIONS, then `check` (the
+    policy's check itself). kube-apiserver evaluates every match condition of a policy, each with its
+    own cost tracker, once per param; one expression whose `&&` stops at the first false costs
+    one evaluation (a false condition skips the policy, as one false term makes the `&&` false; an
+    error with no false term refuses the request under failurePolicy Fail in both forms)."""
+    terms = [first] if first else []
+    terms += [f"({c['expression']})" for c in WORKLOAD_CONDITIONS]
+    return [{"name": name, "expression": " && ".join([*terms, check])}]
+
+
 OBJECT_NAME: Final = (
     "(request.name != '' ? request.name : object.metadata.?name.orValue('') != '' ? object.metadata.name : "
     "object.metadata.?generateName.orValue(''))"
@@ -296,6 +309,65 @@ MODE_FILTER: Final = {
 }
 
 
+def _fails(today: dt.date) -> str:
+    """CEL, over `params` and the bound `ann` (the pod template's annotations) and `pod` (its spec):
+    the workload fails a rule of the policy, i.e. `variables.failures` is not empty. Each term is
+    the condition under which that rule's variable (`_variables`) is not '', without building its
+    message; the categories are split and normalised once."""
+    consent = _raw(CONSENT).replace("variables.ann", "ann")
+    retention = _raw(RETENTION).replace("variables.ann", "ann")
+    zdr = _raw(ZDR).replace("variables.ann", "ann")
+    categories = _raw(CATEGORIES).replace("variables.ann", "ann")
+    sa = SERVICE_ACCOUNT.replace("variables.pod", "pod")
+    bases = "params.spec.?consent.?allowedBases.orValue([])"
+    allowed = "params.spec.?dataCategories.?allowed.orValue([])"
+    forbidden = "params.spec.?dataCategories.?forbidden.orValue([])"
+    terms = [
+        # review-expired
+        "(params.spec.?review.?expires.orValue('') != '' && "
+        f"params.spec.review.expires < {lit(today.isoformat())}) || "
+        "(params.?status.?phase.orValue('') == 'Expired' && "
+        "params.?status.?observedGeneration.orValue(-1) == params.metadata.?generation.orValue(0))",
+        # service-account
+        "(params.spec.?serviceAccountNames.orValue([]).size() > 0 && "
+        f"!(({sa}) in params.spec.serviceAccountNames))",
+        # consent-basis
+        "(params.spec.?consent.?required.orValue(true) == true && "
+        f"(!({lit(CONSENT)} in ann) || {consent} == '' || !({lower(consent)} in {bases})))",
+        # retention-days
+        f"!({lit(RETENTION)} in ann) || [{retention}].exists(r, r == '' || r.size() > {MAX_VALUE} || "
+        "!r.matches('^[0-9]+$') || !r.matches('^0*[0-9]{1,15}$') || int(r) > params.spec.retention.maxDays)",
+        # zero-data-retention
+        "(params.spec.retention.?requireZeroDataRetention.orValue(false) == true && "
+        f"(!({lit(ZDR)} in ann) || {zdr} == '' || {lower(zdr)} != 'true'))",
+        # data-categories (an item is empty exactly when its normalised form is)
+        f"!({lit(CATEGORIES)} in ann) || [{categories}].exists(raw, raw == '' || raw.size() > {MAX_VALUE} || "
+        f"[raw.split(',').map(i, {lower('i.trim()')})].exists(cs, !cs.exists(c, c != '') || "
+        f"({allowed}.size() > 0 && cs.exists(c, c != '' && !(c in {allowed}))) || "
+        f"({forbidden}.size() > 0 && cs.exists(c, c in {forbidden}))))",
+        # host-network
+        "pod.?hostNetwork.orValue(false) == true",
+    ]
+    return " || ".join(f"({t})" for t in terms)
+
+
+def _applies_and_fails(mode: str, today: dt.date) -> list[dict[str, str]]:
+    """The match condition of a workload policy: the param is of the policy's mode, selects the pod
+    template and the template fails one of its rules. kube-apiserver evaluates the match conditions
+    once per param, and the validations (with their variables and messages: three more evaluations,
+    each converting the object anew) only when they all hold, so a compliant workload, or a param of
+    another mode or selecting other pods, costs this one expression (docs/admission-engines.md#cost).
+    (Match conditions have no variables: values are bound by a one-element list's macro.)"""
+    return _workload_conditions(
+        MODE_FILTER[mode],
+        "applies-and-fails",
+        f"[{template_of('object')}].exists(tpl, [tpl.?metadata.?labels.orValue({{}})].exists(labels, "
+        f"{_selects('params.spec.workloadSelector', 'labels')} && "
+        "[tpl.?metadata.?annotations.orValue({})].exists(ann, [tpl.?spec.orValue({})].exists(pod, "
+        f"{_fails(today)}))))",
+    )
+
+
 def _meta(name: str) -> dict[str, Any]:
     return {"name": name, "labels": {**MANAGED_BY, ENGINE_LABEL: "vap"}}
 
@@ -366,6 +438,7 @@ def workload_policy(mode: str, excluded_namespaces: Sequence[str], today: dt.dat
         excluded_namespaces,
         variables,
         validations,
+        _applies_and_fails(mode, today),
     )
 
 
@@ -375,8 +448,10 @@ def _workload_vap(
     excluded_namespaces: Sequence[str],
     variables: list[dict[str, Any]],
     validations: list[dict[str, Any]],
+    conditions: list[dict[str, str]],
 ) -> dict[str, Any]:
-    """A policy over the workload kinds (every namespace but the excluded), with params."""
+    """A policy over the workload kinds (every namespace but the excluded), with params;
+    `conditions` from `_workload_conditions`."""
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
@@ -389,7 +464,7 @@ def _workload_vap(
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
+            "matchConditions": conditions,
             "variables": variables,
             "validations": validations,
         },
@@ -397,20 +472,27 @@ def _workload_vap(
 
 
 def approval_policy(excluded_namespaces: Sequence[str], operator_users: Sequence[str]) -> dict[str, Any]:
-    """Only the operator may set, change or remove its labels on a pod or a pod template."""
+    """Only the operator may set, change or remove its labels on a pod or a pod template. The match
+    condition `operator-label-changed` is the check itself (`changed` not empty), so a request that
+    leaves the labels alone costs one expression, not the validation and its message too."""
+    new = f"{template_of('object')}.?metadata.?labels.orValue({{}})"
+    old = (
+        f"(request.operation == 'UPDATE' ? {template_of('oldObject')}.?metadata.?labels.orValue({{}}) : {{}})"
+    )
     variables = [
-        {"name": "new", "expression": f"{template_of('object')}.?metadata.?labels.orValue({{}})"},
-        {
-            "name": "old",
-            "expression": f"request.operation == 'UPDATE' ? "
-            f"{template_of('oldObject')}.?metadata.?labels.orValue({{}}) : {{}}",
-        },
+        {"name": "new", "expression": new},
+        {"name": "old", "expression": old},
         {
             "name": "changed",
             "expression": f"{lit_list(OPERATOR_LABELS)}.filter(k, "
             "variables.new[?k].orValue('') != variables.old[?k].orValue(''))",
         },
     ]
+    changed = {
+        "name": "operator-label-changed",
+        "expression": f"[{new}].exists(n, [{old}].exists(o, "
+        f"{lit_list(OPERATOR_LABELS)}.exists(k, n[?k].orValue('') != o[?k].orValue(''))))",
+    }
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
@@ -425,7 +507,7 @@ def approval_policy(excluded_namespaces: Sequence[str], operator_users: Sequence
                 },
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [_not_operator(operator_users)],
+            "matchConditions": [_not_operator(operator_users), changed],
             "variables": variables,
             "validations": [
                 {
@@ -446,10 +528,11 @@ def namespace_policy(excluded_namespaces: Sequence[str], operator_users: Sequenc
     """Only the operator may change the namespace labels that scope admission (the governed label)
     and the guardrails' bounds (the guardrailed label)."""
     labels = (GOVERNED_LABEL, GUARDRAILED_LABEL)
-    changed = (
-        f"{lit_list(labels)}.filter(k, object.metadata.?labels.orValue({{}})[?k].orValue('') != "
-        "oldObject.metadata.?labels.orValue({})[?k].orValue(''))"
+    differs = (
+        "object.metadata.?labels.orValue({})[?k].orValue('') != "
+        "oldObject.metadata.?labels.orValue({})[?k].orValue('')"
     )
+    changed = f"{lit_list(labels)}.filter(k, {differs})"
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
@@ -469,7 +552,11 @@ def namespace_policy(excluded_namespaces: Sequence[str], operator_users: Sequenc
                     }
                 ],
             },
-            "matchConditions": [_not_operator(operator_users)],
+            "matchConditions": [
+                _not_operator(operator_users),
+                # the check itself: an update that leaves those labels alone is not evaluated further
+                {"name": "label-changed", "expression": f"{lit_list(labels)}.exists(k, {differs})"},
+            ],
             "variables": [{"name": "changed", "expression": changed}],
             "validations": [
                 {
@@ -579,6 +666,20 @@ def guardrail_policy(
             "expression": "[" + ", ".join(f"string({c})" for c in checks) + "].filter(m, m != '')",
         }
     )
+    # the check as a match condition (see _applies_and_fails): the param selects the pod template
+    # and some guardrail's rules fail it. Match conditions have no namespaceObject, so whether that
+    # guardrail selects the namespace is left to the validation: a superset, never a skipped failure.
+    any_fails = " || ".join(
+        f"({_guardrail_failures(doc).replace('variables.ann', 'ann')}) != ''"
+        for _, doc in sorted(guardrails.items())
+    )
+    fails = _workload_conditions(
+        "",
+        "selected-and-fails",
+        f"[{template_of('object')}].exists(tpl, [tpl.?metadata.?labels.orValue({{}})].exists(labels, "
+        f"{_selects('params.spec.workloadSelector', 'labels')} && "
+        f"[tpl.?metadata.?annotations.orValue({{}})].exists(ann, {any_fails or 'false'})))",
+    )
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
@@ -591,7 +692,7 @@ def guardrail_policy(
                 "namespaceSelector": {"matchExpressions": [_excluded(excluded_namespaces)]},
                 "resourceRules": _workload_rules(),
             },
-            "matchConditions": [dict(c) for c in WORKLOAD_CONDITIONS],
+            "matchConditions": fails,
             "variables": variables,
             "validations": [
                 {
@@ -937,24 +1038,30 @@ def unapproved_policy(
     )
     length = f"{containers}.map(cs, cs.map(c, {texts}.map(t, t.size()).sum()).sum()).sum()"
     too_long = f"'env values, args and commands longer than {MAX_TEXTS} characters (not read)'"
+    approved = (
+        "params.spec.?policies.orValue([]).exists(p, "
+        f"!(p.?expires.orValue('') != '' && p.expires < {lit(today.isoformat())}) && "
+        f"{_selects('p.workloadSelector', 'variables.labels')})"
+    )
+    references = f"[{env_refs}, {length} > {MAX_TEXTS} ? {too_long} : {host_refs}].filter(t, t != '')"
     variables = [{"name": name, "expression": expr} for name, expr in _variables(today)[:5]]
     variables += [
         {
             "name": "rails",
             "expression": f"params.spec.?unapprovedAI.orValue([]).filter(g, g.mode == {lit(mode)})",
         },
-        {
-            "name": "approved",
-            "expression": "params.spec.?policies.orValue([]).exists(p, "
-            f"!(p.?expires.orValue('') != '' && p.expires < {lit(today.isoformat())}) && "
-            f"{_selects('p.workloadSelector', 'variables.labels')})",
-        },
-        {
-            "name": "references",
-            "expression": f"[{env_refs}, {length} > {MAX_TEXTS} ? {too_long} : {host_refs}]"
-            ".filter(t, t != '').join(', ')",
-        },
+        {"name": "approved", "expression": approved},
+        {"name": "references", "expression": f"{references}.join(', ')"},
     ]
+    # the check itself as a match condition (see _applies_and_fails): a guardrail of this mode, the
+    # template approved by no active policy, and a reference
+    fails = _workload_conditions(
+        f"params.spec.?unapprovedAI.orValue([]).exists(g, g.mode == {lit(mode)})",
+        "unapproved-reference",
+        f"[{template_of('object')}].exists(tpl, [tpl.?metadata.?labels.orValue({{}})].exists(labels, "
+        f"!({approved.replace('variables.labels', 'labels')}) && [tpl.?spec.orValue({{}})].exists(pod, "
+        f"{references.replace('variables.pod', 'pod')}.size() > 0)))",
+    )
     reason = (
         "' [unapproved-ai] the pod references an AI provider (' + variables.references + ') but no active "
         "AIDataPolicy selects it; write one (within the cluster\\'s guardrails) or remove the reference'"
@@ -983,6 +1090,7 @@ def unapproved_policy(
         excluded_namespaces,
         variables,
         [validation],
+        fails,
     )
 
 
