@@ -111,8 +111,11 @@ def test_admission_holds_with_opa_killed(venv: Env, stack: tuple[ControlPlane, A
         pytest.param("edit-policy", id="policy-edited"),
     ],
 )
-def test_drift_is_repaired(client: Client, change: str) -> None:
+def test_drift_is_repaired(venv: Env, client: Client, change: str) -> None:
+    """The operator repairs its policy and binding, and kube-apiserver enforces the repaired ones
+    again (its admission plugin reads them through an informer, a moment after the write)."""
     name = "aidp-workloads-deny"
+    venv.policy("bots")
     if change == "delete-policy":
         client.delete(ValidatingAdmissionPolicy, name)
     elif change == "delete-binding":
@@ -143,6 +146,9 @@ def test_drift_is_repaired(client: Client, change: str) -> None:
         )
 
     wait_for(repaired, timeout=30, what=f"the operator to repair {change}")
+    bad = violating("Deployment", "bad", venv.ns, "retention-days")
+    msg = wait_for(lambda: create(client, bad, dry_run=True), timeout=30, what="the repaired policy enforced")
+    assert _rules(msg) == {"retention-days"}, msg
 
 
 def test_limits_of_the_schema(venv: Env) -> None:

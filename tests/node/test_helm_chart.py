@@ -328,17 +328,19 @@ def test_opa_pods_deleted_refuse_throughout_and_enforce_again_without_the_operat
         bed.drop_namespace(ns)
 
 
-def test_the_follower_enforces_a_new_policy_when_the_leader_pod_is_deleted(chart: ChartBed) -> None:
+def test_another_operator_enforces_a_new_policy_when_the_leader_pod_is_deleted(chart: ChartBed) -> None:
+    """The deleted leader releases the Lease on its way out; the standing follower or the
+    Deployment's replacement pod, whichever asks first, takes it (both seen in CI runs)."""
     bed = chart.bed
     chart.wait_ready("operator", 2)
     leader = wait_for(chart.leader, timeout=60, what="an operator holding the Lease")
-    follower = next(p["metadata"]["name"] for p in chart.pods("operator") if p["metadata"]["name"] != leader)
     res = chart.kubectl("delete", "pod", leader, "--wait=false")
     assert res.returncode == 0, res.stderr
     ns = bed.namespace()
     try:
         bed.policy(ns, "bots")  # waits until the policy is enforced (status by the new leader)
-        assert chart.leader() == follower
+        new_leader = chart.leader()
+        assert new_leader and new_leader != leader, (leader, new_leader)
         assert wait_for(lambda: decides(bed, ns), timeout=30, what="OPA deciding for the new policy")
     finally:
         bed.drop_namespace(ns)
