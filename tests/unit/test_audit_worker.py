@@ -192,6 +192,17 @@ def test_status_patches_only_for_changed_figures_or_an_interval_old_time() -> No
     ]
 
 
+def test_the_peak_is_the_processs_own_high_water_mark(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  900000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t 40000 kB\n")
+    assert worker.peak_rss_bytes(status) == 50 << 20
+    # this process's own: at least what it holds now (ru_maxrss would be the operator's, see there)
+    now = next(
+        int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS")
+    )
+    assert worker.peak_rss_bytes() >= now * 1024
+
+
 # ---- the operator's side: real processes standing in for the audit ---------------------------------
 
 

@@ -103,7 +103,7 @@ class Summary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reports_written: int = 0
     status_writes: int = 0
     errors: int = 0  # failures the audit went on after (reports not written): aidp_audit_errors_total
-    peak_rss_bytes: int = 0  # the process's ru_maxrss
+    peak_rss_bytes: int = 0  # the process's VmHWM
 
     def finding_counts(self) -> dict[tuple[str, str], int]:
         """Every (type, severity) the metric has, with its count (0 when none was found)."""
@@ -267,9 +267,17 @@ def report_error(err: Exception, report_kind: str) -> str:
     return kube.error_text(err)
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident size so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
+    """This process's peak resident size so far: VmHWM, the high-water mark of its own memory.
+    Not ru_maxrss: Linux carries that over exec from the memory the process started in, and the
+    operator starts it with vfork, so it would be the operator's own high-water mark."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 class _Writer:
