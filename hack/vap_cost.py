@@ -265,6 +265,9 @@ def main() -> None:
         "--variant", action="append", default=[], help="name=path/to/policies.py (none is always first)"
     )
     ap.add_argument("--creates", type=int, default=1000)
+    ap.add_argument(
+        "--policies", type=int, default=len(POLICIES), help="the first N AIDataPolicies (1: the bench's)"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dry-run", action="store_true", help="dry-run creates (no etcd write)")
     ap.add_argument("--profile", type=int, default=0, metavar="SECONDS", help="profile each variant once")
@@ -318,7 +321,7 @@ def main() -> None:
             from lightkube.generic_resource import create_namespaced_resource
 
             adp = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
-            for p in POLICIES:
+            for p in POLICIES[: args.policies]:
                 d.client.create(adp.from_dict(p))
             results: dict[str, dict[str, list[Any]]] = {
                 n: {"cpu": [], "p50": [], "p99": [], "checks": []} for n in variants
