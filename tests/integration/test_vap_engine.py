@@ -63,9 +63,7 @@ def test_policies_and_bindings_are_applied_and_no_webhook(
     for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
         objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
         guardrail_only = {
-            n
-            for n in vap.POLICY_NAMES
-            if n in ("aidp-guardrails", "aidp-bounds", "aidp-namespace-admission") or "unapproved" in n
+            n for n in vap.POLICY_NAMES if n in ("aidp-guardrails", "aidp-bounds") or "unapproved" in n
         }
         assert set(objs) == set(vap.POLICY_NAMES) - guardrail_only  # no guardrail yet
     actions = {
@@ -663,28 +661,31 @@ def test_the_namespace_admin_cannot_forge_the_unapproved_ai_param(
         ]
         for obj in grant:
             client.create(codecs.from_dict(obj))
-
-        def refused(call: Any) -> str:
-            try:
-                call()
-            except ApiError as e:
-                if e.status.code == 403 and "written by the aidp operator only" in (e.status.message or ""):
-                    return str(e.status.message)
-            return ""
-
-        wait_for(
-            lambda: refused(
-                lambda: editor.apply(codecs.from_dict(forged), field_manager="forger", force=True)
-            ),
-            timeout=30,
-            what="the forged update refused",
+        wait_for(  # the authorizer reads RBAC through an informer: the grant holds a moment later
+            lambda: editor.get(NamespaceAdmission, "aidp", namespace=venv.ns), timeout=30, what="the grant"
         )
-        assert refused(lambda: editor.delete(NamespaceAdmission, "aidp", namespace=venv.ns))
+
+        def refused(call: Any) -> tuple[bool, str]:
+            """Whether aidp-namespace-admission refused the call, and what happened."""
+            try:
+                got = call()
+            except ApiError as e:
+                text = f"{e.status.code}: {e.status.message}"
+                return e.status.code == 403 and "written by the aidp operator only" in text, text
+            return False, f"accepted: {got.to_dict() if hasattr(got, 'to_dict') else got}"
+
+        # the guard is in force before any param exists (it is never deleted with the vap engine):
+        # the forger gets no window, not even right after the guardrail appeared
+        ok, what = refused(lambda: editor.apply(codecs.from_dict(forged), field_manager="forger", force=True))
+        assert ok, what
+        ok, what = refused(lambda: editor.delete(NamespaceAdmission, "aidp", namespace=venv.ns))
+        assert ok, what
         client.delete(
             NamespaceAdmission, "aidp", namespace=venv.ns
         )  # the admin may; the operator puts it back
         other = {**forged, "metadata": {"name": "other", "namespace": venv.ns}}
-        assert refused(lambda: editor.create(codecs.from_dict(other)))
+        ok, what = refused(lambda: editor.create(codecs.from_dict(other)))
+        assert ok, what
         shadow = _ai_pod("Deployment", "shadow", venv.ns, {"app": "shadow"}, "env")
         wait_for(lambda: create(editor, shadow, dry_run=True), timeout=30, what="unapproved-ai still denies")
         # a namespace being deleted takes its param along (the namespace controller's delete passes)

@@ -28,7 +28,6 @@ GUARDRAIL_POLICIES = (
     "aidp-bounds",
     "aidp-unapproved-ai-deny",
     "aidp-unapproved-ai-warn",
-    "aidp-namespace-admission",
 )
 
 
@@ -40,7 +39,7 @@ def _objects(
 
 def test_one_policy_and_one_binding_per_name() -> None:
     objs = vap.render(EXCLUDED, ["op"], DAY)
-    assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5
+    assert [o["kind"] for o in objs] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 6
     names = [o["metadata"]["name"] for o in objs[::2]]
     assert names == [n for n in vap.POLICY_NAMES if n not in GUARDRAIL_POLICIES]
     for o in objs:

@@ -43,11 +43,11 @@ POLICY_NAMES: Final = (
     APPROVAL_POLICY,
     NAMESPACE_POLICY,
     *(WORKLOAD_POLICY.format(mode=m) for m in MODES),
+    "aidp-namespace-admission",
     "aidp-guardrails",
     "aidp-bounds",
     "aidp-unapproved-ai-deny",
     "aidp-unapproved-ai-warn",
-    "aidp-namespace-admission",
 )
 OPERATOR_LABELS: Final = (APPROVAL_LABEL, ISOLATED_LABEL)
 # the label that tells which engine rendered an object (the operator prunes the others)
@@ -863,9 +863,10 @@ def render(
     detector: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of the `vap` engine: each policy followed by its binding; `guardrails` (name ->
-    `ClusterPolicy.to_document()`) add `aidp-guardrails`, `aidp-bounds`, `aidp-unapproved-ai-*`
-    and `aidp-namespace-admission`; `detector` (default: the current catalog's,
-    `aidp.render.detector_document`) is what `unapproved-ai` looks for."""
+    `ClusterPolicy.to_document()`) add `aidp-guardrails`, `aidp-bounds` and `aidp-unapproved-ai-*`
+    (`aidp-namespace-admission`, which guards their params, is always there); `detector`
+    (default: the current catalog's, `aidp.render.detector_document`) is what `unapproved-ai`
+    looks for."""
     if not operator_users:
         raise ValueError("the operator's user name is needed (only it may change its labels)")
     day = today or dt.datetime.now(dt.UTC).date()
@@ -878,6 +879,10 @@ def render(
     for mode in MODES:
         pol = workload_policy(mode, excluded_namespaces, day)
         objects += [pol, binding(pol, ACTIONS[mode], params=True)]
+    # always, not only while guardrails exist: in force before the first param is written, and
+    # never deleted and re-created under a namespace admin who would write one meanwhile
+    pol = params_guard_policy(operator_users)
+    objects += [pol, binding(pol, "Deny", params=False)]
     if guardrails:
         pol = guardrail_policy(excluded_namespaces, guardrails)
         objects += [pol, binding(pol, "Deny", params=True)]
@@ -887,8 +892,6 @@ def render(
         for mode in UNAPPROVED_MODES:
             pol = unapproved_policy(mode, excluded_namespaces, day, detector)
             objects += [pol, binding(pol, ACTIONS[mode], params=True, param_name=PARAMS_NAME)]
-        pol = params_guard_policy(operator_users)
-        objects += [pol, binding(pol, "Deny", params=False)]
     return objects
 
 
