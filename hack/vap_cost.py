@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -289,6 +290,8 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/vap-cost")  # noqa: S108 - a developer's tool
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
+    # a SIGTERM unwinds through `finally`, which stops the control plane
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     today = dt.datetime.now(dt.UTC).date()

@@ -356,8 +356,9 @@ def _applies_and_fails(mode: str, today: dt.date) -> list[dict[str, str]]:
     template and the template fails one of its rules. kube-apiserver evaluates the match conditions
     once per param, and the validations (with their variables and messages: three more evaluations,
     each converting the object anew) only when they all hold, so a compliant workload, or a param of
-    another mode or selecting other pods, costs this one expression (docs/admission-engines.md#cost).
-    (Match conditions have no variables: values are bound by a one-element list's macro.)"""
+    another mode or selecting other pods, costs this one expression
+    (docs/admission-engines.md#what-each-policy-costs). (Match conditions have no variables: values
+    are bound by a one-element list's macro.)"""
     return _workload_conditions(
         MODE_FILTER[mode],
         "applies-and-fails",
