@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -279,6 +280,38 @@ def test_streamed_json_is_the_one_piece_document_byte_for_byte(
     doc = json.loads(render(full, "json"))
     assert {r["name"] for r in doc["processingRecords"]} == {"summarizer", "fraud-scorer"}
     assert len(doc["inventory"]["workloads"]) == 2 and doc["guardrails"][0]["name"] == "org"
+
+
+def test_workloads_sharing_a_template_get_their_own_names_in_the_streamed_json() -> None:
+    """Findings and records that share every value but the workload's (formats._Shared formats
+    their common text once) still read as each their own; odd values (a stand-in's text inside a
+    message, a name that is not a string) are formatted whole, with the same bytes."""
+    base = sample_report()
+    record = base.records[0]
+    message = "the record lacks \x00aidp-slot-1\x00 items"  # a stand-in's text: formatted whole
+    shared = [Finding("record-incomplete", "low", "ns-a", "Pod", f"p-{i}", message, "pol") for i in range(3)]
+    report = AuditReport(
+        generated_at="2025-02-17T09:30:00Z",
+        findings=[
+            *(Finding("shadow-ai", "high", f"ns-{i % 2}", "Pod", f"p-{i}", "m") for i in range(5)),
+            *shared,
+            Finding("shadow-ai", "high", "ns-z", "Pod", 7, "m"),  # type: ignore[arg-type]
+        ],
+        records=[dataclasses.replace(record, namespace=f"ns-{i % 3}", name=f"w-{i}") for i in range(6)],
+    )
+    whole = msgspec.json.format(msgspec.json.encode(report.to_dict()), indent=2) + b"\n"
+    out = io.BytesIO()
+    formats.write_json(report, out)
+    assert out.getvalue() == whole
+    doc = json.loads(whole)
+    assert [(r["namespace"], r["name"]) for r in doc["processingRecords"]] == sorted(
+        (f"ns-{i % 3}", f"w-{i}") for i in range(6)
+    )
+    assert {f["name"] for f in doc["findings"] if f["type"] == "shadow-ai"} == {
+        *(f"p-{i}" for i in range(5)),
+        7,
+    }
+    assert [f["message"] for f in doc["findings"] if f["type"] == "record-incomplete"] == [message] * 3
 
 
 def test_write_gives_every_format_as_render_does() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -128,16 +129,70 @@ def _streamed(value: Any) -> bool:
     return isinstance(value, Items) or (isinstance(value, dict) and any(_streamed(v) for v in value.values()))
 
 
+# stand-ins for the `vary` values of an item's shared text (see _Shared); NUL is escaped in JSON
+_SLOT = "\x00aidp-slot-{}\x00"
+_SHARED_TEXTS = 4096
+
+
+class _Shared:
+    """The formatted text of Items' objects that share their `shared` values (the same objects),
+    made once per such group: the text with a stand-in for each `vary` value, cut there; then each
+    object's text is the parts with its own values encoded between them. An object whose stand-in
+    text is not found exactly once, or whose varying values are not strings, is formatted whole."""
+
+    def __init__(self, items: Items, depth: int) -> None:
+        self.items, self.depth = items, depth
+        self.shared = operator.attrgetter(*items.shared) if items.shared else None
+        self.vary = operator.attrgetter(*items.vary)
+        self.slots = [msgspec.json.encode(_SLOT.format(i)) for i in range(len(items.vary))]
+        self.texts: dict[tuple[int, ...], list[bytes] | None] = {}
+
+    def text(self, obj: Any) -> bytes:
+        values = self.vary(obj)
+        if type(values) is not tuple:
+            values = (values,)
+        if self.shared is None or any(type(v) is not str for v in values):
+            return _formatted(self.items.plain(obj), self.depth)
+        shared = self.shared(obj)
+        key = tuple(map(id, shared)) if type(shared) is tuple else (id(shared),)
+        if key in self.texts:
+            parts = self.texts[key]
+        else:
+            if len(self.texts) >= _SHARED_TEXTS:
+                self.texts.clear()
+            parts = self.texts[key] = self._parts(obj)
+        if parts is None:
+            return _formatted(self.items.plain(obj), self.depth)
+        out = [parts[0]]
+        for value, part in zip(values, parts[1:], strict=True):
+            out += (msgspec.json.encode(value), part)
+        return b"".join(out)
+
+    def _parts(self, obj: Any) -> list[bytes] | None:
+        plain = self.items.plain(obj)
+        for i, name in enumerate(self.items.vary):
+            plain[name] = _SLOT.format(i)
+        text = _formatted(plain, self.depth)
+        if any(text.count(slot) != 1 for slot in self.slots):
+            return None
+        parts = []
+        for slot in self.slots:
+            before, _, text = text.partition(slot)
+            parts.append(before)
+        return [*parts, text]
+
+
 def _write_value(sink: _Sink, value: Any, depth: int) -> None:
     """`value` at `depth` as the one-piece formatting would give it; an `Items` item by item, and a
     dict holding one key by key."""
     if isinstance(value, Items):
-        first = True
-        for item in value:
-            sink.add(b"[\n" if first else b",\n")
-            first = False
-            sink.add(_INDENT * (depth + 1) + _formatted(item, depth + 1))
-        sink.add(b"[]" if first else b"\n" + _INDENT * depth + b"]")
+        shared = _Shared(value, depth + 1) if value.vary else None
+        separator = b"[\n" + _INDENT * (depth + 1)
+        for obj in value.objects():
+            text = shared.text(obj) if shared is not None else _formatted(value.plain(obj), depth + 1)
+            sink.add(separator + text)
+            separator = b",\n" + _INDENT * (depth + 1)
+        sink.add(b"[]" if separator[0] == ord("[") else b"\n" + _INDENT * depth + b"]")
     elif isinstance(value, dict) and value and _streamed(value):
         for i, (key, item) in enumerate(value.items()):
             sink.add(b"{\n" if i == 0 else b",\n")

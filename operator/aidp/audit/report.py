@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -69,9 +69,9 @@ class Finding:
         """The fields in declaration order, without the absent (None) ones. (Built by hand:
         dataclasses.asdict deep-copies every value, a tenth of a large audit's time.)"""
         return {
-            f.name: list(v) if isinstance(v, tuple) else v
-            for f in fields(self)
-            if (v := getattr(self, f.name)) is not None
+            name: list(v) if isinstance(v, tuple) else v
+            for name in FINDING_FIELDS
+            if (v := getattr(self, name)) is not None
         }
 
     @property
@@ -178,6 +178,13 @@ class ProcessingRecord:
         msgspec (a large audit has 10,000 records: a Python walk took a second for them)."""
         plain: dict[str, Any] = msgspec.to_builtins(self)
         return plain
+
+
+FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+# what a workload's findings and records say of it; the rest is what workloads of one template share
+WORKLOAD_FIELDS = ("namespace", "kind", "name")
+FINDING_SHARED = tuple(f for f in FINDING_FIELDS if f not in WORKLOAD_FIELDS)
+RECORD_SHARED = tuple(f.name for f in fields(ProcessingRecord) if f.name not in WORKLOAD_FIELDS)
 
 
 @dataclass
@@ -387,12 +394,12 @@ class AuditReport:
                 "findings": self.counts(),
                 "severities": self.by_severity(),
             },
-            "findings": Items(lambda: (f.to_dict() for f in self.sorted_findings())),
+            "findings": Items(self.sorted_findings, Finding.to_dict, WORKLOAD_FIELDS, FINDING_SHARED),
             "processingRecords": Items(
-                lambda: (
-                    r.to_dict()
-                    for r in sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy))
-                )
+                lambda: sorted(self.records, key=lambda r: (r.namespace, r.kind, r.name, r.policy)),
+                ProcessingRecord.to_dict,
+                WORKLOAD_FIELDS,
+                RECORD_SHARED,
             ),
             "namespaces": self.namespace_summaries(),
             "skipped": [s.to_dict() for s in self.skipped],
@@ -408,19 +415,35 @@ class AuditReport:
 
     def _inventory(self) -> dict[str, Any]:
         return {
-            "workloads": Items(lambda: iter(sorted(workload_ref(*k) for k in self.workload_keys))),
+            "workloads": Items(lambda: sorted(workload_ref(*k) for k in self.workload_keys)),
             "policies": {f"{ns}/{name}": g for (ns, name), g in sorted(self.policy_generations.items())},
         }
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 @dataclass(frozen=True)
 class Items:
-    """A JSON array of a document (AuditReport.document) whose items are made when iterated."""
+    """A JSON array of a document (AuditReport.document) whose items are made when iterated: `make`
+    gives the objects, `plain` the JSON value of each (a dict for objects with `vary`).
 
-    make: Callable[[], Iterator[Any]]
+    `vary` and `shared` are attributes of the objects: many objects (the findings and records of
+    the workloads of one template) hold the very same values in `shared` and differ only in `vary`
+    (strings, keys of the plain value in this order, and the plain value is those attributes' and
+    `shared`'s values): a writer can format such objects' common text once (formats.write_json)."""
+
+    make: Callable[[], Iterable[Any]]
+    plain: Callable[[Any], Any] = _same
+    vary: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[Any]:
-        return self.make()
+        return map(self.plain, self.make())
+
+    def objects(self) -> Iterator[Any]:
+        return iter(self.make())
 
 
 def materialised(value: Any) -> Any:
