@@ -13,6 +13,9 @@ against kube-apiserver). docs/admission-engines.md explains the design; in short
   author could set apart from the spec);
 - one validation per policy for `deny` (one message naming every failing rule of the policy), one
   per rule for `warn` and `dryrun` (one warning, or one audit annotation, per failing rule);
+- each policy's one match condition is its check itself (`_applies_and_fails`): kube-apiserver
+  evaluates it once per param, and the validations with their variables and messages only for a
+  param that fails, so what a compliant request costs is one expression per (policy, param);
 - CEL has no clock: today's date (UTC) is rendered into the expressions and the operator re-renders
   them right after midnight; a policy whose status says `Expired` for its current generation is
   expired too;
