@@ -32,8 +32,8 @@ from aidp.check import admission_review
 from aidp.config import APPROVAL_LABEL
 from aidp.egress.model import BASELINE_NAME, ROLE_LABEL, cut_hosts
 from aidp.guardrail import ClusterPolicy
-from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, ENFORCEMENT_DRYRUN, Policy, checked_kind
-from aidp.workloads import PodTemplate, pod_template
+from aidp.model import CHECKED_KINDS, ENFORCEMENT_DENY, ENFORCEMENT_DRYRUN, CheckedKind, Policy, checked_kind
+from aidp.workloads import PodTemplate
 
 # decisions for a batch of AdmissionReviews, in order (OPA evaluates data.aidp.audit.decisions)
 Evaluate = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
@@ -68,6 +68,56 @@ class _Seen:
     annotations: Mapping[str, Any]  # the pod template's, as listed (not made strings)
     labels_key: tuple[tuple[str, str], ...] = ()  # the pod template's labels, sorted
     annotations_key: tuple[tuple[str, Any], ...] = ()  # _frozen(annotations)
+    active: list[Policy] = field(default_factory=list)  # the selecting policies not Expired
+
+
+@dataclass(frozen=True, slots=True)
+class _TemplateMeta:
+    """What follows from a pod template's labels and annotations alone (Auditor._template)."""
+
+    labels: Mapping[str, str]  # as pod_template makes them (strings)
+    annotations: Mapping[str, str]
+    listed_annotations: Mapping[str, Any]  # as listed
+    labels_key: tuple[tuple[str, str], ...]
+    annotations_key: tuple[tuple[str, Any], ...]
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    """As aidp.workloads.pod_template reads a template's labels or annotations."""
+    value = value or {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+_STR = frozenset({str})
+
+
+def _meta_key(*maps: Any) -> tuple[Any, ...] | None:
+    """A key for listed labels and annotations (dicts of strings, or absent) that tells any two
+    apart that read differently; None for anything else (other values: no key, made each time)."""
+    key: list[Any] = []
+    for value in maps:
+        if value is None:
+            key.append(None)
+        elif type(value) is dict and {*map(type, value), *map(type, value.values())} <= _STR:
+            key.append(tuple(value.items()))
+        else:
+            return None
+    return tuple(key)
+
+
+def _template_meta(meta: Mapping[str, Any]) -> _TemplateMeta:
+    labels = _string_map(meta.get("labels"))
+    listed = meta.get("annotations")
+    listed = listed if isinstance(listed, Mapping) else {}
+    return _TemplateMeta(
+        labels, _string_map(meta.get("annotations")), listed, tuple(sorted(labels.items())), _frozen(listed)
+    )
+
+
+# the checked kind of each kind name, as pod_template finds it (the first of CHECKED_KINDS)
+_CHECKED_BY_KIND: dict[str, CheckedKind] = {}
+for _c in CHECKED_KINDS:
+    _CHECKED_BY_KIND.setdefault(_c.kind, _c)
 
 
 @dataclass
@@ -229,7 +279,11 @@ class Auditor:
         self._memo: dict[tuple[Any, ...], Mapping[str, Any]] = {}
         # per (namespace, sorted labels): the policies selecting them; per (policy, annotations,
         # labels): what its records share (`_record`); one string per namespace
-        self._selecting: dict[tuple[str, tuple[tuple[str, str], ...]], list[Policy]] = {}
+        self._selecting: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[list[Policy], list[Policy]]] = {}
+        self._templates: dict[tuple[Any, ...], _TemplateMeta] = {}
+        self._kinds: dict[tuple[Any, Any], CheckedKind | None] = {}
+        # per decision (by identity, with the decision kept): the one for workloads nothing judges
+        self._unjudged: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
         self._record_parts: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._strings: dict[str, str] = {}
         self._owned_seen: set[tuple[Any, ...]] = set()
@@ -306,11 +360,22 @@ class Auditor:
         - The AdmissionReview carries the object without `status` and `managedFields`.
         """
         groups: dict[tuple[Any, ...], _Group] = {}
+        kinds = self._kinds
         for obj in objects:
-            kind = checked_kind(obj.get("apiVersion"), obj.get("kind"))
-            if kind is None or audited_through_owner(obj):
+            api_kind = (obj.get("apiVersion"), obj.get("kind"))
+            try:
+                kind = kinds[api_kind]
+            except KeyError:
+                kind = kinds[api_kind] = checked_kind(*api_kind)
+            except TypeError:  # not strings: no checked kind
+                kind = None
+            if kind is None:
                 continue
-            seen = self._seen(obj)
+            meta = obj.get("metadata")
+            owned = bool(meta.get("ownerReferences")) if isinstance(meta, dict) else True
+            if owned and audited_through_owner(obj):
+                continue
+            seen = self._seen(obj, owned=owned)
             if seen is None:
                 continue
             refs_key = _detector_key(seen.tpl.spec if seen.tpl else {})
@@ -341,22 +406,53 @@ class Auditor:
         judges it, "allowed" with the detector's references."""
         if seen.selecting or self.guardrails_of.get(seen.ns):
             return decision
-        return {**ALLOWED, "aiReferences": list(decision.get("aiReferences") or [])}
+        hit = self._unjudged.get(id(decision))
+        if hit is None or hit[0] is not decision:
+            unjudged = {**ALLOWED, "aiReferences": list(decision.get("aiReferences") or [])}
+            if len(self._unjudged) >= MEMO_SIZE:
+                self._unjudged.clear()
+            hit = self._unjudged[id(decision)] = (decision, unjudged)
+        return hit[1]
 
-    def _seen(self, obj: Mapping[str, Any]) -> _Seen | None:
+    def _template(
+        self, obj: Mapping[str, Any]
+    ) -> tuple[
+        PodTemplate | None, Mapping[str, Any], tuple[tuple[str, str], ...], tuple[tuple[str, Any], ...]
+    ]:
+        """`pod_template(obj)`, the template's annotations as listed (`_template_annotations`), its
+        sorted labels and `_frozen` annotations. Workloads of one template list the same labels and
+        annotations: what follows from them alone is made once (`_TemplateMeta`)."""
+        checked = _CHECKED_BY_KIND.get(obj.get("kind"))  # type: ignore[arg-type]
+        if checked is None:
+            return None, _template_annotations(obj), (), _frozen(_template_annotations(obj))
+        node: Any = obj
+        for step in checked.template_path:
+            node = node.get(step) if isinstance(node, Mapping) else None
+        meta = node.get("metadata") if isinstance(node, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
+        spec = node.get("spec") if isinstance(node, Mapping) else None
+        spec = spec if isinstance(spec, Mapping) else {}
+        key = _meta_key(meta.get("labels"), meta.get("annotations"))
+        facts = self._templates.get(key) if key is not None else None
+        if facts is None:
+            facts = _template_meta(meta)
+            if key is not None and len(self._templates) < MEMO_SIZE:
+                self._templates[key] = facts
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        tpl = PodTemplate(facts.labels, facts.annotations, str(sa), spec)
+        return tpl, facts.listed_annotations, facts.labels_key, facts.annotations_key
+
+    def _seen(self, obj: Mapping[str, Any], *, owned: bool = True) -> _Seen | None:
         """What the audit needs of one workload, computed once; None for another object of an
         unknown controller's workload already audited (the same labels, annotations and service
-        account as one seen before)."""
+        account as one seen before). `owned`: False when the object has no ownerReferences."""
         meta = obj.get("metadata") or {}
         ns = str(meta.get("namespace") or "default")
         ns = self._strings.setdefault(ns, ns)  # one string per namespace, however many workloads
-        tpl = pod_template(obj)
+        tpl, annotations, labels_key, annotations_key = self._template(obj)
         labels = tpl.labels if tpl else {}
-        labels_key = tuple(sorted(labels.items()))
-        annotations = _template_annotations(obj)
-        annotations_key = _frozen(annotations)
         kind, name = str(obj["kind"]), str(meta.get("name") or "")
-        ref = controller_ref(obj)
+        ref = controller_ref(obj) if owned else None
         if ref is not None:  # a controller aidp does not list: report the highest owner it can read
             top = self.owners(ns, ref) if self.owners is not None else None
             if top is not None:
@@ -373,24 +469,27 @@ class Auditor:
                 return None
             if len(self._owned_seen) < MEMO_SIZE * 10:
                 self._owned_seen.add(same)
-        selecting = self._selecting.get((ns, labels_key))
-        if selecting is None:
+        chosen = self._selecting.get((ns, labels_key))
+        if chosen is None:
             selecting = [p for p in self._by_ns.get(ns, ()) if p.spec.workload_selector.matches(labels)]
+            chosen = (selecting, [p for p in selecting if not p.expired(self.today)])
             if len(self._selecting) < MEMO_SIZE:
-                self._selecting[(ns, labels_key)] = selecting
-        return _Seen(ns, name, kind, tpl, selecting, annotations, labels_key, annotations_key)
+                self._selecting[(ns, labels_key)] = chosen
+        return _Seen(ns, name, kind, tpl, chosen[0], annotations, labels_key, annotations_key, chosen[1])
 
     def _workload(self, seen: _Seen, decision: Mapping[str, Any]) -> None:
         decision = self._decision(seen, decision)
         ns, name, kind, tpl, selecting = seen.ns, seen.name, seen.kind, seen.tpl, seen.selecting
         labels = tpl.labels if tpl else {}
         spec = tpl.spec if tpl else {}
-        tally = self.report.namespaces.setdefault(ns, NamespaceTally())
+        tally = self.report.namespaces.get(ns)
+        if tally is None:
+            tally = self.report.namespaces[ns] = NamespaceTally()
         tally.workloads += 1
         self.report.workloads += 1
         self.report.workload_keys.add((ns, kind, name))
-        active = [p for p in selecting if not p.expired(self.today)]
-        violations = list(decision.get("violations") or [])
+        active = seen.active
+        violations = decision.get("violations") or ()
         for p in selecting:
             self.per_policy[(p.namespace, p.name)]["matched"] += 1
         for v in violations:
@@ -406,10 +505,10 @@ class Auditor:
                     str(v.get("rule")),
                 )
             )
-        for pol in {str(v.get("policy")) for v in violations}:
-            if (ns, pol) in self.per_policy:
-                self.per_policy[(ns, pol)]["violating"] += 1
         if violations:
+            for pol in {str(v.get("policy")) for v in violations}:
+                if (ns, pol) in self.per_policy:
+                    self.per_policy[(ns, pol)]["violating"] += 1
             tally.violating += 1
             self.report.violating += 1
         refs = [str(r) for r in decision.get("aiReferences") or []]
@@ -443,7 +542,9 @@ class Auditor:
             egress_ok = [
                 p for p in active if p.spec.enforcement != ENFORCEMENT_DENY or decision.get("allowed") is True
             ]
-            self._egress_bypass(ns, kind, name, labels, spec, egress_ok, selected=bool(active))
+            self._egress_bypass(
+                ns, kind, name, labels, spec, egress_ok, selected=bool(active), key=seen.labels_key
+            )
 
     def _record(
         self, ns: str, kind: str, name: str, p: Policy, seen: _Seen, labels: Mapping[str, str]
@@ -548,6 +649,7 @@ class Auditor:
         approved: Sequence[Policy],
         *,
         selected: bool,
+        key: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         """A provider address the workload can reach but is not approved for: any, when no policy
         approves it (a deny policy's workload that fails the verdict included), else the addresses
@@ -569,14 +671,14 @@ class Auditor:
         if self.network_policies is None:
             return
         names = tuple(sorted(p.name for p in approved))
-        key = (ns, tuple(sorted(labels.items())), names)
-        if key in self._reach_memo:
-            hit = self._reach_memo[key]
+        memo_key = (ns, tuple(sorted(labels.items())) if key is None else key, names)
+        if memo_key in self._reach_memo:
+            hit = self._reach_memo[memo_key]
         else:
             own = {t[3] for t in self._egress_targets.get(ns, ()) if t[0] in names}
             hit = self._reachable(ns, labels, own)
             if len(self._reach_memo) < MEMO_SIZE:
-                self._reach_memo[key] = hit
+                self._reach_memo[memo_key] = hit
         if hit is None:
             return
         policy, host, port, cidr = hit
