@@ -143,10 +143,11 @@ def renamed(manifest: dict[str, Any], prefix: str = PREFIX) -> dict[str, Any]:
 # --- Gatekeeper's ValidatingAdmissionPolicy: aidp's CEL in a K8sNativeValidation template -------
 
 
-def _rebind(expression: str) -> str:
+def _rebind(expression: str, to: str = "variables.params.policy.") -> str:
     """aidp's CEL reads the AIDataPolicy as `params`; Gatekeeper binds the constraint's
-    parameters to `variables.params`, where each constraint carries one policy."""
-    return re.sub(r"(?<![\w.])params\.", "variables.params.policy.", expression)
+    parameters to `variables.params`, where each constraint carries one policy. Match conditions
+    have no variables: there the constraint is `params`, its parameters `params.spec.parameters`."""
+    return re.sub(r"(?<![\w.])params\.", to, expression)
 
 
 def cel_template() -> dict[str, Any]:
@@ -163,7 +164,7 @@ def cel_template() -> dict[str, Any]:
         "generateVAP": True,
         "failurePolicy": "Fail",
         "matchCondition": [
-            {"name": m["name"], "expression": _rebind(m["expression"])}
+            {"name": m["name"], "expression": _rebind(m["expression"], "params.spec.parameters.policy.")}
             for m in spec.get("matchConditions", [])
         ],
         "variables": [{"name": v["name"], "expression": _rebind(v["expression"])} for v in spec["variables"]],

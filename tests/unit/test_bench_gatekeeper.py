@@ -85,11 +85,17 @@ def test_the_cel_template_is_aidps_deny_policy_reading_the_constraint() -> None:
     expressions += [v.get("messageExpression", "") for v in source["validations"]]
     text = " ".join(expressions)
     assert "variables.params.policy.spec.workloadSelector" in text
-    # every read of the AIDataPolicy goes through the constraint's parameters
+    # every read of the AIDataPolicy goes through the constraint's parameters (in the match
+    # conditions, which have no variables, the constraint's own `params.spec.parameters`)
     assert all(
-        text[i - len("variables.") : i] == "variables." or text[i - 1 : i] in ("_", ".")
+        text[i - len("variables.") : i] == "variables."
+        or text[i - 1 : i] in ("_", ".")
+        or text.startswith("params.spec.parameters.policy.", i)
         for i in (m.start() for m in re.finditer(r"params\.", text))
     )
+    conditions = " ".join(m["expression"] for m in source["matchCondition"])
+    assert "params.spec.parameters.policy.spec.workloadSelector" in conditions
+    assert "variables." not in conditions
 
 
 def test_a_cel_constraint_carries_one_policy_for_its_namespace() -> None:
