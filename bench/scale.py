@@ -3,15 +3,18 @@
 On the stack of the admission bench (its policies stay): the policy change -> next violating
 create denied latency at 100 (when fewer exist yet) and 10,000 policies, the operator's memory
 after a quiescent reconcile with 1,000 and 10,000 policies (VmRSS and VmHWM of its process, from
-/proc), and the bytes of the durable copy (its head and shard ConfigMaps as the API server
-stores them) with 10,000 policies. Policies are created concurrently through the API server (and
-aidp's webhook), 10 per namespace, like the admission bench's background policies.
+/proc; the in-cluster audit runs in a process of its own, whose peak RSS, its VmHWM, the
+operator logs after each audit: `operator_audit_child_peak_rss_mb_*`), and the bytes of the
+durable copy (its head and shard ConfigMaps as the API server stores them) with 10,000 policies.
+Policies are created concurrently through the API server (and aidp's webhook), 10 per namespace,
+like the admission bench's background policies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,27 @@ def operator_memory_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+# the operator's line after each audit (aidp.controller.auditloop.AuditLoop.record)
+AUDIT_LINE = re.compile(r"audit: \d+ workloads, .*\((\d+) policies, .*audit process peak RSS (\d+) MB\)")
+
+
+def audit_peaks(log: str) -> list[tuple[int, float]]:
+    """(policies audited, the audit process's peak RSS in MB) of every audit in an operator log."""
+    return [(int(m.group(1)), float(m.group(2))) for m in AUDIT_LINE.finditer(log)]
+
+
+def audit_child_peak_mb(stack: AidpStack, policies: int, timeout: float = 900.0) -> float | None:
+    """The largest peak RSS of the operator's audit processes that read at least `policies`
+    policies (waiting up to `timeout` for the first such audit; None: none came)."""
+    log_file = stack.state_dir / "logs" / "aidp-operator.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        peaks = [mb for n, mb in audit_peaks(log_file.read_text(errors="replace")) if n >= policies]
+        if peaks or time.monotonic() > deadline:
+            return max(peaks, default=None)
+        time.sleep(5.0)
+
+
 def durable_bytes(client: Client, stack: AidpStack) -> tuple[int, int]:
     """The bytes of the durable copy's ConfigMaps (head and shards), as JSON objects: in all, and
     of the largest one (each must stay under the 1 MiB object limit)."""
@@ -153,6 +177,10 @@ def scale(
         figures[f"operator_rss_mb_{count}_policies"] = rss
         figures[f"operator_hwm_mb_{count}_policies"] = hwm
         print(f"  {count} policies (filled in {took:.0f} s): operator VmRSS {rss:.0f} MB, VmHWM {hwm:.0f} MB")
+        peak = audit_child_peak_mb(stack, count)
+        if peak is not None:
+            figures[f"operator_audit_child_peak_rss_mb_{count}_policies"] = peak
+            print(f"  {count} policies: the audit process's peak RSS {peak:.0f} MB")
     s = admission._reconcile_samples(client, ns, probe, iterations)
     figures[f"reconcile_p50_seconds_{top}_policies"] = s["p50"]
     figures[f"reconcile_p99_seconds_{top}_policies"] = s["p99"]
@@ -161,6 +189,9 @@ def scale(
     rss, hwm = operator_memory_mb(pid)
     figures[f"operator_rss_mb_{top}_policies"] = max(rss, figures[f"operator_rss_mb_{top}_policies"])
     figures[f"operator_hwm_mb_{top}_policies"] = hwm
+    peak = audit_child_peak_mb(stack, top, timeout=0.0)  # the audits of the samples' changes too
+    if peak is not None:
+        figures[f"operator_audit_child_peak_rss_mb_{top}_policies"] = peak
     size, largest = durable_bytes(client, stack)
     figures[f"durable_copy_bytes_{top}_policies"] = float(size)
     figures[f"durable_copy_largest_configmap_bytes_{top}_policies"] = float(largest)
