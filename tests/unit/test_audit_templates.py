@@ -6,6 +6,7 @@ merged: judged together in one page, each comes out as it does alone (a real OPA
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -212,3 +213,12 @@ def test_meta_key_tells_apart_what_reads_differently() -> None:
     # values that are not strings (1, True, 1.0 are equal in Python, and read differently): no key
     for odd in ({"a": 1}, {"a": True}, {"a": 1.0}, {1: "a"}, {"a": ["x"]}, ["x"], "s"):
         assert _meta_key(odd, None) is None and _meta_key(None, odd) is None
+
+
+def test_finalise_copies_records_as_dataclasses_replace_does(evaluate: Any) -> None:
+    report = _audit(evaluate, [_pod("a"), _pod("b", _ann("aidp.io/data-categories", "internal"))])
+    for r in report.records:
+        ev = records.evidence({"metadata": {"generation": 2}, "status": {"revision": "r1"}})
+        copied = records._with(r, ev, r.securityMeasures)
+        assert copied == dataclasses.replace(r, evidence=ev) and copied is not r
+        assert type(copied) is type(r) and copied.evidence is ev and r.evidence is not ev

@@ -319,11 +319,14 @@ def _audit_cluster(
         evaluate.use_guardrails(guardrails.documents(), guardrails.of)
     policy_objs = policy_objects if policy_objects is not None else list_policies(client, namespace)
     policies: list[Policy] = []
-    for obj in policy_objs:
-        try:
-            policies.append(Policy.from_object(obj))
-        except PolicyError:
-            continue  # the operator reports it in the policy's status
+    if isinstance(evaluate, LocalOpa) and evaluate.parsed_from is policy_objs:
+        policies = evaluate.policies  # parsed from these very objects (5,500 took 0.2 s)
+    else:
+        for obj in policy_objs:
+            try:
+                policies.append(Policy.from_object(obj))
+            except PolicyError:
+                continue  # the operator reports it in the policy's status
     netpols = _readable(
         skipped,
         "egress-bypass",

@@ -100,9 +100,16 @@ class LocalOpa:
     rest of the cluster while OPA comes up), else by the first evaluation."""
 
     def __init__(
-        self, policies: Sequence[Policy], opa_binary: Path, root: Path, pool: ThreadPoolExecutor
+        self,
+        policies: Sequence[Policy],
+        opa_binary: Path,
+        root: Path,
+        pool: ThreadPoolExecutor,
+        parsed_from: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self._policies = list(policies)
+        # the AIDataPolicy objects `policies` were parsed from (the audit then parses them no more)
+        self.parsed_from = parsed_from
         self._opa_binary = opa_binary
         self._root = root
         self._pool = pool
@@ -145,6 +152,11 @@ class LocalOpa:
         result: list[dict[str, Any]] = ready.result()(reviews)
         return result
 
+    @property
+    def policies(self) -> list[Policy]:
+        """The valid policies it evaluates with."""
+        return list(self._policies)
+
     def stop(self) -> None:
         if self._ready is not None:
             with contextlib.suppress(Exception):  # a start failure was raised by an evaluation
@@ -168,7 +180,7 @@ def local_opa(policy_objects: Sequence[Mapping[str, Any]], opa_binary: Path) -> 
         tempfile.TemporaryDirectory(prefix="aidp-audit-") as tmp,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="aidp-audit-opa") as pool,
     ):
-        evaluator = LocalOpa(policies, opa_binary, Path(tmp), pool)
+        evaluator = LocalOpa(policies, opa_binary, Path(tmp), pool, parsed_from=policy_objects)
         try:
             yield evaluator
         finally:

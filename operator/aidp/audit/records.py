@@ -19,6 +19,7 @@ neither tells (an Azure OpenAI resource, whose region is the resource's) is list
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -378,8 +379,12 @@ def finalise(
     report.records = [_with(r, evidences.get((r.namespace, r.policy), none), sm(r)) for r in report.records]
     report.findings = [f for f in report.findings if f.type != "record-incomplete"]
     messages: dict[tuple[str, tuple[str, ...]], str] = {}
+    lacking: dict[tuple[int, ...], tuple[str, ...]] = {}  # by the identity of what `missing` reads
     for r in report.records:
-        lacks = tuple(missing(r))
+        read = tuple(map(id, _READ_BY_MISSING(r)))
+        lacks = lacking.get(read)
+        if lacks is None:
+            lacks = lacking[read] = tuple(missing(r))
         if lacks:
             message = messages.get((r.policy, lacks))
             if message is None:
@@ -394,12 +399,16 @@ def finalise(
             )
 
 
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(ProcessingRecord))
+# the fields `missing` reads (records of one template share these very values)
+_READ_BY_MISSING = operator.attrgetter(
+    "controller", "purpose", "dataSubjects", "dataCategories", "recipient", "transfers", "retentionDays"
+)
 
 
 def _with(r: ProcessingRecord, ev: RecordEvidence, sm: SecurityMeasures) -> ProcessingRecord:
-    """`dataclasses.replace(r, evidence=ev, securityMeasures=sm)`, without its checks per field (a
-    large audit has some 10^5 records)."""
-    values = {name: getattr(r, name) for name in _RECORD_FIELDS}
-    values["evidence"], values["securityMeasures"] = ev, sm
-    return ProcessingRecord(**values)
+    """`dataclasses.replace(r, evidence=ev, securityMeasures=sm)`: a copy of the instance's fields
+    (ProcessingRecord has no __post_init__ and no slots), without replace's checks and the frozen
+    __init__'s setattr per field (a large audit has some 10^5 records)."""
+    new = object.__new__(ProcessingRecord)
+    vars(new).update(vars(r), evidence=ev, securityMeasures=sm)
+    return new
