@@ -1,4 +1,7 @@
-"""Kopf handlers: thin. They start the reconcilers and turn watch events into triggers."""
+"""Kopf handlers: thin. They start the reconcilers and turn watch events into triggers.
+
+Every handler is `async`: it runs in the event loop, where `trigger()` may set an asyncio.Event
+(Kopf would run a plain function in a worker thread), and costs no thread hop per event."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from lightkube import AsyncClient, KubeConfig
 
 from aidp import catalog
 from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, OperatorConfig
-from aidp.controller import approval, discovery, governance
+from aidp.controller import approval, discovery, governance, kopfstorage
 from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.catalogwatch import CatalogWatch
@@ -71,6 +74,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Kopf waits this long for more events of one object before handling them; the reconciler
     # coalesces bursts itself, so a short window only adds latency
     settings.batching.batch_window = 0.01
+    # every handler is on.event: no per-event deep copy of each body for a diff nobody reads
+    kopfstorage.check_events_only(kopf.get_default_registry())
+    settings.persistence.diffbase_storage = kopfstorage.EventsOnly()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
@@ -159,7 +165,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 @kopf.on.event(GROUP, VERSION, "clusteraidatapolicies", id="guardrail_changed")
-def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+async def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     """An AIDataPolicy or a ClusterAIDataPolicy was created, changed or deleted. Status writes (the
     operator's own, mostly) bump no generation and trigger nothing: they would only make every
     sync cause another one."""
@@ -181,7 +187,7 @@ def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
+async def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
     """Someone changed the governed label (or a namespace came or went): put it right."""
     rec = _runtime(memo).reconciler
     if rec is None:
@@ -201,7 +207,7 @@ def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods")
-def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+async def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     """A pod in a namespace with policies whose approval label may be wrong (a new pod a deny
     policy selects, or a labelled one it no longer selects): judge it."""
     rec = _runtime(memo).reconciler
@@ -221,7 +227,7 @@ def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
 @kopf.on.event(
     "networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}
 )
-def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
+async def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
     """A user's NetworkPolicy (or CiliumNetworkPolicy) changed: which pods it isolates for egress
     may have changed."""
     rec = _runtime(memo).reconciler
@@ -231,7 +237,7 @@ def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})
-def egress_object_changed(memo: Any, **_: Any) -> None:
+async def egress_object_changed(memo: Any, **_: Any) -> None:
     """A generated NetworkPolicy (or CiliumNetworkPolicy) was edited or deleted: put it back now,
     not at the next resync."""
     rec = _runtime(memo).reconciler
@@ -276,7 +282,7 @@ def watch_admin_tier_policies(backend: str) -> None:
 
 
 @kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
-def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
+async def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
     rt = _runtime(memo)
     if rt.certs is not None and body.get("metadata", {}).get("name") == rt.config.webhook_name:
         rt.certs.trigger()
@@ -296,7 +302,7 @@ def webhook_changed(body: Any, memo: Any, **_: Any) -> None:
     labels={"app.kubernetes.io/managed-by": "aidp"},
     id="vap_binding_changed",
 )
-def vap_object_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
+async def vap_object_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     """A ValidatingAdmissionPolicy (or binding) of the vap engine was edited or deleted: put it
     back now (aidp.controller.vap)."""
     rec = _runtime(memo).reconciler
