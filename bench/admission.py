@@ -232,8 +232,8 @@ def admission_overhead(
             figures[f"admission_overhead_p99_ratio_c{conc}_noop_webhook"] = n["p99"] / p["p99"]
             figures[f"admission_opa_vs_noop_p99_ratio_c{conc}"] = g["p99"] / n["p99"]
             if peer:
-                figures |= _peer_figures(conc, summary(samples[gk]), g, p, v)
-                figures |= _peer_figures(conc, summary(samples[gkv]), g, p, v, engine="gatekeeper_vap")
+                figures |= _peer_figures(conc, summary(samples[gk]), g, p, v, n)
+                figures |= _peer_figures(conc, summary(samples[gkv]), g, p, v, n, engine="gatekeeper_vap")
             print(
                 f"  c{conc}: webhook p50 {g['p50'] * 1000:.1f} ms p99 {g['p99'] * 1000:.1f} ms; "
                 f"no webhook p50 {p['p50'] * 1000:.1f} ms p99 {p['p99'] * 1000:.1f} ms; "
@@ -252,10 +252,13 @@ def _peer_figures(
     opa: dict[str, float],
     plain: dict[str, float],
     cel: dict[str, float],
+    noop: dict[str, float],
     engine: str = "gatekeeper",
 ) -> dict[str, float]:
     """Gatekeeper's latencies (`engine`: its webhook, or gatekeeper_vap: the ValidatingAdmissionPolicy
-    it generates), its overhead, and aidp's engines relative to it."""
+    it generates), its overhead, and aidp's engines relative to it; and the controls' ratios to it,
+    measured in the same rounds: the no-op webhook's (the best any webhook can do here) and no
+    admission's (the best anything can do)."""
     print(
         f"  c{conc}: {engine} p50 {k['p50'] * 1000:.1f} ms p99 {k['p99'] * 1000:.1f} ms "
         f"(n={int(k['n'])}); aidp opa/{engine} p99 {opa['p99'] / k['p99']:.2f}, "
@@ -268,6 +271,8 @@ def _peer_figures(
         f"admission_{engine}_overhead_p99_ratio_c{conc}": k["p99"] / plain["p99"],
         f"admission_opa_vs_{engine}_p99_ratio_c{conc}": opa["p99"] / k["p99"],
         f"admission_vap_vs_{engine}_p99_ratio_c{conc}": cel["p99"] / k["p99"],
+        f"admission_noop_webhook_vs_{engine}_p99_ratio_c{conc}": noop["p99"] / k["p99"],
+        f"admission_no_admission_vs_{engine}_p99_ratio_c{conc}": plain["p99"] / k["p99"],
     }
 
 
