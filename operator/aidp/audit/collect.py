@@ -38,6 +38,7 @@ PAGE = 500
 LIST_TIMEOUT = 60.0  # seconds: a page of 500 objects from a busy API server
 T = TypeVar("T")
 IN_FLIGHT = 2
+MAX_WAITING = 8  # prepared pages waiting for OPA before reading waits (see _audit_cluster)
 AIDataPolicy = create_namespaced_resource("aidp.io", "v1alpha1", "AIDataPolicy", "aidatapolicies")
 # controllers first: a page of them is as cheap as a page of pods, and they are what people own
 WORKLOAD_RESOURCES: tuple[tuple[Any, str, str], ...] = (
@@ -360,15 +361,17 @@ def _audit_cluster(
     auditor.report.findings.extend(audit_guardrails.findings(bounds))
     auditor.report.guardrails = audit_guardrails.summaries(guardrails, policy_objs, bounds)
     # A pipeline: the API server sends the next page while this one is prepared, and OPA judges
-    # the pages already prepared meanwhile. At most IN_FLIGHT pages wait for OPA and one is read
-    # ahead, so memory stays bounded by the page size.
+    # the pages already prepared meanwhile (IN_FLIGHT at a time); judged pages are applied in
+    # order as soon as they are judged. Reading waits only when MAX_WAITING pages wait for OPA (a
+    # private OPA may still be loading thousands of policies as the first pages come), so memory
+    # stays bounded by the page size.
     with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="aidp-audit") as pool:
         pending: deque[tuple[list[Any], Future[list[dict[str, Any]]]]] = deque()
         for kind, page in read_ahead(_workload_pages(client, namespace, auditor.report.skipped)):
             batch = auditor.prepare(page)
             if batch:
                 pending.append((batch, pool.submit(evaluate, [g.review for g in batch])))
-            while len(pending) > IN_FLIGHT:
+            while pending and (len(pending) > MAX_WAITING or pending[0][1].done()):
                 done, future = pending.popleft()
                 auditor.apply(done, future.result())
             if progress:
