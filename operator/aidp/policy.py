@@ -7,6 +7,7 @@ provider's endpoints come from the provider catalog (`aidp.catalog`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from aidp.catalog import Endpoint
@@ -88,9 +89,10 @@ class PolicySpec:
         """The provider's first endpoint, or None (a provider whose host a policy lists itself)."""
         return self.provider_endpoints[0] if self.provider_endpoints else None
 
-    @property
+    @functools.cached_property
     def all_endpoints(self) -> tuple[Endpoint, ...]:
-        """The provider's endpoints, then the extra endpoints; duplicates dropped, order kept."""
+        """The provider's endpoints, then the extra endpoints; duplicates dropped, order kept
+        (computed once: every sync asks each policy of the cluster)."""
         return tuple(dict.fromkeys((*self.provider_endpoints, *self.endpoints)))
 
 

@@ -5,6 +5,7 @@ audit loop's rule for writing its figures (aidp.controller.auditloop.audit_statu
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -138,14 +139,72 @@ def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() ->
     first, keys = world(30)
     objs, _ = applier._render(first, ctx, keys)
     assert objs == backends.render_all(backend, first, ctx)
-    kept = {ns: hit[1] for ns, hit in applier._rendered.items()}
+    kept = {ns: hit.objects for ns, hit in applier._rendered.items()}
     second, keys2 = world(7)  # one policy of ns-0 changed
     objs2, prints = applier._render(second, ctx, keys2)
     assert objs2 == backends.render_all(backend, second, ctx) and len(prints) == len(objs2)
     # reused: every namespace but the changed one and "g" (no policies: no digest, always rendered)
-    assert all(applier._rendered[ns][1] is kept[ns] for ns in kept if ns not in ("ns-0", "g"))
-    assert applier._rendered["g"][1] is not kept["g"]
-    assert applier._rendered["ns-0"][1] is not kept["ns-0"]
+    assert all(applier._rendered[ns].objects is kept[ns] for ns in kept if ns not in ("ns-0", "g"))
+    assert applier._rendered["g"].objects is not kept["g"]
+    assert applier._rendered["ns-0"].objects is not kept["ns-0"]
     later = EgressContext(ctx.addresses, dt.date(2026, 12, 2), extra_cut=ctx.extra_cut)
     applier._render(second, later, keys2)
-    assert all(applier._rendered[ns][1] is not kept[ns] for ns in kept)  # a new day: all again
+    assert all(applier._rendered[ns].objects is not kept[ns] for ns in kept)  # a new day: all again
+
+
+def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> None:
+    """Between full passes, only the namespaces rendered again (and those gone) are compared with
+    what was applied; what is remembered as applied equals the full rendering afterwards."""
+    import asyncio
+
+    from aidp import opadata
+    from aidp.controller.egress import EgressApplier, key_of
+    from aidp.egress import backends
+    from aidp.egress.model import AddressBook, EgressContext
+    from aidp.model import Policy
+
+    class Recorder:  # stands in for the API client: records the writes asked for
+        def __init__(self) -> None:
+            self.applied: list[tuple[str, str, str]] = []
+            self.deleted: list[tuple[str, str]] = []
+
+        async def apply(self, obj: Any, **_: Any) -> None:
+            self.applied.append(key_of(obj.to_dict() if hasattr(obj, "to_dict") else obj))
+
+        async def delete(self, res: Any, name: str, namespace: str | None = None) -> None:
+            self.deleted.append((str(namespace), name))
+
+    def world(namespaces: int, retention: int) -> tuple[list[Policy], dict[str, str]]:
+        objs = [helpers.policy(f"p{i}", f"ns-{i % namespaces}") for i in range(3 * namespaces)]
+        objs[0]["spec"]["workloadSelector"] = {"matchLabels": {"app": f"bot-{retention}"}}  # its egress
+        policies = [Policy.from_object(o) for o in objs]
+        by_ns: dict[str, list[Policy]] = {}
+        for p in policies:
+            by_ns.setdefault(p.namespace, []).append(p)
+        return policies, {ns: opadata.digest(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
+
+    backend = backends.get("networkpolicy")
+    client = Recorder()
+    applier = EgressApplier(client, backend)  # type: ignore[arg-type]
+    ctx = EgressContext(AddressBook({"api.openai.com": ("192.0.2.1/32",)}), dt.date(2026, 12, 1))
+    first, keys = world(4, 30)
+    objs, prints = applier._render(first, ctx, keys)
+    applier._applied = {key_of(o): f for o, f in zip(objs, prints, strict=True)}  # as a full pass leaves it
+
+    def remembered_is_everything(policies: list[Policy]) -> bool:
+        every = backends.render_all(backend, policies, ctx)
+        return applier._applied == {key_of(o): json.dumps(o, sort_keys=True) for o in every}
+
+    second, keys2 = world(4, 7)  # policy p0 of ns-0 changed
+    result = asyncio.run(applier.reconcile(second, ctx, verify_live=False, namespace_keys=keys2))
+    assert client.applied and {k[1] for k in client.applied} == {"ns-0"}, client.applied
+    assert not client.deleted and not result.errors
+    assert remembered_is_everything(second)
+    assert {ns for ns, _ in result.by_policy} == {"ns-0", "ns-1", "ns-2", "ns-3"}  # every namespace's
+    client.applied.clear()
+    third = [p for p in second if p.namespace != "ns-3"]  # ns-3's policies gone: its objects deleted
+    keys3 = {ns: k for ns, k in keys2.items() if ns != "ns-3"}
+    asyncio.run(applier.reconcile(third, ctx, verify_live=False, namespace_keys=keys3))
+    assert client.deleted and {ns for ns, _ in client.deleted} == {"ns-3"}, client.deleted
+    assert not client.applied  # nothing else written
+    assert remembered_is_everything(third)

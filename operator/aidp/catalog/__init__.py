@@ -178,9 +178,13 @@ class Provider:
 
     def all_hosts(self) -> list[str]:
         """Every host of the provider: its endpoints, then each region's, without duplicates."""
+        return list(self._all_hosts)
+
+    @functools.cached_property
+    def _all_hosts(self) -> tuple[str, ...]:
         hosts = [e.host for e in self.endpoints]
         hosts.extend(e.host for _, eps in self.residency for e in eps)
-        return list(dict.fromkeys(hosts))
+        return tuple(dict.fromkeys(hosts))
 
 
 @dataclass(frozen=True)

@@ -89,13 +89,45 @@ class EgressResult:
     by_policy: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
+def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of an egress object."""
+    meta = obj["metadata"]
+    return (str(obj["kind"]), str(meta.get("namespace", "")), str(meta["name"]))
+
+
+@dataclass(frozen=True)
+class NamespaceRendering:
+    """A namespace's egress objects as last rendered: what the rendering depended on (`key`), the
+    objects, their fingerprints and keys, and the object names of each policy."""
+
+    key: Any
+    objects: list[dict[str, Any]]
+    prints: list[str]
+    keys: list[tuple[str, str, str]]
+    by_policy: dict[tuple[str, str], list[str]]
+
+    @classmethod
+    def of(cls, key: Any, objects: list[dict[str, Any]]) -> NamespaceRendering:
+        by_policy: dict[tuple[str, str], list[str]] = {}
+        for obj in objects:
+            pol = obj["metadata"]["labels"].get(POLICY_LABEL)
+            if pol:
+                by_policy.setdefault((namespace_of(obj), pol), []).append(obj["metadata"]["name"])
+        return cls(
+            key,
+            objects,
+            [json.dumps(o, sort_keys=True) for o in objects],
+            [key_of(o) for o in objects],
+            by_policy,
+        )
+
+
 class EgressApplier:
     def __init__(self, client: AsyncClient, backend: Backend) -> None:
         self.client = client
         self.backend = backend
         self._applied: dict[tuple[str, str, str], str] | None = None  # what the last apply wrote
-        # namespace -> (what its rendering depended on, its objects, their fingerprints)
-        self._rendered: dict[str, tuple[Any, list[dict[str, Any]], list[str]]] = {}
+        self._rendered: dict[str, NamespaceRendering] = {}  # namespace -> its last rendering
         self.cluster_scoped = backend.cluster_scoped
         self.resources = {
             KINDS[p]: resource_for(g, v, p, KINDS[p], backend.cluster_scoped) for g, v, p in backend.kinds
@@ -118,19 +150,16 @@ class EgressApplier:
         context are as at the last sync is not rendered again (10,000 policies take a second to
         render); without it, or with `verify_live`, everything is.
         """
+        previous = self._rendered
         desired, prints = self._render(policies, ctx, None if verify_live else namespace_keys)
         result = EgressResult()
-        want = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in desired}
-        for obj in desired:
-            pol = obj["metadata"]["labels"].get(POLICY_LABEL)
-            if pol:
-                result.by_policy.setdefault((namespace_of(obj), pol), []).append(obj["metadata"]["name"])
-        fingerprints = {
-            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): f
-            for o, f in zip(desired, prints, strict=True)
-        }
+        for rendering in self._rendered.values():
+            for pol_key, names in rendering.by_policy.items():
+                result.by_policy.setdefault(pol_key, []).extend(names)
         if not verify_live and self._applied is not None:
-            return await self._apply_changes(want, fingerprints, result)
+            return await self._apply_changes(previous, result)
+        want = {key_of(o): o for o in desired}
+        fingerprints = {key_of(o): f for o, f in zip(desired, prints, strict=True)}
         live: dict[tuple[str, str, str], dict[str, Any]] = {}
         for kind, res in self.resources.items():
             selector = {**MANAGED_BY, ROLE_LABEL: None}
@@ -149,7 +178,7 @@ class EgressApplier:
             or not same_spec(obj["spec"], current.get("spec"))
             or not covers(obj["metadata"], current.get("metadata"))
         }
-        return await self._write(want, stale, set(live) - set(want), fingerprints, result)
+        return await self._write(want, stale, set(live) - set(want), fingerprints, result, replace=True)
 
     def _render(
         self, policies: Sequence[Policy], ctx: EgressContext, keys: Mapping[str, str] | None
@@ -168,31 +197,44 @@ class EgressApplier:
             ctx.today,
             repr(ctx.settings),
         )
-        rendered: dict[str, tuple[Any, list[dict[str, Any]], list[str]]] = {}
+        rendered: dict[str, NamespaceRendering] = {}
         objects: list[dict[str, Any]] = []
         prints: list[str] = []
         for ns in sorted(by_ns):
             key = (shared, keys.get(ns) if keys is not None else None, tuple(ctx.extra_cut.get(ns, ())))
             hit = self._rendered.get(ns)
-            if keys is not None and key[1] is not None and hit is not None and hit[0] == key:
+            if keys is not None and key[1] is not None and hit is not None and hit.key == key:
                 rendered[ns] = hit
             else:
                 objs = self.backend.render(ns, sorted(by_ns[ns], key=lambda p: p.name), ctx)
-                rendered[ns] = (key, objs, [json.dumps(o, sort_keys=True) for o in objs])
-            objects.extend(rendered[ns][1])
-            prints.extend(rendered[ns][2])
+                rendered[ns] = NamespaceRendering.of(key, objs)
+            objects.extend(rendered[ns].objects)
+            prints.extend(rendered[ns].prints)
         self._rendered = rendered
         return objects, prints
 
     async def _apply_changes(
-        self,
-        want: dict[tuple[str, str, str], dict[str, Any]],
-        fingerprints: dict[tuple[str, str, str], str],
-        result: EgressResult,
+        self, previous: Mapping[str, NamespaceRendering], result: EgressResult
     ) -> EgressResult:
+        """Write what changed since the last apply, looking only at the namespaces rendered again
+        (and those gone): a namespace whose rendering was reused is as the last apply left it."""
         applied = self._applied or {}
+        current = self._rendered
+        touched = {ns for ns, r in current.items() if previous.get(ns) is not r} | (
+            set(previous) - set(current)
+        )
+        want: dict[tuple[str, str, str], dict[str, Any]] = {}
+        fingerprints: dict[tuple[str, str, str], str] = {}
+        before: set[tuple[str, str, str]] = set()
+        for ns in touched:
+            if ns in current:
+                r = current[ns]
+                want.update(zip(r.keys, r.objects, strict=True))
+                fingerprints.update(zip(r.keys, r.prints, strict=True))
+            if ns in previous:
+                before.update(previous[ns].keys)
         changed = {key for key in want if applied.get(key) != fingerprints[key]}
-        return await self._write(want, changed, set(applied) - set(want), fingerprints, result)
+        return await self._write(want, changed, before - set(want), fingerprints, result)
 
     async def _write(
         self,
@@ -201,9 +243,12 @@ class EgressApplier:
         to_delete: set[tuple[str, str, str]],
         fingerprints: dict[tuple[str, str, str], str],
         result: EgressResult,
+        *,
+        replace: bool = False,
     ) -> EgressResult:
         """Server-side apply `to_apply`, then delete `to_delete` (PARALLEL_WRITES at a time: the
-        first sync of 10,000 policies writes some 11,000 objects); remember what is now in force."""
+        first sync of 10,000 policies writes some 11,000 objects); remember what is now in force:
+        `fingerprints` is all of it (`replace`) or what changed in the namespaces looked at."""
         limit = asyncio.Semaphore(PARALLEL_WRITES)
 
         async def apply(key: tuple[str, str, str]) -> None:
@@ -229,5 +274,12 @@ class EgressApplier:
         await asyncio.gather(*(delete(key) for key in sorted(to_delete)))
         if result.applied or result.deleted:
             log.info("egress: applied %d, deleted %d objects", result.applied, result.deleted)
-        self._applied = None if result.errors else fingerprints
+        if result.errors:
+            self._applied = None  # the next pass compares with the live objects
+        elif replace or self._applied is None:
+            self._applied = dict(fingerprints)
+        else:
+            for key in to_delete:
+                self._applied.pop(key, None)
+            self._applied.update(fingerprints)
         return result

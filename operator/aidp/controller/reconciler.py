@@ -323,14 +323,26 @@ class Reconciler:
         for ns in governed - {p.namespace for p in policies} - guardrails.namespaces:
             extra_cut[ns] = tuple(catalog_hosts())  # only invalid policies: every provider is cut
         labels = (frozenset(governed), frozenset(guardrails.namespaces))
+        steps: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def step(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            steps[name], mark = now - mark, now
+
         if full or self._relabel or labels != self._labelled:
             self._relabel = False
             await namespace_labels.label(self.client, governed, guardrails.namespaces)
             self._labelled = labels
         self.governed = governed
+        step("labels")
         await self._judge_pods(policies, set(extra_cut), full=full)
+        step("pods")
         egress = await self._egress(policies, extra_cut, full=full)
+        step("egress")
         bounds = await self._bounds(objs, guardrails)
+        step("bounds")
         # what every status depends on beside its own policy: when it is as at the last sync, only
         # the policies of the namespaces that changed can need a new status
         inputs = (
@@ -345,15 +357,19 @@ class Reconciler:
         self._status_inputs = None  # a failed write: every status is looked at again next time
         await self.statuses.policies(objs, parsed, result, egress, bounds, guardrails.namespaces, only=only)
         self._status_inputs = inputs
+        step("statuses")
         await self.statuses.guardrails(guardrails, objs, bounds)
+        step("guardrails")
         self._inflight = set()
         if full or len(dirty) >= RELEASE_AFTER_NAMESPACES:
             release_memory()  # a large sync's transients (LIST pages, rendered objects) go back
+            # and once more when the watch events of its status writes have been handled (Kopf's
+            # per-object workers drop their bodies when they idle out)
+            asyncio.get_running_loop().call_later(RELEASE_AGAIN_SECONDS, release_memory)
         done = time.perf_counter()
         log.info(
             "synced %d policies (%s, %d namespaces changed), revision %s, %d/%d OPA replicas in "
-            "%.3fs (read and render %.3fs, OPA and durable copy %.3fs, labels, pods, egress, "
-            "statuses %.3fs)",
+            "%.3fs (read and render %.3fs, OPA and durable copy %.3fs, %s)",
             len(policies),
             "full" if full else "incremental",
             len(dirty),
@@ -363,7 +379,7 @@ class Reconciler:
             done - t0,
             t_render - t0,
             t_load - t_render,
-            done - t_load,
+            ", ".join(f"{name} {took:.3f}s" for name, took in steps.items()),
         )
         return result
 
@@ -551,6 +567,7 @@ _COPY_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[
 
 
 RELEASE_AFTER_NAMESPACES = 100
+RELEASE_AGAIN_SECONDS = 5.0
 
 
 def release_memory() -> None:

@@ -130,11 +130,15 @@ def cut_hosts(policies: Sequence[Policy]) -> list[str]:
     the policies and every host of their providers (the global and each regional endpoint), so
     that a residency policy's pods reach only their region, whatever the other policies are."""
     hosts: dict[str, None] = {}
+    providers: dict[str, None] = {}  # each provider's hosts once, however many policies name it
     for p in policies:
-        provider = PROVIDERS.get(p.spec.provider)
-        if provider is not None:
-            hosts.update(dict.fromkeys(provider.all_hosts()))
-        hosts.update(dict.fromkeys(e.host for e in p.endpoints))
+        if p.spec.provider not in providers:
+            providers[p.spec.provider] = None
+            provider = PROVIDERS.get(p.spec.provider)
+            if provider is not None:
+                hosts.update(dict.fromkeys(provider.all_hosts()))
+        for e in p.endpoints:
+            hosts[e.host] = None
     return list(hosts)
 
 
