@@ -20,3 +20,15 @@ def test_the_audit_may_get_replication_controllers_and_nothing_more() -> None:
 def test_without_the_audit_no_replication_controllers() -> None:
     rules = one(render(("audit.intervalSeconds=0",)), "ClusterRole", "aidp-operator")["rules"]
     assert _verbs(rules, "", "replicationcontrollers") == set()
+
+
+def test_the_audit_timeout_reaches_the_operator() -> None:
+    """`audit.timeoutSeconds` is the operator's `--audit-timeout` (0 by default: ten intervals)."""
+
+    def timeout(values: tuple[str, ...] = ()) -> str:
+        pod = one(render(values), "Deployment", "aidp-operator")["spec"]["template"]["spec"]
+        args = next(c for c in pod["containers"] if "--audit-interval" in c["args"])["args"]
+        return str(args[args.index("--audit-timeout") + 1])
+
+    assert timeout() == "0"
+    assert timeout(("audit.timeoutSeconds=1200",)) == "1200"
