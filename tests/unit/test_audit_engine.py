@@ -38,14 +38,19 @@ POLICIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def evaluate() -> Iterator[Any]:
+def local_evaluator(policies: Any) -> Iterator[Any]:
+    """A private OPA (the test binary) evaluating for `policies`, for a module-scoped fixture."""
     try:
         opa = check.find_opa()
     except check.OpaError as err:
         pytest.fail(f"{err} (run make testbin)")
-    with local_opa(POLICIES, opa) as ev:
+    with local_opa(policies, opa) as ev:
         yield ev
+
+
+@pytest.fixture(scope="module")
+def evaluate() -> Iterator[Any]:
+    yield from local_evaluator(POLICIES)
 
 
 def with_key(obj: dict[str, Any]) -> dict[str, Any]:

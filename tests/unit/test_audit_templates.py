@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 
-from aidp import check
 from aidp.audit import records
 from aidp.audit.engine import Auditor, _frozen, _meta_key, _template_annotations
-from aidp.audit.evaluate import local_opa
 from aidp.audit.rbac import RbacIndex
 from aidp.audit.report import AuditReport
 from aidp.model import Policy
 from aidp.workloads import pod_template
 from tests.integration import helpers
+from tests.unit.test_audit_engine import local_evaluator
 
 NS = "tpl"
 OTHER = "tpl-other"
@@ -34,12 +33,7 @@ POLICIES = [
 
 @pytest.fixture(scope="module")
 def evaluate() -> Iterator[Any]:
-    try:
-        opa = check.find_opa()
-    except check.OpaError as err:
-        pytest.fail(f"{err} (run make testbin)")
-    with local_opa(POLICIES, opa) as ev:
-        yield ev
+    yield from local_evaluator(POLICIES)
 
 
 # egress rules for the pods labelled tier=web: their records name it (securityMeasures.egressRules)

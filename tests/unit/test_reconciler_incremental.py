@@ -1,6 +1,6 @@
 """The reconciler's own copy of the AIDataPolicies between full syncs (aidp.controller.reconciler):
 slimmed, taken from watch events in order, stale events dropped, changed namespaces marked; the
-audit loop's rule for writing its figures (aidp.controller.auditloop.audit_status_due)."""
+audit loop's rule for writing its figures (aidp.audit.worker.audit_status_due)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from aidp import render
+from aidp.audit.worker import audit_status_due
 from aidp.config import OperatorConfig
 from aidp.controller import reconciler as rec_mod
-from aidp.controller.auditloop import audit_status_due
 from tests.integration import helpers
 
 
@@ -114,8 +114,19 @@ def test_audit_figures_are_written_when_changed_or_an_interval_old(
     assert audit_status_due(current, WANT, NOW, 300.0) is due
 
 
-def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() -> None:
+def _parsed_with_keys(objs: list[dict[str, Any]]) -> tuple[list[Any], dict[str, str]]:
+    """The parsed policies and each namespace's digest (what the reconciler passes as keys)."""
     from aidp import opadata
+    from aidp.model import Policy
+
+    policies = [Policy.from_object(o) for o in objs]
+    by_ns: dict[str, list[Policy]] = {}
+    for p in policies:
+        by_ns.setdefault(p.namespace, []).append(p)
+    return policies, {ns: opadata.digest(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
+
+
+def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() -> None:
     from aidp.controller.egress import EgressApplier
     from aidp.egress import backends
     from aidp.egress.model import AddressBook, EgressContext
@@ -125,11 +136,7 @@ def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() ->
         objs = [helpers.policy(f"p{i}", f"ns-{i % 4}") for i in range(12)]
         objs[0]["spec"]["retention"] = {"maxDays": retention}
         objs[5]["spec"]["enforcement"] = "dryrun"
-        policies = [Policy.from_object(o) for o in objs]
-        by_ns: dict[str, list[Policy]] = {}
-        for p in policies:
-            by_ns.setdefault(p.namespace, []).append(p)
-        return policies, {ns: opadata.digest(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
+        return _parsed_with_keys(objs)
 
     backend = backends.get("networkpolicy")
     applier = EgressApplier(None, backend)  # type: ignore[arg-type]
@@ -157,7 +164,6 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     what was applied; what is remembered as applied equals the full rendering afterwards."""
     import asyncio
 
-    from aidp import opadata
     from aidp.controller.egress import EgressApplier, key_of
     from aidp.egress import backends
     from aidp.egress.model import AddressBook, EgressContext
@@ -177,11 +183,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     def world(namespaces: int, retention: int) -> tuple[list[Policy], dict[str, str]]:
         objs = [helpers.policy(f"p{i}", f"ns-{i % namespaces}") for i in range(3 * namespaces)]
         objs[0]["spec"]["workloadSelector"] = {"matchLabels": {"app": f"bot-{retention}"}}  # its egress
-        policies = [Policy.from_object(o) for o in objs]
-        by_ns: dict[str, list[Policy]] = {}
-        for p in policies:
-            by_ns.setdefault(p.namespace, []).append(p)
-        return policies, {ns: opadata.digest(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
+        return _parsed_with_keys(objs)
 
     backend = backends.get("networkpolicy")
     client = Recorder()

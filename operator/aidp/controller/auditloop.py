@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 
 from aidp import catalog, metrics
 from aidp.audit import runner
-from aidp.audit.worker import CatalogSpec, ReplicaSpec, Request, Summary, audit_status_due
+from aidp.audit.worker import CatalogSpec, ReplicaSpec, Request, Summary
 from aidp.config import OperatorConfig
 from aidp.opa_loader import Replica
 
-__all__ = ["AuditLoop", "audit_status_due", "audit_timeout", "request_for"]
+__all__ = ["AuditLoop", "audit_timeout", "request_for"]
 
 log = logging.getLogger("aidp.audit")
 
