@@ -2,7 +2,9 @@
 
 (a) Deployment create latency in a governed namespace (the webhook is called and OPA evaluates
     every rule) vs the same create in an ungoverned namespace (the webhook's namespaceSelector
-    skips it), at concurrency 1 and 50, in interleaved rounds of one run. A control runs in the
+    skips it), at concurrency 1 and 50, in interleaved rounds of one run (one HTTP/2 client per
+    concurrency, warmed up: no sample pays for a connection; at concurrency 1 the namespaces take
+    turns create by create, at 50 in batches of one namespace). A control runs in the
     same rounds: a third namespace served by a no-op webhook (a second OPA server started exactly
     like aidp's, TLS, token and authorization policy, whose decision allows everything without
     looking), so the results show how much of the overhead any OPA webhook costs on this machine.
@@ -21,12 +23,14 @@ import asyncio
 import base64
 import contextlib
 import copy
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
@@ -77,8 +81,23 @@ def _ensure_ns(client: Client, name: str, labels: dict[str, str] | None = None) 
             raise
 
 
-async def _creates(kubeconfig: str, ns: str, prefix: str, n: int, concurrency: int) -> list[float]:
-    client = AsyncClient(config=KubeConfig.from_file(kubeconfig), trust_env=False)
+def _client(kubeconfig: str) -> AsyncClient:
+    """The bench's one client for a concurrency level: HTTP/2 (client-go's default: one connection
+    for every concurrent request), opened once and warmed up, so that no measured create pays for a
+    connection or a TLS handshake (a new client per batch put 50 handshakes into every 50-client
+    batch's samples)."""
+    return AsyncClient(config=KubeConfig.from_file(kubeconfig), trust_env=False, http2=True)
+
+
+async def _create(client: AsyncClient, ns: str, name: str) -> float:
+    obj = from_dict(_deployment(ns, name))
+    t0 = time.perf_counter()
+    await client.create(obj)
+    return time.perf_counter() - t0
+
+
+async def _creates(client: AsyncClient, ns: str, prefix: str, n: int, concurrency: int) -> list[float]:
+    """n creates in `ns` by `concurrency` workers: the latency of each."""
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -90,18 +109,52 @@ async def _creates(kubeconfig: str, ns: str, prefix: str, n: int, concurrency: i
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            obj = from_dict(_deployment(ns, f"{prefix}-{i}"))
-            t0 = time.perf_counter()
-            await client.create(obj)
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(await _create(client, ns, f"{prefix}-{i}"))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    await client.close()
     return latencies
 
 
+async def _interleaved(
+    client: AsyncClient, namespaces: list[str], prefix: str, n: int
+) -> dict[str, list[float]]:
+    """One client, one create at a time, taking the namespaces in turn (the first one rotating), n
+    creates in each: whatever slows the machine for a moment (a compaction, a GC, a background
+    write) falls on every namespace alike, which batches of one namespace at a time do not give at
+    concurrency 1, where a p99 is a handful of samples."""
+    samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
+    for i in range(n):
+        k = i % len(namespaces)
+        for ns in namespaces[k:] + namespaces[:k]:
+            samples[ns].append(await _create(client, ns, f"{prefix}-{i}"))
+    return samples
+
+
+async def _rounds(
+    kubeconfig: str, namespaces: list[str], conc: int, rounds: int, per_round: int
+) -> dict[str, list[float]]:
+    """The measured creates at one concurrency, after a warm-up of every namespace: at concurrency
+    1 interleaved create by create; at 50, batches of `per_round` creates in one namespace (the load
+    that namespace's admission puts on the machine is part of what is measured), the namespaces in
+    a rotating order, `rounds` times."""
+    client = _client(kubeconfig)
+    try:
+        for ns in namespaces:  # warm-up: the connection, caches, OPA's compiled policy
+            await _creates(client, ns, f"warm-c{conc}", 20, conc)
+        if conc == 1:
+            return await _interleaved(client, namespaces, "c1", rounds * per_round)
+        samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
+        for r in range(rounds):
+            k = r % len(namespaces)
+            for ns in namespaces[k:] + namespaces[:k]:
+                samples[ns] += await _creates(client, ns, f"c{conc}-r{r}", per_round, conc)
+        return samples
+    finally:
+        await client.close()
+
+
 @contextlib.contextmanager
-def noop_webhook(client: Client, namespace: str) -> Iterator[None]:
+def noop_webhook(client: Client, namespace: str) -> Iterator[OpaServer]:
     """A no-op OPA webhook for `namespace`, with aidp's webhook settings (rules, timeout, failure
     policy), for the duration of the block."""
     aidp = client.get(ValidatingWebhookConfiguration, OperatorConfig().webhook_name).to_dict()
@@ -131,7 +184,7 @@ def noop_webhook(client: Client, namespace: str) -> Iterator[None]:
                 )
             )
             try:
-                yield
+                yield server
             finally:
                 client.delete(ValidatingWebhookConfiguration, name)
         finally:
@@ -180,10 +233,38 @@ def _wait_vap(
         time.sleep(0.1)
 
 
+def _reviews(server: OpaServer) -> tuple[float, float]:
+    """OPA's own time answering AdmissionReviews (POST /, the "index" handler of its
+    http_request_duration_seconds): (seconds in all, reviews answered), from its /metrics."""
+    assert server.ca_file is not None
+    ctx = ssl.create_default_context(cafile=str(server.ca_file))
+    headers = {"Authorization": f"Bearer {server.token}"}
+    resp = httpx2.get(f"{server.url}/metrics", headers=headers, verify=ctx, timeout=10)
+    resp.raise_for_status()
+    text = resp.text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("http_request_duration_seconds_") and 'handler="index"' in line:
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("http_request_duration_seconds_sum"):
+                total += value
+            elif line.startswith("http_request_duration_seconds_count"):
+                count += value
+    return total, count
+
+
 def admission_overhead(
-    client: Client, kubeconfig: str, *, rounds: int = 4, per_round: int = 100, peer: bool = False
+    client: Client,
+    kubeconfig: str,
+    *,
+    rounds: int = 4,
+    per_round: int = 100,
+    peer: bool = False,
+    opa: OpaServer | None = None,
 ) -> dict[str, float]:
-    """With `peer`, Gatekeeper (started by the caller: bench.gatekeeper.running) in the rounds too."""
+    """With `peer`, Gatekeeper (started by the caller: bench.gatekeeper.running) in the rounds too.
+    With `opa` (aidp's OPA server), OPA's own time per review, aidp's and the no-op's, is measured
+    in the same rounds: how much of the webhook's cost is the decision and how much the call."""
     governed, plain, noop, cel = "bench-governed", "bench-plain", "bench-noop", VAP_NAMESPACE
     namespaces = [governed, plain, noop, cel]
     for ns in namespaces:
@@ -200,20 +281,21 @@ def admission_overhead(
         gatekeeper.add_policy(client, helpers.policy("bots", gkv), vap=True)
         namespaces += [gk, gkv]
     figures: dict[str, float] = {}
-    with noop_webhook(client, noop), vap_engine(client, cel):
+    with noop_webhook(client, noop) as noop_opa, vap_engine(client, cel):
         _wait_vap(client, cel)
         if peer:
             _wait_vap(client, gk, what="Gatekeeper's constraints")
             _wait_vap(client, gkv, timeout=90.0, what="Gatekeeper's generated ValidatingAdmissionPolicies")
         for conc in (1, 50):
-            samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
-            for ns in samples:  # warm-up: connections, caches, OPA's compiled policy
-                asyncio.run(_creates(kubeconfig, ns, f"warm-c{conc}", 20, conc))
-            for r in range(rounds):
-                k = r % len(namespaces)
-                order = namespaces[k:] + namespaces[:k]
-                for ns in order:
-                    samples[ns] += asyncio.run(_creates(kubeconfig, ns, f"c{conc}-r{r}", per_round, conc))
+            servers = {"aidp": opa, "noop": noop_opa} if opa is not None else {}
+            before = {k: _reviews(srv) for k, srv in servers.items()}
+            samples = asyncio.run(_rounds(kubeconfig, namespaces, conc, rounds, per_round))
+            for k, srv in servers.items():
+                took, answered = (a - b for a, b in zip(_reviews(srv), before[k], strict=True))
+                if answered:
+                    each = took / answered * 1000
+                    figures[f"admission_opa_server_ms_per_review_{k}_c{conc}"] = each
+                    print(f"  c{conc}: {k} OPA answered {answered:.0f} reviews, {each:.2f} ms each")
             g, p, n = summary(samples[governed]), summary(samples[plain]), summary(samples[noop])
             v = summary(samples[cel])
             figures[f"admission_create_p50_seconds_vap_c{conc}"] = v["p50"]

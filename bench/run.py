@@ -11,6 +11,7 @@ from lightkube import Client
 
 from aidp import kube
 from aidp.devcluster import ControlPlane
+from aidp.devcluster.opa import OpaServer
 from aidp.devcluster.stack import AidpStack
 from aidp.paths import crds_dir
 from bench import admission, audit, egress, gatekeeper, reliability, scale, webhook_calls
@@ -70,7 +71,7 @@ def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
             client = kube.client(cp.kubeconfig)
             t0 = time.monotonic()
             if parts & {"control-plane", "admission"}:
-                figures |= admission_rounds(cp, client, Path(tmp), quick=quick)
+                figures |= admission_rounds(cp, client, Path(tmp), quick=quick, opa=stack.opa)
             if "control-plane" in parts:
                 print("reconcile latency (policy change -> next violating create denied):")
                 figures |= admission.reconcile_latency(
@@ -99,7 +100,9 @@ def control_plane(*, quick: bool, parts: set[str]) -> dict[str, float]:
     return figures
 
 
-def admission_rounds(cp: ControlPlane, client: Client, state_dir: Path, *, quick: bool) -> dict[str, float]:
+def admission_rounds(
+    cp: ControlPlane, client: Client, state_dir: Path, *, quick: bool, opa: OpaServer | None = None
+) -> dict[str, float]:
     """The admission rounds, with the peer: Gatekeeper started, its webhook and its generated
     ValidatingAdmissionPolicy checked against aidp on the examples (a disagreement stops the
     bench) before anything is measured."""
@@ -110,7 +113,12 @@ def admission_rounds(cp: ControlPlane, client: Client, state_dir: Path, *, quick
         print(f"Gatekeeper's ValidatingAdmissionPolicy agrees with aidp on the {n} workloads of the examples")
         print("admission overhead (create latency with vs without the webhook, and the peer's):")
         return admission.admission_overhead(
-            client, str(cp.kubeconfig), rounds=3 if quick else 6, per_round=50 if quick else 200, peer=True
+            client,
+            str(cp.kubeconfig),
+            rounds=3 if quick else 6,
+            per_round=50 if quick else 200,
+            peer=True,
+            opa=opa,
         )
 
 

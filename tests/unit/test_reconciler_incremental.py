@@ -5,7 +5,6 @@ audit loop's rule for writing its figures (aidp.audit.worker.audit_status_due)."
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -164,7 +163,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     what was applied; what is remembered as applied equals the full rendering afterwards."""
     import asyncio
 
-    from aidp.controller.egress import EgressApplier, key_of
+    from aidp.controller.egress import EgressApplier, fingerprint, key_of
     from aidp.egress import backends
     from aidp.egress.model import AddressBook, EgressContext
     from aidp.model import Policy
@@ -195,7 +194,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
 
     def remembered_is_everything(policies: list[Policy]) -> bool:
         every = backends.render_all(backend, policies, ctx)
-        return applier._applied == {key_of(o): json.dumps(o, sort_keys=True) for o in every}
+        return applier._applied == {key_of(o): fingerprint(o) for o in every}
 
     second, keys2 = world(4, 7)  # policy p0 of ns-0 changed
     result = asyncio.run(applier.reconcile(second, ctx, verify_live=False, namespace_keys=keys2))

@@ -23,6 +23,7 @@ from aidp.controller.catalogwatch import CatalogWatch
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.leader import LeaderElector
 from aidp.controller.reconciler import Reconciler
+from aidp.controller.resources import PAGE
 from aidp.egress import isolation
 from aidp.opa_loader import Replica
 
@@ -81,6 +82,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # every handler is on.event: no per-event deep copy of each body for a diff nobody reads
     kopfstorage.check_events_only(kopf.get_default_registry())
     settings.persistence.diffbase_storage = kopfstorage.EventsOnly()
+    # Kopf's initial LIST of each watched kind in pages, as the reconciler's own reads: one LIST of
+    # 10,000 policies is a 200 MB response held whole while it is decoded (the process keeps the
+    # peak's pages long after)
+    settings.watching.chunk_size = PAGE
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
