@@ -16,12 +16,9 @@ RUN /opt/aidp/bin/pip install . \
  && /opt/aidp/bin/aidp version
 
 FROM python:3.11-slim-bookworm
-# PYTHONMALLOC=malloc: objects come from the C allocator, whose free pages the operator hands back
-# after a large sync (malloc_trim); Python's own arenas keep a peak's pages (docs/operations.md)
 ENV PATH=/opt/aidp/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PYTHONMALLOC=malloc
+    PYTHONUNBUFFERED=1
 COPY --from=build /opt/aidp /opt/aidp
 # the numeric user the chart runs as (runAsNonRoot needs a numeric UID); no shell profile, no home
 USER 65532:65532

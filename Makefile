@@ -11,7 +11,7 @@ OPA := $(BIN)/opa
 DEV_STATE ?= .dev
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-nca testbin lint fmt test test-unit test-integration test-rego run down bench clean
+.PHONY: help venv venv-nca testbin lint fmt test test-unit test-integration test-rego run down bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -86,6 +86,10 @@ test: venv venv-nca testbin chromium ## everything: Rego tests, unit, integratio
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-deps images; fi
 	$(MAKE) --no-print-directory test-rego
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+FUZZ_PAIRS ?= 2000
+fuzz: venv testbin ## the Rego/VAP differential test at length: FUZZ_PAIRS (2,000) generated (policy set, workload) pairs, fixed seed
+	AIDP_VAP_DIFFERENTIAL_PAIRS=$(FUZZ_PAIRS) $(VENV)/bin/pytest tests/integration/test_vap_differential.py $(PYTEST_ARGS)
 
 run: venv testbin ## the main job: local control plane + OPA + operator + examples + a report (+ a node, as root)
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-deps images; fi

@@ -127,7 +127,7 @@ build_aidp() {
   oci_archive aidp "$root" --config.entrypoint /opt/aidp/bin/aidp --config.cmd --help \
     --config.user 65532:65532 --config.workingdir / \
     --config.env PATH=/opt/aidp/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --config.env PYTHONDONTWRITEBYTECODE=1 --config.env PYTHONUNBUFFERED=1 --config.env PYTHONMALLOC=malloc
+    --config.env PYTHONDONTWRITEBYTECODE=1 --config.env PYTHONUNBUFFERED=1
 }
 
 names=("$@")

@@ -28,10 +28,6 @@ from aidp.devcluster.procs import Process, free_port
 from aidp.opa_loader import Replica, revision_of
 from aidp.paths import crds_dir
 
-# the operator's environment as the aidp image sets it (Dockerfile): the C allocator, whose freed
-# pages the operator hands back after a large sync (docs/operations.md, "Memory")
-OPERATOR_ENV = {"PYTHONMALLOC": "malloc"}
-
 # TEST-NET-3 and documentation IPv6 addresses stand in for the provider's (RFC 5737, RFC 3849)
 DEMO_ADDRESSES = """\
 # host -> addresses used in place of DNS (edit to move the egress rules; re-read on every sync)
@@ -182,7 +178,7 @@ class AidpStack:
             *self.operator_args,
             *extra,
         )
-        proc = Process(name, argv, self.state_dir / "logs" / f"{name}.log", env=dict(OPERATOR_ENV))
+        proc = Process(name, argv, self.state_dir / "logs" / f"{name}.log")
         proc.start()
         if name == "aidp-operator":
             self.operator = proc
