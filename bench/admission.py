@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextlib
 import copy
-import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,11 +37,13 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.types import PatchType
+from prometheus_client.parser import text_string_to_metric_families
 from tests.integration import helpers
 
 from aidp import vap
 from aidp.config import OperatorConfig
 from aidp.devcluster.opa import OpaServer, new_token
+from aidp.devcluster.procs import https_context
 from bench import gatekeeper
 from bench.common import summary
 
@@ -115,6 +116,12 @@ async def _creates(client: AsyncClient, ns: str, prefix: str, n: int, concurrenc
     return latencies
 
 
+def _rotated(namespaces: list[str], turn: int) -> list[str]:
+    """The namespaces starting at the turn's one: each leads as often as the others."""
+    k = turn % len(namespaces)
+    return namespaces[k:] + namespaces[:k]
+
+
 async def _interleaved(
     client: AsyncClient, namespaces: list[str], prefix: str, n: int
 ) -> dict[str, list[float]]:
@@ -124,8 +131,7 @@ async def _interleaved(
     concurrency 1, where a p99 is a handful of samples."""
     samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
     for i in range(n):
-        k = i % len(namespaces)
-        for ns in namespaces[k:] + namespaces[:k]:
+        for ns in _rotated(namespaces, i):
             samples[ns].append(await _create(client, ns, f"{prefix}-{i}"))
     return samples
 
@@ -145,8 +151,7 @@ async def _rounds(
             return await _interleaved(client, namespaces, "c1", rounds * per_round)
         samples: dict[str, list[float]] = {ns: [] for ns in namespaces}
         for r in range(rounds):
-            k = r % len(namespaces)
-            for ns in namespaces[k:] + namespaces[:k]:
+            for ns in _rotated(namespaces, r):
                 samples[ns] += await _creates(client, ns, f"c{conc}-r{r}", per_round, conc)
         return samples
     finally:
@@ -236,21 +241,20 @@ def _wait_vap(
 def _reviews(server: OpaServer) -> tuple[float, float]:
     """OPA's own time answering AdmissionReviews (POST /, the "index" handler of its
     http_request_duration_seconds): (seconds in all, reviews answered), from its /metrics."""
-    assert server.ca_file is not None
-    ctx = ssl.create_default_context(cafile=str(server.ca_file))
     headers = {"Authorization": f"Bearer {server.token}"}
-    resp = httpx2.get(f"{server.url}/metrics", headers=headers, verify=ctx, timeout=10)
+    resp = httpx2.get(
+        f"{server.url}/metrics", headers=headers, verify=https_context(server.ca_file), timeout=10
+    )
     resp.raise_for_status()
-    text = resp.text
-    total = count = 0.0
-    for line in text.splitlines():
-        if line.startswith("http_request_duration_seconds_") and 'handler="index"' in line:
-            value = float(line.rsplit(" ", 1)[1])
-            if line.startswith("http_request_duration_seconds_sum"):
-                total += value
-            elif line.startswith("http_request_duration_seconds_count"):
-                count += value
-    return total, count
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for family in text_string_to_metric_families(resp.text):
+        if family.name != "http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            suffix = sample.name.removeprefix(family.name)
+            if suffix in totals and sample.labels.get("handler") == "index":
+                totals[suffix] += sample.value
+    return totals["_sum"], totals["_count"]
 
 
 def admission_overhead(

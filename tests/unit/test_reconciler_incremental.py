@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aidp import render
+from aidp import opadata, render
 from aidp.audit.worker import audit_status_due
 from aidp.config import OperatorConfig
 from aidp.controller import reconciler as rec_mod
@@ -115,7 +115,6 @@ def test_audit_figures_are_written_when_changed_or_an_interval_old(
 
 def _parsed_with_keys(objs: list[dict[str, Any]]) -> tuple[list[Any], dict[str, str]]:
     """The parsed policies and each namespace's digest (what the reconciler passes as keys)."""
-    from aidp import opadata
     from aidp.model import Policy
 
     policies = [Policy.from_object(o) for o in objs]
@@ -163,7 +162,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     what was applied; what is remembered as applied equals the full rendering afterwards."""
     import asyncio
 
-    from aidp.controller.egress import EgressApplier, fingerprint, key_of
+    from aidp.controller.egress import EgressApplier, key_of
     from aidp.egress import backends
     from aidp.egress.model import AddressBook, EgressContext
     from aidp.model import Policy
@@ -194,7 +193,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
 
     def remembered_is_everything(policies: list[Policy]) -> bool:
         every = backends.render_all(backend, policies, ctx)
-        return applier._applied == {key_of(o): fingerprint(o) for o in every}
+        return applier._applied == {key_of(o): opadata.digest(o) for o in every}
 
     second, keys2 = world(4, 7)  # policy p0 of ns-0 changed
     result = asyncio.run(applier.reconcile(second, ctx, verify_live=False, namespace_keys=keys2))

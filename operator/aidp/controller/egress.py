@@ -9,8 +9,6 @@ egress role are listed or deleted.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -20,7 +18,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
-from aidp import kube
+from aidp import kube, opadata
 from aidp.config import MANAGED_BY
 from aidp.controller.resources import list_all, to_dict
 from aidp.egress import backends
@@ -96,13 +94,6 @@ def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(obj["kind"]), str(meta.get("namespace", "")), str(meta["name"]))
 
 
-def fingerprint(obj: Mapping[str, Any]) -> str:
-    """An egress object's digest (of its canonical JSON): what the applier remembers of each object
-    it wrote, 64 characters where the JSON is a kilobyte or more (11,000 objects at 10,000
-    policies)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class NamespaceRendering:
     """A namespace's egress objects as last rendered: what the rendering depended on (`key`), the
@@ -124,7 +115,9 @@ class NamespaceRendering:
         return cls(
             key,
             objects,
-            [fingerprint(o) for o in objects],
+            # what the applier remembers of each object it wrote: a digest, where the JSON is a
+            # kilobyte or more (11,000 objects at 10,000 policies)
+            [opadata.digest(o) for o in objects],
             [key_of(o) for o in objects],
             by_policy,
         )
