@@ -5,6 +5,7 @@ audit loop's rule for writing its figures (aidp.audit.worker.audit_status_due)."
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from aidp import opadata, render
 from aidp.audit.worker import audit_status_due
 from aidp.config import OperatorConfig
+from aidp.controller import held as held_mod
 from aidp.controller import reconciler as rec_mod
 from tests.integration import helpers
 
@@ -42,12 +44,28 @@ def rec() -> rec_mod.Reconciler:
 
 def test_slim_keeps_what_the_reconciler_reads_and_copies() -> None:
     o = obj("p", "a", phase="Active")
-    s = rec_mod.slim(o)
+    s = held_mod.slim(o)
     assert "managedFields" not in s["metadata"]
     assert s["metadata"]["annotations"] == {"team": "a"}
     assert s["spec"] == o["spec"] and s["status"] == {"phase": "Active"}
     s["spec"]["provider"] = "changed"
     assert o["spec"]["provider"] == "openai"  # a copy: the watch's body is not shared
+
+
+def test_a_held_policy_is_its_slim_json_and_its_identity() -> None:
+    o = obj("p", "a", generation=4, rv="17", phase="Active")
+    held = held_mod.HeldPolicy.of(o)
+    assert (held.key, held.uid, held.generation, held.resource_version) == (("a", "p"), "u1", 4, "17")
+    assert held.object() == held_mod.slim(o)
+    assert len(held.body) < len(json.dumps(o))  # managedFields and last-applied are not kept
+    copy = held.object()
+    copy["spec"]["provider"] = "changed"
+    assert held.object()["spec"]["provider"] == "openai"  # each decode is a fresh copy
+    held.written({"phase": "Expired"}, "18")
+    assert held.object()["status"] == {"phase": "Expired"} and held.resource_version == "18"
+    assert held.object()["metadata"]["resourceVersion"] == "18"
+    odd = held_mod.HeldPolicy.of({"metadata": {"name": "x", "generation": "junk"}})
+    assert (odd.key, odd.generation) == (("", "x"), 0)  # odd data: no crash
 
 
 def test_events_mark_only_namespaces_whose_policies_changed(rec: rec_mod.Reconciler) -> None:
@@ -58,7 +76,7 @@ def test_events_mark_only_namespaces_whose_policies_changed(rec: rec_mod.Reconci
     rec.dirty.clear()
     rec.observe(obj("p", "a", rv="11", phase="Active"))  # a status write: same generation
     rec._take_events()
-    assert rec.dirty == set() and rec.objects[("a", "p")]["status"] == {"phase": "Active"}
+    assert rec.dirty == set() and rec.objects[("a", "p")].object()["status"] == {"phase": "Active"}
     rec.observe(obj("p", "a", generation=2, rv="12"))  # a spec change
     rec.observe(obj("q", "b", uid="u2"), deleted=True)
     rec._take_events()
@@ -73,7 +91,7 @@ def test_stale_events_are_dropped(rec: rec_mod.Reconciler) -> None:
     rec.observe(obj("p", "a", generation=3, rv="20", phase="Old"))  # same generation, older RV
     rec._take_events()
     held = rec.objects[("a", "p")]
-    assert held["metadata"]["generation"] == 3 and "status" not in held and rec.dirty == set()
+    assert held.generation == 3 and "status" not in held.object() and rec.dirty == set()
     # a deletion of another object with the same name (another uid) leaves this one
     rec.observe(obj("p", "a", uid="other"), deleted=True)
     rec._take_events()
@@ -81,7 +99,7 @@ def test_stale_events_are_dropped(rec: rec_mod.Reconciler) -> None:
     # a new object under the same name (new uid) replaces it and marks the namespace
     rec.observe(obj("p", "a", uid="new", generation=1, rv="5"))
     rec._take_events()
-    assert rec.objects[("a", "p")]["metadata"]["uid"] == "new" and rec.dirty == {"a"}
+    assert rec.objects[("a", "p")].uid == "new" and rec.dirty == {"a"}
 
 
 def test_opa_documents_put_the_policies_apart() -> None:
@@ -200,6 +218,8 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     assert client.applied and {k[1] for k in client.applied} == {"ns-0"}, client.applied
     assert not client.deleted and not result.errors
     assert remembered_is_everything(second)
+    # between passes the renderings keep fingerprints and keys, not the objects
+    assert applier._rendered and not any(r.objects for r in applier._rendered.values())
     assert {ns for ns, _ in result.by_policy} == {"ns-0", "ns-1", "ns-2", "ns-3"}  # every namespace's
     client.applied.clear()
     third = [p for p in second if p.namespace != "ns-3"]  # ns-3's policies gone: its objects deleted

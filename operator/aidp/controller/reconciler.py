@@ -23,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import msgspec
 from lightkube import AsyncClient
 from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import ConfigMap
@@ -38,6 +37,7 @@ from aidp.controller import vap as vap_engine
 from aidp.controller.approval import Approver, Evaluate
 from aidp.controller.egress import EgressApplier
 from aidp.controller.egressview import EgressView
+from aidp.controller.held import HeldPolicy
 from aidp.controller.resources import AIDataPolicy, list_all, to_dict
 from aidp.controller.statuses import StatusWriter, SyncResult
 from aidp.egress import backends
@@ -80,8 +80,8 @@ class Reconciler:
         self._inflight: set[str] = set()  # the namespaces the sync under way takes as changed
         # the AIDataPolicies as the watch delivered them (thread-safe appends from Kopf's handlers),
         # applied to `objects` at the start of a sync; `dirty`: namespaces whose policies changed
-        self._events: collections.deque[tuple[dict[str, Any], bool]] = collections.deque()
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._events: collections.deque[tuple[HeldPolicy, bool]] = collections.deque()
+        self.objects: dict[tuple[str, str], HeldPolicy] = {}
         self.parsed: dict[tuple[str, str], Policy | PolicyError] = {}
         self.dirty: set[str] = set()
         self.state: opadata.DataState | None = None  # what data.aidp holds at `bundle.revision`
@@ -129,26 +129,24 @@ class Reconciler:
     def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
         """An AIDataPolicy as a watch event delivered it (any thread): taken into account at the
         next sync, which `trigger()` asks for."""
-        self._events.append((slim(obj), deleted))
+        self._events.append((HeldPolicy.of(obj), deleted))
 
     def _take_events(self) -> None:
         """Apply the observed events to `objects`; an event older than what is held (a generation
         or resourceVersion behind it) is dropped."""
         while self._events:
             obj, deleted = self._events.popleft()
-            meta = obj.get("metadata") or {}
-            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            key = obj.key
             old = self.objects.get(key)
             if deleted:
-                if old is not None and (old.get("metadata") or {}).get("uid") == meta.get("uid"):
+                if old is not None and old.uid == obj.uid:
                     del self.objects[key]
                     self.dirty.add(key[0])
                 continue
-            if old is not None and _older(obj, old):
+            if old is not None and obj.older_than(old):
                 continue
             self.objects[key] = obj
-            old_meta = (old or {}).get("metadata") or {}
-            if (old_meta.get("uid"), old_meta.get("generation")) != (meta.get("uid"), meta.get("generation")):
+            if old is None or (old.uid, old.generation) != (obj.uid, obj.generation):
                 self.dirty.add(key[0])
 
     async def run(self) -> None:
@@ -199,9 +197,8 @@ class Reconciler:
             self._events.clear()  # the LIST below is newer than anything queued before it
             listed = {}
             async for o in list_all(self.client, AIDataPolicy):
-                d = slim(to_dict(o))
-                meta = d.get("metadata") or {}
-                listed[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = d
+                held = HeldPolicy.of(to_dict(o))
+                listed[held.key] = held
             self.dirty |= {ns for ns, _ in self.objects} | {ns for ns, _ in listed}
             self.objects = listed
         self._take_events()
@@ -212,7 +209,7 @@ class Reconciler:
         for key, obj in self.objects.items():
             if key[0] in dirty:
                 try:
-                    self.parsed[key] = Policy.from_object(obj)
+                    self.parsed[key] = Policy.from_object(obj.object())
                 except PolicyError as err:
                     self.parsed[key] = err
         return dirty
@@ -403,22 +400,22 @@ class Reconciler:
 
     # ---- cluster guardrails ------------------------------------------------------------------------
     async def _bounds(
-        self, objs: list[dict[str, Any]], guardrails: governance.Guardrails
+        self, objs: list[HeldPolicy], guardrails: governance.Guardrails
     ) -> dict[tuple[str, str], str]:
         """(namespace, name) -> the out-of-bounds message of every policy in a guardrailed
         namespace that is looser than a guardrail now (the Rego's answer, as at admission)."""
         scope = guardrails.namespaces
-        in_scope = [o for o in objs if o["metadata"]["namespace"] in scope]
+        in_scope = [o for o in objs if o.namespace in scope]
         evaluate = self.evaluator()
         if not in_scope or evaluate is None:
             return {}
-        reviews = [governance.policy_review(o, i) for i, o in enumerate(in_scope)]
+        reviews = [governance.policy_review(o.object(), i) for i, o in enumerate(in_scope)]
         decisions = await evaluate(reviews)
         out = {}
         for obj, decision in zip(in_scope, decisions, strict=True):
             problem = governance.bounds_problem(decision)
             if problem:
-                out[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = problem
+                out[obj.key] = problem
         return out
 
     # ---- egress follows the verdict ----------------------------------------------------------------
@@ -542,30 +539,6 @@ async def _noop() -> None:
     return None
 
 
-# kept of each AIDataPolicy's metadata: what parsing, statuses, Events and the guardrails' reviews
-# read (managedFields and kubectl's copy of the last applied object are most of an object's bytes)
-_KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "labels", "creationTimestamp")
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of an AIDataPolicy without what the reconciler never reads."""
-    meta = obj.get("metadata") or {}
-    kept: dict[str, Any] = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != _LAST_APPLIED}
-    if annotations:
-        kept["annotations"] = annotations
-    out = {k: v for k, v in obj.items() if k != "metadata"}
-    out["metadata"] = kept
-    # a JSON round trip: 4x faster than copy.deepcopy, and every policy event (its status writes
-    # too) comes through here
-    return _COPY_DECODER.decode(_COPY_ENCODER.encode(out))
-
-
-_COPY_ENCODER = msgspec.json.Encoder()
-_COPY_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
-
-
 RELEASE_AFTER_NAMESPACES = 100
 RELEASE_AGAIN_SECONDS = 5.0
 
@@ -580,15 +553,3 @@ def release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _older(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
-    """True when `new` is an older version of the object `held` (same uid, smaller generation
-    or, where both are numbers as etcd makes them, smaller resourceVersion)."""
-    a, b = new.get("metadata") or {}, held.get("metadata") or {}
-    if a.get("uid") != b.get("uid"):
-        return False
-    if int(a.get("generation") or 0) != int(b.get("generation") or 0):
-        return int(a.get("generation") or 0) < int(b.get("generation") or 0)
-    rv_a, rv_b = str(a.get("resourceVersion") or ""), str(b.get("resourceVersion") or "")
-    return rv_a.isdigit() and rv_b.isdigit() and int(rv_a) < int(rv_b)

@@ -18,6 +18,7 @@ from aidp import metrics, status
 from aidp.config import OperatorConfig
 from aidp.controller import events, governance
 from aidp.controller.egressview import EgressView, egress_condition, plain_endpoints
+from aidp.controller.held import HeldPolicy
 from aidp.controller.resources import AIDataPolicy, to_dict
 from aidp.model import Policy, PolicyError
 
@@ -82,7 +83,7 @@ class StatusWriter:
 
     async def policies(
         self,
-        objs: list[dict[str, Any]],
+        objs: list[HeldPolicy],
         parsed: Mapping[tuple[str, str], Policy | PolicyError],
         result: SyncResult,
         egress: EgressView | None,
@@ -98,36 +99,36 @@ class StatusWriter:
         phase_of = self.phase_of
         if only is None:
             phase_of.clear()
-        for obj in objs:
-            meta = obj["metadata"]
-            key = (meta["namespace"], meta["name"])
+        for held in objs:
+            key = held.key
             if only is not None and key[0] not in only and key in phase_of:
                 continue
             p = parsed[key]
             review_date = p.spec.review.expires if isinstance(p, Policy) else None
             expires = review_date.isoformat() if review_date else None
+            obj = held.object()
             current = obj.get("status") or {}
-            generation = int(meta.get("generation") or 0)
+            generation = held.generation
             obs = status.Observation(
                 generation=generation,
                 revision=revision_for(current, generation, result),
                 invalid=str(p) if isinstance(p, PolicyError) else None,
-                excluded=meta["namespace"] in self.config.all_excluded_namespaces,
+                excluded=held.namespace in self.config.all_excluded_namespaces,
                 replicas=result.replicas,
                 load_errors=tuple(f"{u}: {e}" for u, e in sorted(result.errors.items())),
                 expired=isinstance(p, Policy) and status.is_expired(expires, now.date()),
                 expires=expires,
                 endpoints=egress.endpoints(p) if egress and isinstance(p, Policy) else plain_endpoints(p),
                 egress=egress_condition(p, egress),
-                bounds=bounds.get(key, "") if meta["namespace"] in guardrailed else None,
+                bounds=bounds.get(key, "") if held.namespace in guardrailed else None,
             )
             want = status.desired(obs)
             phase_of[key] = want["phase"]
             new = status.patch(current, want, now)
             if new is not None:
-                patches.append((obj, current, new))
+                patches.append((held, obj, current, new))
         if len(phase_of) != len(objs):
-            present = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs}
+            present = {o.key for o in objs}
             for key in [k for k in phase_of if k not in present]:
                 del phase_of[key]
         phases: dict[str, int] = {}
@@ -137,25 +138,27 @@ class StatusWriter:
             metrics.POLICIES.labels(phase).set(phases.get(phase, 0))
         limit = asyncio.Semaphore(PARALLEL_WRITES)
 
-        async def apply(obj: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]) -> None:
-            meta = obj["metadata"]
+        async def apply(
+            held: HeldPolicy, obj: dict[str, Any], current: Mapping[str, Any], new: dict[str, Any]
+        ) -> None:
             async with limit:
                 try:
                     got = await self.client.patch(
                         AIDataPolicy.Status,
-                        meta["name"],
+                        held.name,
                         {"status": new},
-                        namespace=meta["namespace"],
+                        namespace=held.namespace,
                         patch_type=_MERGE,
                     )
                 except ApiError as err:
                     if err.status.code == 404:
                         return
                     raise
-                # the reconciler's copy of the object (`obj`) now shows what was written
+                # the reconciler's copy of the object (`held`) now shows what was written
                 written = to_dict(got)
                 obj["status"] = written.get("status") or new
-                meta["resourceVersion"] = (written.get("metadata") or {}).get("resourceVersion")
+                obj["metadata"]["resourceVersion"] = (written.get("metadata") or {}).get("resourceVersion")
+                held.written(obj["status"], obj["metadata"]["resourceVersion"])
                 for kind, reason, message in transitions(current, new):
                     await events.post(self.client, obj, kind, reason, message)
 
@@ -164,7 +167,7 @@ class StatusWriter:
     async def guardrails(
         self,
         guardrails: governance.Guardrails,
-        objs: list[dict[str, Any]],
+        objs: list[HeldPolicy],
         bounds: Mapping[tuple[str, str], str],
     ) -> None:
         """Every ClusterAIDataPolicy's status (governed namespaces, policies in scope, out of bounds)
@@ -172,11 +175,7 @@ class StatusWriter:
         now = dt.datetime.now(dt.UTC)
         for g in guardrails.valid:
             namespaces = {ns for ns, names in guardrails.of.items() if g.name in names}
-            in_scope = sorted(
-                f"{o['metadata']['namespace']}/{o['metadata']['name']}"
-                for o in objs
-                if o["metadata"]["namespace"] in namespaces
-            )
+            in_scope = sorted(f"{o.namespace}/{o.name}" for o in objs if o.namespace in namespaces)
             out_of_bounds = sorted(
                 f"{ns}/{name}"
                 for (ns, name), msg in bounds.items()
