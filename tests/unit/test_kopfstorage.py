@@ -48,8 +48,6 @@ def test_every_event_handler_runs_in_the_event_loop() -> None:
         "policy_changed",
         "namespace_changed",
         "pod_changed",
-        "user_networkpolicy_changed",
-        "egress_object_changed",
         "webhook_changed",
         "vap_object_changed",
     ):

@@ -238,10 +238,6 @@ def run(
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     from aidp.controller import handlers
 
-    if config.egress_backend == "cilium":
-        handlers.watch_cilium_policies()
-    elif config.egress_backend in ("clusternetworkpolicy", "adminnetworkpolicy"):
-        handlers.watch_admin_tier_policies(config.egress_backend)
     if metrics_port:
         import prometheus_client
 

@@ -16,7 +16,7 @@ from lightkube import AsyncClient, KubeConfig
 
 from aidp import catalog
 from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, OperatorConfig
-from aidp.controller import approval, discovery, governance, kopfstorage
+from aidp.controller import approval, discovery, egresswatch, governance, kopfstorage
 from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.catalogwatch import CatalogWatch
@@ -148,6 +148,11 @@ async def start_work(rt: Runtime) -> None:
     ]
     if rt.audit is not None:
         rt.tasks.append(asyncio.create_task(once_certs_ready(rt.audit.run()), name="aidp-audit"))
+    wake = egresswatch.Wakers(managed=rec.egress_changed, user=rec.user_policies_changed)
+    for kind in egresswatch.kinds(rt.config.egress_backend):
+        rt.tasks.append(
+            asyncio.create_task(egresswatch.watch(client, kind, wake), name=f"aidp-watch-{kind.name}")
+        )
 
 
 async def stop_work(rt: Runtime) -> None:
@@ -231,63 +236,6 @@ async def pod_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
         body
     ) or isolated != approval.has_label(body, ISOLATED_LABEL):
         rec.approver.enqueue(body)
-
-
-@kopf.on.event(
-    "networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}
-)
-async def user_networkpolicy_changed(body: Any, memo: Any, **_: Any) -> None:
-    """A user's NetworkPolicy (or CiliumNetworkPolicy) changed: which pods it isolates for egress
-    may have changed."""
-    rec = _runtime(memo).reconciler
-    namespace = body.get("metadata", {}).get("namespace")
-    if rec is not None and namespace in rec.egress_namespaces:
-        rec.rejudge(namespace)
-
-
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={"app.kubernetes.io/managed-by": "aidp"})
-async def egress_object_changed(memo: Any, **_: Any) -> None:
-    """A generated NetworkPolicy (or CiliumNetworkPolicy) was edited or deleted: put it back now,
-    not at the next resync."""
-    rec = _runtime(memo).reconciler
-    if rec is not None and rec.egress is not None:
-        rec.trigger(drift=True)
-
-
-def watch_cilium_policies() -> None:
-    """With the cilium backend, generated CiliumNetworkPolicies are watched like NetworkPolicies
-    (registered only then: with other backends the operator may not list them, and the CRD may not
-    exist)."""
-    kopf.on.event(
-        "cilium.io",
-        "v2",
-        "ciliumnetworkpolicies",
-        labels={"app.kubernetes.io/managed-by": "aidp"},
-        id="cilium_egress_object_changed",
-    )(egress_object_changed)
-    # a user's CiliumNetworkPolicy can isolate pods for egress (aidp.egress.isolation)
-    kopf.on.event(
-        "cilium.io",
-        "v2",
-        "ciliumnetworkpolicies",
-        labels={"app.kubernetes.io/managed-by": kopf.ABSENT},
-        id="user_ciliumnetworkpolicy_changed",
-    )(user_networkpolicy_changed)
-
-
-def watch_admin_tier_policies(backend: str) -> None:
-    """With an admin-tier backend, its generated cluster-scoped objects are watched the same way."""
-    version, plural = {
-        "clusternetworkpolicy": ("v1alpha2", "clusternetworkpolicies"),
-        "adminnetworkpolicy": ("v1alpha1", "adminnetworkpolicies"),
-    }[backend]
-    kopf.on.event(
-        "policy.networking.k8s.io",
-        version,
-        plural,
-        labels={"app.kubernetes.io/managed-by": "aidp"},
-        id=f"{backend}_egress_object_changed",
-    )(egress_object_changed)
 
 
 @kopf.on.event("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

@@ -441,6 +441,17 @@ class Reconciler:
     def policies_of(self, namespace: str) -> list[Policy]:
         return self.policies_by_ns.get(namespace, [])
 
+    def egress_changed(self) -> None:
+        """A generated egress object was edited or deleted: put it back now, not at the next resync."""
+        if self.egress is not None:
+            self.trigger(drift=True)
+
+    def user_policies_changed(self, namespace: str) -> None:
+        """A user's NetworkPolicy (or CiliumNetworkPolicy) changed: which pods it isolates for
+        egress may have changed."""
+        if namespace in self.egress_namespaces:
+            self.rejudge(namespace)
+
     def rejudge(self, namespace: str) -> None:
         """Judge every pod of the namespace again at the next sync (its user NetworkPolicies changed)."""
         self.judged.pop(namespace, None)
