@@ -1,8 +1,9 @@
 """The reconciler's own copy of each AIDataPolicy between full syncs.
 
 What is kept of an object is what parsing, statuses, Events and the guardrails' reviews read
-(`slim`), and it is kept as its JSON: 1.6 KB of bytes where the decoded dictionaries take about
-9 KB, which at 10,000 policies is 16 MB instead of 90. The identity and ordering fields
+(the slim object), and it is kept as its JSON: 1.6 KB of bytes where the decoded dictionaries
+take about 9 KB (measured in the running operator at 10,000 policies: 20 MiB instead of 63).
+The identity and ordering fields
 (namespace, name, uid, generation, resourceVersion) are plain attributes; the body is decoded
 only where a sync needs it (the policies of the namespaces that changed, a status to compare).
 """
@@ -23,12 +24,8 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
 
 
-def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of an AIDataPolicy without what the reconciler never reads."""
-    return _DECODER.decode(_slim_json(obj))
-
-
 def _slim_json(obj: Mapping[str, Any]) -> bytes:
+    """The JSON of an AIDataPolicy without what the reconciler never reads."""
     meta = obj.get("metadata") or {}
     kept: dict[str, Any] = {k: meta[k] for k in _KEPT_METADATA if k in meta}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != _LAST_APPLIED}
