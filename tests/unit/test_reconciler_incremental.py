@@ -61,7 +61,9 @@ def test_a_held_policy_is_its_slim_json_and_its_identity() -> None:
     copy = held.object()
     copy["spec"]["provider"] = "changed"
     assert held.object()["spec"]["provider"] == "openai"  # each decode is a fresh copy
-    held.written({"phase": "Expired"}, "18")
+    body = held.object()
+    body["status"], body["metadata"]["resourceVersion"] = {"phase": "Expired"}, "18"
+    held.written(body)
     assert held.object()["status"] == {"phase": "Expired"} and held.resource_version == "18"
     assert held.object()["metadata"]["resourceVersion"] == "18"
     odd = held_mod.HeldPolicy.of({"metadata": {"name": "x", "generation": "junk"}})

@@ -22,7 +22,8 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 
 from aidp import kube
 from aidp.config import MANAGED_BY
-from aidp.controller.egress import resource_for
+from aidp.controller.egress import KINDS, resource_for
+from aidp.egress import backends
 
 log = logging.getLogger("aidp.egress")
 
@@ -42,24 +43,23 @@ class WatchedKind:
 
 def kinds(backend: str) -> list[WatchedKind]:
     """What to watch with an egress backend: NetworkPolicies always (users' ones isolate pods
-    whatever the backend), and the backend's own kind."""
+    whatever the backend), and the kinds the backend writes (aidp.egress.backends); users' objects
+    matter for namespaced kinds only (a user's cluster-scoped admin-tier object isolates nothing
+    aidp reads)."""
     out = [WatchedKind("networkpolicies", NetworkPolicy, namespaced=True, users=True)]
-    if backend == "cilium":
-        cnp = resource_for("cilium.io", "v2", "ciliumnetworkpolicies", "CiliumNetworkPolicy")
-        out.append(WatchedKind("ciliumnetworkpolicies", cnp, namespaced=True, users=True))
-    elif backend in ("clusternetworkpolicy", "adminnetworkpolicy"):
-        version, plural, kind = {
-            "clusternetworkpolicy": ("v1alpha2", "clusternetworkpolicies", "ClusterNetworkPolicy"),
-            "adminnetworkpolicy": ("v1alpha1", "adminnetworkpolicies", "AdminNetworkPolicy"),
-        }[backend]
-        res = resource_for("policy.networking.k8s.io", version, plural, kind, cluster_scoped=True)
-        out.append(WatchedKind(plural, res, namespaced=False, users=False))
+    if backend == "none":
+        return out
+    b = backends.get(backend)
+    for group, version, plural in b.kinds:
+        if plural != "networkpolicies":
+            res = resource_for(group, version, plural, KINDS[plural], b.cluster_scoped)
+            out.append(WatchedKind(plural, res, namespaced=not b.cluster_scoped, users=not b.cluster_scoped))
     return out
 
 
 def is_managed(labels: Mapping[str, Any] | None) -> bool:
     """An object aidp generated (app.kubernetes.io/managed-by: aidp)."""
-    return bool(labels) and (labels or {}).get(_MANAGED_KEY) == _MANAGED_VALUE
+    return labels is not None and labels.get(_MANAGED_KEY) == _MANAGED_VALUE
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 What is kept of an object is what parsing, statuses, Events and the guardrails' reviews read
 (the slim object), and it is kept as its JSON: 1.6 KB of bytes where the decoded dictionaries
 take about 9 KB (measured in the running operator at 10,000 policies: 20 MiB instead of 63).
-The identity and ordering fields
-(namespace, name, uid, generation, resourceVersion) are plain attributes; the body is decoded
-only where a sync needs it (the policies of the namespaces that changed, a status to compare).
+The identity and ordering fields (namespace, name, uid, generation, resourceVersion) are plain
+attributes; the body is decoded only where a sync needs it (the policies of the namespaces that
+changed, a status to compare).
 """
 
 from __future__ import annotations
@@ -86,11 +86,8 @@ class HeldPolicy:
         a, b = self.resource_version, held.resource_version
         return a.isdigit() and b.isdigit() and int(a) < int(b)
 
-    def written(self, status: Mapping[str, Any], resource_version: str | None) -> None:
-        """The object now shows a status the operator wrote (and the resourceVersion it got)."""
-        obj = self.object()
-        obj["status"] = dict(status)
-        if resource_version:
-            obj.setdefault("metadata", {})["resourceVersion"] = resource_version
-            self.resource_version = resource_version
+    def written(self, obj: Mapping[str, Any]) -> None:
+        """The object is now `obj`, a decoded copy (`object()`) that shows a status the operator
+        wrote and the resourceVersion it got."""
+        self.resource_version = _text((obj.get("metadata") or {}).get("resourceVersion"))
         self.body = _ENCODER.encode(obj)

@@ -158,7 +158,7 @@ class StatusWriter:
                 written = to_dict(got)
                 obj["status"] = written.get("status") or new
                 obj["metadata"]["resourceVersion"] = (written.get("metadata") or {}).get("resourceVersion")
-                held.written(obj["status"], obj["metadata"]["resourceVersion"])
+                held.written(obj)
                 for kind, reason, message in transitions(current, new):
                     await events.post(self.client, obj, kind, reason, message)
 
