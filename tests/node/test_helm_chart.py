@@ -330,17 +330,25 @@ def test_opa_pods_deleted_refuse_throughout_and_enforce_again_without_the_operat
 
 def test_another_operator_enforces_a_new_policy_when_the_leader_pod_is_deleted(chart: ChartBed) -> None:
     """The deleted leader releases the Lease on its way out; the standing follower or the
-    Deployment's replacement pod, whichever asks first, takes it (both seen in CI runs)."""
+    Deployment's replacement pod, whichever asks first, takes it (both seen in CI runs).
+
+    The policy is created only once another operator holds the Lease: `kubectl delete` returns
+    before the kubelet stops the old pod, which can still enforce a policy created at once (seen
+    in CI), and then the test would prove nothing about the takeover."""
     bed = chart.bed
     chart.wait_ready("operator", 2)
     leader = wait_for(chart.leader, timeout=60, what="an operator holding the Lease")
     res = chart.kubectl("delete", "pod", leader, "--wait=false")
     assert res.returncode == 0, res.stderr
+    new_leader = wait_for(
+        lambda: (holder := chart.leader()) not in ("", leader) and holder,
+        timeout=120,
+        what="another operator holding the Lease",
+    )
     ns = bed.namespace()
     try:
         bed.policy(ns, "bots")  # waits until the policy is enforced (status by the new leader)
-        new_leader = chart.leader()
-        assert new_leader and new_leader != leader, (leader, new_leader)
+        assert chart.leader() == new_leader
         assert wait_for(lambda: decides(bed, ns), timeout=30, what="OPA deciding for the new policy")
     finally:
         bed.drop_namespace(ns)
