@@ -41,17 +41,20 @@ OPA_BUNDLE_MEDIA_TYPE = "application/vnd.openpolicyagent.bundles"
 
 @dataclass(frozen=True)
 class Bundle:
-    """Rego modules by OPA policy id, and the document loaded at data.aidp."""
+    """Rego modules by OPA policy id, and the document loaded at data.aidp (a dict, or the
+    operator's aidp.opadata.Document, which decodes the policies where they are read)."""
 
     modules: dict[str, str]
-    data: dict[str, Any]
+    data: Mapping[str, Any]
 
     @property
     def revision(self) -> str:
         return str(self.data.get("revision", ""))
 
     def encode(self) -> bytes:
-        doc = {"modules": self.modules, "data": self.data}
+        from aidp.opadata import materialise
+
+        doc = {"modules": self.modules, "data": materialise(self.data)}
         return gzip.compress(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), mtime=0)
 
     def opa_bundle(self) -> bytes:
@@ -193,7 +196,9 @@ def durable_configmaps(
     digests = shard_digests(namespace_digests)
     members: dict[int, dict[str, Any]] = {i: {} for i in digests}
     for ns in sorted(policies):
-        members[shard_of(ns)][ns] = policies[ns]
+        shard = shard_of(ns)
+        if only is None or shard in only:  # read (decoded, from the operator's state) only there
+            members[shard][ns] = policies[ns]
     out = [
         shard_configmap(name, namespace, i, members[i], digests[i])
         for i in sorted(digests)

@@ -152,7 +152,8 @@ def opa_documents(data: Mapping[str, Any]) -> dict[str, Any]:
     10-30 s with 10,000), a write at data.aidp_policies[namespace] 1-2 ms whatever the total.
     """
     top = {k: v for k, v in data.items() if k != "policies"}
-    return {DATA_PATH: top, POLICIES_PATH: data.get("policies") or {}}
+    # a plain dict of the policies (the operator's aidp.opadata.Document decodes them here)
+    return {DATA_PATH: top, POLICIES_PATH: dict(data.get("policies") or {})}
 
 
 # --- the Rego modules ----------------------------------------------------------------------------

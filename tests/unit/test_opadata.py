@@ -24,9 +24,9 @@ def state_of(
     by_ns: dict[str, list[Policy]] = {}
     for p in policies:
         by_ns.setdefault(p.namespace, []).append(p)
-    docs = {ns: opadata.namespace_document(ps) for ns, ps in by_ns.items()}
+    docs = {ns: opadata.encode(opadata.namespace_document(ps)) for ns, ps in by_ns.items()}
     return opadata.build(
-        modules, TOP if top is None else top, docs, {ns: opadata.digest(d) for ns, d in docs.items()}
+        modules, TOP if top is None else top, docs, {ns: opadata.digest_of(d) for ns, d in docs.items()}
     )
 
 
@@ -91,7 +91,7 @@ def test_revision_is_stable_and_follows_every_input() -> None:
 
 def test_build_refuses_inconsistent_digests_and_reserved_keys() -> None:
     with pytest.raises(ValueError, match="digest for every namespace"):
-        opadata.build("m", TOP, {"a": {}}, {})
+        opadata.build("m", TOP, {"a": b"{}"}, {})
     with pytest.raises(ValueError, match="neither policies nor revision"):
         opadata.build("m", {"policies": {}}, {}, {})
 
@@ -135,7 +135,7 @@ def test_delta_of_one_policy_change_names_one_namespace() -> None:
 
 
 def test_delta_removes_what_is_gone_and_escapes_pointers() -> None:
-    old = opadata.build("m", {**TOP, "cluster": {}, "a/b~c": 1}, {"gone": {"p": {}}}, {"gone": "x"})
+    old = opadata.build("m", {**TOP, "cluster": {}, "a/b~c": 1}, {"gone": b'{"p":{}}'}, {"gone": "x"})
     new = opadata.build("m", TOP, {}, {})
     d = opadata.delta(old, new)
     assert {"op": "remove", "path": "/cluster"} in d.top
@@ -149,3 +149,46 @@ def test_changed_namespaces_without_an_old_state_is_every_namespace() -> None:
     s = state_of(policies(seeded(8), 25))
     assert opadata.changed_namespaces(None, s) == set(s.digests)
     assert opadata.changed_namespaces(s, s) == set()
+
+
+def test_namespaces_are_held_encoded_and_decoded_where_read() -> None:
+    """Each namespace is its canonical JSON (the bytes its digest hashes); the view decodes it
+    where it is read and equals the decoded document; JSON encoders get plain dicts."""
+    import json
+
+    from aidp import bundle as bundle_mod
+
+    ps = policies(seeded(7), 30)
+    s = state_of(ps)
+    assert all(isinstance(raw, bytes) for raw in s.namespaces.values())
+    for ns, raw in s.namespaces.items():
+        assert s.digests[ns] == opadata.digest_of(raw) == opadata.digest(s.namespace(ns))
+        assert raw == render.canonical_json(s.namespace(ns)).encode()
+    view = s.view()
+    assert view == s.document() and dict(view["policies"]) == s.document()["policies"]
+    assert list(view["policies"]) == sorted(s.namespaces)
+    assert view["revision"] == s.revision and view["config"] == TOP["config"]
+    docs = render.opa_documents(view)
+    assert type(docs["aidp_policies"]) is dict and docs == render.opa_documents(s.document())
+    json.dumps(docs)  # plain dicts all the way down
+    b = bundle_mod.Bundle(modules={"aidp/x.rego": "package aidp.x\n"}, data=view)
+    assert bundle_mod.Bundle.decode(b.encode()).data == s.document()
+
+
+def test_the_durable_copy_decodes_only_the_shards_it_writes() -> None:
+    from aidp import bundle as bundle_mod
+
+    ps = policies(seeded(8), 200)
+    s = state_of(ps)
+    read: list[str] = []
+
+    class Counting(opadata.Policies):
+        def __getitem__(self, namespace: str) -> dict[str, Any]:
+            read.append(namespace)
+            return super().__getitem__(namespace)
+
+    data = {**s.document(), "policies": Counting(s.namespaces)}
+    shard = bundle_mod.shard_of(sorted(s.namespaces)[0])
+    some = bundle_mod.durable_configmaps("b", "aidp", {}, data, s.digests, {shard})
+    assert read and {bundle_mod.shard_of(ns) for ns in read} == {shard}
+    assert some == bundle_mod.durable_configmaps("b", "aidp", {}, s.document(), s.digests, {shard})

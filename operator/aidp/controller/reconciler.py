@@ -85,7 +85,7 @@ class Reconciler:
         self.parsed: dict[tuple[str, str], Policy | PolicyError] = {}
         self.dirty: set[str] = set()
         self.state: opadata.DataState | None = None  # what data.aidp holds at `bundle.revision`
-        self.ns_docs: dict[str, dict[str, Any]] = {}  # namespace -> its rendered policies
+        self.ns_docs: dict[str, bytes] = {}  # namespace -> its rendered policies (opadata.encode)
         self.ns_digests: dict[str, str] = {}
         self.durable_shards: dict[int, str] = {}  # shard index -> digest last written
         self._status_inputs: object = None  # what every status depends on, at the last sync
@@ -222,8 +222,8 @@ class Reconciler:
                 by_ns[key[0]].append(p)
         for ns, pols in by_ns.items():
             if pols:
-                doc = opadata.namespace_document(pols)
-                self.ns_docs[ns], self.ns_digests[ns] = doc, opadata.digest(doc)
+                raw = opadata.encode(opadata.namespace_document(pols))
+                self.ns_docs[ns], self.ns_digests[ns] = raw, opadata.digest_of(raw)
             else:
                 self.ns_docs.pop(ns, None)
                 self.ns_digests.pop(ns, None)
@@ -271,19 +271,13 @@ class Reconciler:
             with_detector=True,
         )
         state = self._render(dirty, {k: v for k, v in top.items() if k not in ("policies", "revision")})
-        data = state.document()
-        new = bundle_mod.Bundle(modules=self.modules, data=data)
+        new = bundle_mod.Bundle(modules=self.modules, data=state.view())
         previous, old_state = self.bundle, self.state
         changed = previous is None or new.revision != previous.revision
         self.bundle, self.state = new, state
         reps = await self.replicas()
         self.live_replicas = reps
         targets = [r for r in reps if full or changed or self.confirmed.get(r.url) != new.revision]
-        save = (
-            self._save_durable(new, full=full)
-            if (changed or full or self.durable_revision != new.revision)
-            else _noop()
-        )
         # replicas that confirmed a revision built from these very modules need the data only;
         # those that confirmed the previous revision, the JSON Patch from it to this one only
         same_modules = frozenset(
@@ -296,8 +290,14 @@ class Reconciler:
                 url for url in same_modules if self.confirmed.get(url) == previous.revision
             )
         t_render = time.perf_counter()
-        load_results, _ = await asyncio.gather(load_all(targets, new, same_modules, delta, at_previous), save)
+        # OPA first, then the durable copy: encoding a shard (JSON and gzip of a sixteenth of all
+        # policies, 14 ms at 10,000) runs on the event loop and, run beside the loads, held up
+        # the reply that makes the change enforced
+        load_results = await load_all(targets, new, same_modules, delta, at_previous)
         t_load = time.perf_counter()
+        if changed or full or self.durable_revision != new.revision:
+            await self._save_durable(new, full=full)
+        t_save = time.perf_counter()
         self.modules_of = {new.revision: self.modules_digest}
         for url, problem in load_results.items():
             if problem is None:
@@ -366,7 +366,7 @@ class Reconciler:
         done = time.perf_counter()
         log.info(
             "synced %d policies (%s, %d namespaces changed), revision %s, %d/%d OPA replicas in "
-            "%.3fs (read and render %.3fs, OPA and durable copy %.3fs, %s)",
+            "%.3fs (read and render %.3fs, OPA %.3fs, durable copy %.3fs, %s)",
             len(policies),
             "full" if full else "incremental",
             len(dirty),
@@ -376,6 +376,7 @@ class Reconciler:
             done - t0,
             t_render - t0,
             t_load - t_render,
+            t_save - t_load,
             ", ".join(f"{name} {took:.3f}s" for name, took in steps.items()),
         )
         return result
@@ -544,10 +545,6 @@ class Reconciler:
         self.durable_revision = b.revision
 
     # ---- namespaces ------------------------------------------------------------------------
-
-
-async def _noop() -> None:
-    return None
 
 
 RELEASE_AFTER_NAMESPACES = 100
