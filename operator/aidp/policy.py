@@ -15,25 +15,25 @@ from aidp.contract import ENFORCEMENT_DENY
 from aidp.selector import LabelSelector
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Consent:
     required: bool = True
     allowed_bases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retention:
     max_days: int
     require_zero_data_retention: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataCategories:
     allowed: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Review:
     approved_by: str | None = None
     ticket: str | None = None
@@ -49,7 +49,7 @@ TRANSFER_SAFEGUARDS = ("adequacy", "scc", "dpf", "bcr", "derogation", "none")
 MAX_DATA_SUBJECT_LENGTH = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Controller:
     """spec.controller: the controller of the processing (GDPR Art. 30(1)(a))."""
 
@@ -57,7 +57,7 @@ class Controller:
     contact: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transfers:
     """spec.transfers: the safeguard for transfers to third countries (None: not stated)."""
 
@@ -96,7 +96,7 @@ class PolicySpec:
         return tuple(dict.fromkeys((*self.provider_endpoints, *self.endpoints)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     namespace: str

@@ -18,7 +18,7 @@ from typing import Any, Final
 SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelSelectorRequirement:
     key: str
     operator: str
@@ -39,7 +39,7 @@ class LabelSelectorRequirement:
         return {"key": self.key, "operator": self.operator, "values": list(self.values)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelSelector:
     """A metav1.LabelSelector. Unlike Kubernetes, an empty selector matches nothing."""
 
