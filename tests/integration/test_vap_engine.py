@@ -60,12 +60,23 @@ def _rules(message: str) -> set[str]:
 def test_policies_and_bindings_are_applied_and_no_webhook(
     client: Client, stack: tuple[ControlPlane, AidpStack]
 ) -> None:
+    guardrail_only = {
+        n for n in vap.POLICY_NAMES if n in ("aidp-guardrails", "aidp-bounds") or "unapproved" in n
+    }
     for res in (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding):
-        objs = {o.metadata.name: o for o in client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})}
-        guardrail_only = {
-            n for n in vap.POLICY_NAMES if n in ("aidp-guardrails", "aidp-bounds") or "unapproved" in n
-        }
-        assert set(objs) == set(vap.POLICY_NAMES) - guardrail_only  # no guardrail yet
+
+        def names(res: Any = res) -> set[str]:
+            managed = client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})
+            return {o.metadata.name for o in managed}
+
+        # no guardrail now: the shared stack's earlier tests (test_admission, the differential
+        # test) deleted theirs, and the operator prunes what is no longer rendered one object at a
+        # time (seen in a full run: aidp-guardrails gone, aidp-bounds not yet)
+        wait_for(
+            lambda names=names: names() == set(vap.POLICY_NAMES) - guardrail_only,
+            timeout=30,
+            what=f"exactly the vap engine's {res.__name__} objects without guardrails",
+        )
     actions = {
         b.metadata.name: b.spec.validationActions for b in client.list(ValidatingAdmissionPolicyBinding)
     }

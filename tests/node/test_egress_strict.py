@@ -46,8 +46,11 @@ def strict(node_bed: NodeBed) -> Iterator[Strict]:
             free = node_bed.run_pod(
                 node_bed.probe_pod(free_ns, "free", labels={"app": "x"}, annotations={}, sa="default")
             )
-            node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
+            # the baseline in force first (before it, every pod connects: a fresh namespace has no
+            # rules), then the approved pod's own rule (its approval label reaches kube-router later;
+            # waiting in the other order passed at once and left the tests to race it, seen in a full run)
             node_bed.until_connects(ns, unapproved, CDN_EDGE, False, timeout=CONVERGE)
+            node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
             yield Strict(ns, approved, unapproved, free_ns, free)
         finally:
             node_bed.drop_namespace(ns)
