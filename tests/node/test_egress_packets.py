@@ -45,9 +45,10 @@ def governed(node_bed: NodeBed) -> Iterator[Governed]:
     unapproved = node_bed.run_pod(
         node_bed.probe_pod(ns, "unapproved", labels={"app": "other"}, annotations={}, sa="default")
     )
-    # both pods exist and the rules have followed: the approved pod reaches its endpoint
-    node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
+    # both pods exist and the rules have followed: the baseline refuses the unapproved pod, then
+    # the approved pod reaches its endpoint (in this order: before the baseline every pod connects)
     node_bed.until_connects(ns, unapproved, API, False, timeout=CONVERGE)
+    node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
     yield Governed(ns, approved, unapproved)
     node_bed.drop_namespace(ns)
 

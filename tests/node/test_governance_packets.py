@@ -121,8 +121,8 @@ def test_deleting_the_last_policy_ungoverns_a_namespace(node_bed: NodeBed) -> No
         unapproved = node_bed.run_pod(
             node_bed.probe_pod(ns, "unapproved", labels={"app": "other"}, annotations={}, sa="default")
         )
-        node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)
-        node_bed.until_connects(ns, unapproved, API, False, timeout=CONVERGE)
+        node_bed.until_connects(ns, unapproved, API, False, timeout=CONVERGE)  # the baseline first,
+        node_bed.until_connects(ns, approved, API, True, timeout=CONVERGE)  # then the approved pod's rule
 
         node_bed.client.delete(helpers.AIDataPolicy, "bots", namespace=ns)
         wait_for(lambda: not _governed(node_bed, ns), timeout=CONVERGE, what=f"{ns} ungoverned")

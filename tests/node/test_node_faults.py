@@ -30,8 +30,8 @@ def test_restarted_component_keeps_pods_running_and_rules_in_force(node_bed: Nod
         unapproved = node_bed.run_pod(
             node_bed.probe_pod(ns, "unapproved", labels={"app": "other"}, annotations={}, sa="default")
         )
-        node_bed.until_connects(ns, approved, API, True, timeout=90)
-        node_bed.until_connects(ns, unapproved, API, False, timeout=90)
+        node_bed.until_connects(ns, unapproved, API, False, timeout=90)  # the baseline first,
+        node_bed.until_connects(ns, approved, API, True, timeout=90)  # then the approved pod's rule
         before = container_ids(node_bed, ns)
 
         node_bed.node.restart(component, kill=True)
