@@ -69,9 +69,9 @@ def test_policies_and_bindings_are_applied_and_no_webhook(
             managed = client.list(res, labels={"app.kubernetes.io/managed-by": "aidp"})
             return {o.metadata.name for o in managed}
 
-        # no guardrail now: the shared stack's earlier tests (test_admission, the differential
-        # test) deleted theirs, and the operator prunes what is no longer rendered one object at a
-        # time (seen in a full run: aidp-guardrails gone, aidp-bounds not yet)
+        # no guardrail now: the differential test, just before on the shared stack, deleted its
+        # ClusterAIDataPolicies, and the operator prunes what is no longer rendered one object at
+        # a time (seen in a full run: aidp-guardrails gone, aidp-bounds not yet)
         wait_for(
             lambda names=names: names() == set(vap.POLICY_NAMES) - guardrail_only,
             timeout=30,
