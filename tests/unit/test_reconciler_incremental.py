@@ -162,11 +162,11 @@ def test_egress_rendering_reuses_unchanged_namespaces_and_equals_render_all() ->
         AddressBook({"api.openai.com": ("192.0.2.1/32",)}), dt.date(2026, 12, 1), extra_cut={"g": ("x",)}
     )
     first, keys = world(30)
-    objs, _ = applier._render(first, ctx, keys)
+    objs, _, _ = applier._render(first, ctx, keys)
     assert objs == backends.render_all(backend, first, ctx)
     kept = {ns: hit.objects for ns, hit in applier._rendered.items()}
     second, keys2 = world(7)  # one policy of ns-0 changed
-    objs2, prints = applier._render(second, ctx, keys2)
+    objs2, prints, _ = applier._render(second, ctx, keys2)
     assert objs2 == backends.render_all(backend, second, ctx) and len(prints) == len(objs2)
     # reused: every namespace but the changed one and "g" (no policies: no digest, always rendered)
     assert all(applier._rendered[ns].objects is kept[ns] for ns in kept if ns not in ("ns-0", "g"))
@@ -208,7 +208,7 @@ def test_incremental_egress_apply_looks_only_at_namespaces_rendered_again() -> N
     applier = EgressApplier(client, backend)  # type: ignore[arg-type]
     ctx = EgressContext(AddressBook({"api.openai.com": ("192.0.2.1/32",)}), dt.date(2026, 12, 1))
     first, keys = world(4, 30)
-    objs, prints = applier._render(first, ctx, keys)
+    objs, prints, _ = applier._render(first, ctx, keys)
     applier._applied = {key_of(o): f for o, f in zip(objs, prints, strict=True)}  # as a full pass leaves it
 
     def remembered_is_everything(policies: list[Policy]) -> bool:

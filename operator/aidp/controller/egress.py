@@ -87,6 +87,8 @@ class EgressResult:
     errors: dict[str, str] = field(default_factory=dict)  # "ns/name" of the object -> error
     # (namespace, aidp.io/policy label value of the policy) -> names of its objects
     by_policy: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # namespaces whose policies are all dryrun: observed, given no objects (backends.observed)
+    observed: frozenset[str] = frozenset()
 
 
 def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -156,8 +158,8 @@ class EgressApplier:
         # must compare everything (with the live objects, or after a failed write) renders all
         verify = verify_live or self._applied is None
         previous = self._rendered
-        desired, prints = self._render(policies, ctx, None if verify else namespace_keys)
-        result = EgressResult()
+        desired, prints, observed = self._render(policies, ctx, None if verify else namespace_keys)
+        result = EgressResult(observed=observed)
         for rendering in self._rendered.values():
             for pol_key, names in rendering.by_policy.items():
                 result.by_policy.setdefault(pol_key, []).extend(names)
@@ -205,15 +207,17 @@ class EgressApplier:
 
     def _render(
         self, policies: Sequence[Policy], ctx: EgressContext, keys: Mapping[str, str] | None
-    ) -> tuple[list[dict[str, Any]], list[str]]:
+    ) -> tuple[list[dict[str, Any]], list[str], frozenset[str]]:
         """backends.render_all's objects (and their fingerprints), namespace by namespace, reusing
-        the last rendering of a namespace whose policies (`keys`) and context did not change."""
+        the last rendering of a namespace whose policies (`keys`) and context did not change; and
+        the observed namespaces, which get none."""
         by_ns: dict[str, list[Policy]] = defaultdict(list)
         for p in policies:
             by_ns[p.namespace].append(p)
         for ns in ctx.extra_cut:
             by_ns.setdefault(ns, [])
-        for ns in backends.observed(by_ns, ctx):
+        observed = frozenset(backends.observed(by_ns, ctx))
+        for ns in observed:
             del by_ns[ns]
         shared = (
             tuple(sorted((h, tuple(c)) for h, c in ctx.addresses.by_host.items())),
@@ -234,7 +238,7 @@ class EgressApplier:
             objects.extend(rendered[ns].objects)
             prints.extend(rendered[ns].prints)
         self._rendered = rendered
-        return objects, prints
+        return objects, prints, observed
 
     async def _apply_changes(
         self, previous: Mapping[str, NamespaceRendering], result: EgressResult

@@ -514,11 +514,7 @@ class Reconciler:
         applied = await self.egress.reconcile(
             policies, ctx, verify_live=verify, namespace_keys=self.ns_digests
         )
-        by_ns: dict[str, list[Policy]] = {}
-        for p in policies:
-            by_ns.setdefault(p.namespace, []).append(p)
-        observed = frozenset(backends.observed(by_ns, ctx))
-        return EgressView(self.egress_backend, snapshot, applied, today, observed)
+        return EgressView(self.egress_backend, snapshot, applied, today, applied.observed)
 
     # ---- durable copy ---------------------------------------------------------------------
     async def _save_durable(self, b: bundle_mod.Bundle, *, full: bool = False) -> None:
