@@ -54,7 +54,9 @@ from aidp.bundle import (
 from aidp.opa_loader import OpaLoadError, Replica, load, revision_of
 
 log = logging.getLogger("aidp.agent")
-TLS_FILES = {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca-bundle.crt": "ca.crt"}
+# Secret key -> file, in the order they are written: tls.crt last, so a reader that sees tls.crt
+# (OPA's startup, the tests) finds the key and the CA beside it.
+TLS_FILES = {"ca-bundle.crt": "ca.crt", "tls.key": "tls.key", "tls.crt": "tls.crt"}
 # cert-manager writes no ca-bundle.crt: its ca.crt is the bundle then
 CA_FALLBACK = "ca.crt"
 FIRST_BACKOFF = 0.5
@@ -268,6 +270,9 @@ class Agent:
     def _configmap(self) -> ConfigMap | None:
         if self._cm_watch is not None:
             return self._cm_watch.obj  # type: ignore[no-any-return]
+        return self._read_configmap()
+
+    def _read_configmap(self) -> ConfigMap | None:
         got: ConfigMap | None = _get_or_none(self.client, ConfigMap, self.configmap, self.namespace)
         return got
 
@@ -279,12 +284,15 @@ class Agent:
         if secret is None:
             return False
         data = secret.data or {}
+        values = {
+            filename: data.get(key) or (data.get(CA_FALLBACK) if key == "ca-bundle.crt" else None)
+            for key, filename in TLS_FILES.items()
+        }
+        if not all(values.values()):
+            return False  # an incomplete Secret writes nothing: no half-updated pair on disk
         self.tls_dir.mkdir(parents=True, exist_ok=True)
-        for key, filename in TLS_FILES.items():
-            value = data.get(key) or (data.get(CA_FALLBACK) if key == "ca-bundle.crt" else None)
-            if not value:
-                return False
-            _write_atomic(self.tls_dir / filename, base64.b64decode(value))
+        for filename, value in values.items():
+            _write_atomic(self.tls_dir / filename, base64.b64decode(value or ""))
         return True
 
     def ca_file(self) -> Path | None:
@@ -343,7 +351,10 @@ class Agent:
         if held is None:
             self._was_current = False
             if self.bundles is None:
-                held = self._load_durable(replica, cm)
+                # the head read again, not the watch's copy: the restore reads its shards with GETs
+                # anyway, and a watch that lags behind a write would restore an older revision,
+                # which the agent then leaves alone (OPA holds a revision: the operator's business)
+                held = self._load_durable(replica, self._read_configmap())
             if held is None:
                 return self._ready(False, "OPA holds no complete bundle")
         if held == durable:

@@ -33,7 +33,7 @@ from aidp.contract import (
     MAX_RETENTION_DAYS,
 )
 from aidp.policy import PolicyError
-from aidp.policy_parser import _describe, _Fields
+from aidp.policy_parser import _describe, _Fields, _header
 from aidp.selector import SELECTOR_OPERATORS, LabelSelector, LabelSelectorRequirement
 
 CLUSTER_KIND: Final = "ClusterAIDataPolicy"
@@ -215,18 +215,7 @@ def _object_ref(obj: Mapping[Any, Any]) -> str:
 
 
 def _parse_mapping(ref: str, obj: Mapping[Any, Any]) -> ClusterPolicy:
-    top = _Fields(ref, "", obj)
-    api_version = top.string("apiVersion")
-    if api_version is not None and api_version != API_VERSION:
-        raise top.error("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    kind = top.string("kind")
-    if kind is not None and kind != CLUSTER_KIND:
-        raise top.error("kind", f"must be {CLUSTER_KIND}, got {kind!r}")
-
-    meta = top.obj("metadata", required=True)
-    name = meta.string("name", required=True) or ""
-    if not name:
-        raise meta.error("name", "must not be empty")
+    top, meta, name = _header(ref, obj, CLUSTER_KIND)
     # metadata.namespace: the API server clears it for a cluster-scoped kind; ignored here too
     uid = meta.string("uid") or ""
     generation = meta.integer("generation", minimum=0, maximum=2**63 - 1, default=0)

@@ -18,7 +18,6 @@ import copy
 import difflib
 import functools
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import yaml
 from aidp import paths
 from aidp.catalog import crd as catalog_crd
 from aidp.model import CEL_WHITESPACE, PolicyError, split_api_version
-from aidp.render import MANIFEST_SUFFIXES, ManifestError
+from aidp.render import ManifestError, read_entries
 
 PathT = tuple[str | int, ...]
 
@@ -243,28 +242,11 @@ def parse_text(text: str, source: str, first_number: int = 1) -> list[Manifest]:
     return out
 
 
-def _manifest_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        # Like kubectl -f DIR: the manifest files directly inside, not recursive.
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-    if path.is_file():
-        return [path]
-    raise ManifestError(f"{path}: no such file or directory")
-
-
 def load_files(entries: Iterable[str | Path]) -> list[Manifest]:
     """Every object in the given files and directories, in order; `-` reads standard input."""
     out: list[Manifest] = []
-    for entry in entries:
-        if str(entry) == "-":
-            out += parse_text(sys.stdin.read(), "<stdin>", len(out) + 1)
-            continue
-        for file in _manifest_files(Path(entry)):
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise ManifestError(f"{file}: cannot read: {err}") from None
-            out += parse_text(text, str(file), len(out) + 1)
+    for source, text in read_entries(entries):
+        out += parse_text(text, source, len(out) + 1)
     return out
 
 

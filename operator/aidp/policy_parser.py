@@ -221,19 +221,25 @@ def _parse_policy(obj: object, default_namespace: str | None) -> Policy:
         raise PolicyError(ref, "", f"cannot be parsed: {err}") from err
 
 
-def _parse_mapping(ref: str, obj: Mapping[Any, Any], default_namespace: str | None) -> Policy:
+def _header(ref: str, obj: Mapping[Any, Any], expected_kind: str) -> tuple[_Fields, _Fields, str]:
+    """The object's fields, its metadata's and its name, once apiVersion and kind (either may be
+    left out) are aidp's and the name is given."""
     top = _Fields(ref, "", obj)
     api_version = top.string("apiVersion")
     if api_version is not None and api_version != API_VERSION:
         raise top.error("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
     kind = top.string("kind")
-    if kind is not None and kind != KIND:
-        raise top.error("kind", f"must be {KIND}, got {kind!r}")
-
+    if kind is not None and kind != expected_kind:
+        raise top.error("kind", f"must be {expected_kind}, got {kind!r}")
     meta = top.obj("metadata", required=True)
     name = meta.string("name", required=True) or ""
     if not name:
         raise meta.error("name", "must not be empty")
+    return top, meta, name
+
+
+def _parse_mapping(ref: str, obj: Mapping[Any, Any], default_namespace: str | None) -> Policy:
+    top, meta, name = _header(ref, obj, KIND)
     namespace = meta.string("namespace") or default_namespace
     if not namespace:
         raise meta.error("namespace", "is required")

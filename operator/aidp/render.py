@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -277,6 +277,21 @@ def _manifest_files(path: Path) -> list[Path]:
     raise ManifestError(f"{path}: no such file or directory")
 
 
+def read_entries(entries: Iterable[str | Path]) -> Iterator[tuple[str, str]]:
+    """(source, text) of each manifest file in the given files and directories, in order, as
+    `kubectl -f` reads them; `-` is standard input (source `<stdin>`)."""
+    for entry in entries:
+        if str(entry) == "-":
+            yield "<stdin>", sys.stdin.read()
+            continue
+        for file in _manifest_files(Path(entry)):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ManifestError(f"{file}: cannot read: {err}") from None
+            yield str(file), text
+
+
 def _expand(doc: object, source: str) -> list[dict[str, Any]]:
     if not isinstance(doc, dict):
         raise ManifestError(f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
@@ -297,18 +312,7 @@ def parse_manifests(text: str, source: str) -> list[dict[str, Any]]:
 
 def load_manifests(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Every object in the given files and directories, in order; `-` reads standard input."""
-    objects: list[dict[str, Any]] = []
-    for entry in paths:
-        if str(entry) == "-":
-            objects.extend(parse_manifests(sys.stdin.read(), "<stdin>"))
-            continue
-        for file in _manifest_files(Path(entry)):
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise ManifestError(f"{file}: cannot read: {err}") from None
-            objects.extend(parse_manifests(text, str(file)))
-    return objects
+    return [obj for source, text in read_entries(paths) for obj in parse_manifests(text, source)]
 
 
 def is_policy_object(obj: Mapping[str, Any]) -> bool:

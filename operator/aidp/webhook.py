@@ -67,6 +67,21 @@ NOT_A_DEPLOYMENTS_REPLICASET = (
 OPERATOR_LABELS = (APPROVAL_LABEL, ISOLATED_LABEL)
 
 
+def checked_rules() -> list[dict[str, Any]]:
+    """The admission rules of the requests aidp judges (both engines: the webhook's `rules`, the
+    ValidatingAdmissionPolicies' `matchResources.resourceRules`)."""
+    return [
+        {
+            "apiGroups": [group],
+            "apiVersions": [version],
+            "resources": list(resources),
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+        for group, version, resources in CHECKED_RULES
+    ]
+
+
 def operator_label_write(operator_users: Sequence[str]) -> str:
     """The operator setting or removing its own labels on a Pod, nothing else changed: the Rego
     admits exactly that (the operator may; what the verdict reads is unchanged), so the request
@@ -151,16 +166,7 @@ def render(config: OperatorConfig, ca_bundle: bytes, operator_users: Sequence[st
                         }
                     ],
                 },
-                "rules": [
-                    {
-                        "apiGroups": [group],
-                        "apiVersions": [version],
-                        "resources": list(resources),
-                        "operations": ["CREATE", "UPDATE"],
-                        "scope": "Namespaced",
-                    }
-                    for group, version, resources in CHECKED_RULES
-                ],
+                "rules": checked_rules(),
             },
             {
                 # the webhook's scope is the governed label: a namespace admin allowed to patch their

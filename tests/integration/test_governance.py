@@ -15,6 +15,7 @@ import pytest
 from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
@@ -113,14 +114,18 @@ def _labels(client: Client, ns: str) -> dict[str, str]:
     return dict(client.get(Namespace, ns).metadata.labels or {})  # type: ignore[union-attr]
 
 
-def _has(client: Client, ns: str, name: str) -> bool:
+def _exists(client: Client, res: Any, name: str, namespace: str | None = None) -> bool:
     try:
-        client.get(NetworkPolicy, name, namespace=ns)
+        client.get(res, name, namespace=namespace)
     except ApiError as err:
         if err.status.code == 404:
             return False
         raise
     return True
+
+
+def _has(client: Client, ns: str, name: str) -> bool:
+    return _exists(client, NetworkPolicy, name, ns)
 
 
 def test_a_guardrail_governs_a_namespace_without_policies(env: Env, guardrail: Callable[..., str]) -> None:
@@ -144,6 +149,69 @@ def test_a_guardrail_governs_a_namespace_without_policies(env: Env, guardrail: C
         timeout=30,
         what="labels removed",
     )
+
+
+SEEN_WITHIN = 15.0  # seconds; the own stack's full resync is 600 s away
+
+
+@pytest.fixture(scope="module")
+def slow_resync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """aidp on a control plane of its own whose full resync is 10 minutes away: what it does
+    within seconds it did on a watch event."""
+    from aidp import kube
+    from tests.integration.conftest import make_env
+
+    for cp, _stack in helpers.own_stack(
+        tmp_path_factory.mktemp("governance"), "--audit-interval", "0", "--resync-seconds", "600"
+    ):
+        yield make_env(kube.client(cp.kubeconfig), cp.kubeconfig)
+
+
+def test_a_namespace_made_after_the_guardrail_is_governed_at_once(slow_resync: Env) -> None:
+    """The operator keeps which namespaces each guardrail selects between syncs (it lists all
+    namespaces only when that can have changed): a namespace created, relabelled into the
+    selection or deleted after the guardrail exists is still seen at once, not at the next
+    full resync."""
+    env = slow_resync
+    name = next(_guardrails(env))()  # the stack is the test's own: nothing to clean up
+    value = _labels(env.client, env.ns)["aidp-test/guardrail"]
+
+    def governed_count() -> int:
+        status = env.client.get(ClusterAIDataPolicy, name).to_dict().get("status") or {}
+        return int(status.get("governedNamespaces") or 0)
+
+    wait_for(lambda: governed_count() == 1, timeout=SEEN_WITHIN, what="the guardrail governs one namespace")
+    born, relabelled = f"{env.ns}-new", f"{env.ns}-later"
+    env.client.create(Namespace(metadata=ObjectMeta(name=born, labels={"aidp-test/guardrail": value})))
+    env.client.create(Namespace(metadata=ObjectMeta(name=relabelled)))
+    wait_for(
+        lambda: _has(env.client, born, BASELINE), timeout=SEEN_WITHIN, what="the new namespace's baseline"
+    )
+    assert _labels(env.client, born).get(GUARDRAILED_LABEL) == "true"
+    wait_for(lambda: governed_count() == 2, timeout=SEEN_WITHIN, what="the guardrail governs two")
+    assert not _has(env.client, relabelled, BASELINE)
+    env.client.patch(
+        Namespace,
+        relabelled,
+        {"metadata": {"labels": {"aidp-test/guardrail": value}}},
+        patch_type=PatchType.MERGE,
+    )
+    wait_for(
+        lambda: _has(env.client, relabelled, BASELINE),
+        timeout=SEEN_WITHIN,
+        what="the relabelled one's baseline",
+    )
+    wait_for(lambda: governed_count() == 3, timeout=SEEN_WITHIN, what="the guardrail governs three")
+    # deleted (the namespace controller empties them first): the guardrail's status says so
+    for ns in (born, relabelled):
+        env.client.delete(Namespace, ns)
+
+    wait_for(
+        lambda: not _exists(env.client, Namespace, born) and not _exists(env.client, Namespace, relabelled),
+        timeout=90,
+        what="the namespaces deleted",
+    )
+    wait_for(lambda: governed_count() == 1, timeout=SEEN_WITHIN, what="the guardrail governs one again")
 
 
 def test_bounds_at_admission_and_out_of_bounds_later(env: Env, guardrail: Callable[..., str]) -> None:

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from lightkube import Client
@@ -25,6 +25,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from aidp import bundle as bundle_mod
 from aidp import opadata, paths, render, webhook_tls
+from aidp.agent import Agent, Watched
 from aidp.controller.reconciler import make_bundle
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.opa import OpaServer, new_token
@@ -58,6 +59,7 @@ DOWN = "down"
 def durable(policy_count: int = 0) -> bundle_mod.Bundle:
     data = render.render_data([])
     data["config"]["agentTest"] = policy_count  # a different revision per value
+    data["revision"] = render.revision_of(data["policies"], data["config"])
     return make_bundle(render.policy_modules(), data)
 
 
@@ -167,14 +169,17 @@ class Setup:
             self.agent.stop()
 
 
-@pytest.fixture
-def setup(
-    control_plane: ControlPlane, kube_client: Client, namespace: str, tmp_path: Path
-) -> Iterator[Setup]:
+S = TypeVar("S", bound=Setup)
+
+
+def setup_of(
+    cls: type[S], control_plane: ControlPlane, kube_client: Client, namespace: str, tmp_path: Path
+) -> Iterator[S]:
+    """A `cls` with a token file and the serving certificate's Secret in `namespace`, stopped after."""
     token_file = tmp_path / "token"
     token_file.touch(mode=0o600)
     token_file.write_text(new_token())
-    s = Setup(namespace, kube_client, control_plane.kubeconfig, tmp_path, token_file, tmp_path / "tls")
+    s = cls(namespace, kube_client, control_plane.kubeconfig, tmp_path, token_file, tmp_path / "tls")
     material, _ = webhook_tls.reconcile(
         None, dns_names=webhook_tls.dns_names_for("aidp-opa", namespace), ip_addresses=("127.0.0.1",)
     )
@@ -189,6 +194,13 @@ def setup(
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def setup(
+    control_plane: ControlPlane, kube_client: Client, namespace: str, tmp_path: Path
+) -> Iterator[Setup]:
+    yield from setup_of(Setup, control_plane, kube_client, namespace, tmp_path)
 
 
 class Prober(threading.Thread):
@@ -226,7 +238,7 @@ def test_ten_thousand_policies_restored_from_the_sharded_copy_after_the_old_form
     old = durable(3)
     setup.put_bundle(old)  # what an operator before the shards left behind
     setup.start_agent()
-    wait_for(lambda: (setup.tls_dir / "ca.crt").is_file(), timeout=30, what="the serving certificate")
+    wait_for(lambda: (setup.tls_dir / "tls.crt").is_file(), timeout=30, what="the serving certificate")
     opa = setup.start_opa()
     wait_for(lambda: setup.health()[0] == 200, timeout=60, what="ready from the old format")
     assert revision_of(setup.replica()) == old.revision
@@ -258,6 +270,37 @@ def test_ten_thousand_policies_restored_from_the_sharded_copy_after_the_old_form
     wait_for(lambda: revision_of(setup.replica()) == changed.revision, timeout=120, what="the edited copy")
     with setup.replica().client() as opa_client:
         assert ns not in opa_client.get_data("aidp_policies")["result"]
+
+
+def test_a_restore_reads_the_head_again_rather_than_a_lagging_watch(setup: Setup) -> None:
+    """An emptied OPA is restored from the durable copy as it is now, even when the agent's watch
+    has not yet delivered the last write: an agent that restored the older revision would leave it
+    there (OPA then holds a revision, which is the operator's business), with no operator to fix it."""
+    older, newer = durable(7), durable(8)
+    assert older.revision != newer.revision
+    setup.put_bundle(older)
+    lagging = Watched(setup.client, ConfigMap, "aidp-opa-bundle", setup.ns)  # never started: it lags
+    lagging.obj = setup.client.get(ConfigMap, "aidp-opa-bundle", namespace=setup.ns)
+    setup.put_bundle(newer)  # the write the watch has not delivered
+    agent = Agent(
+        setup.client,
+        setup.ns,
+        "aidp-opa-bundle",
+        "aidp-webhook-tls",
+        setup.opa_url,
+        setup.token_file,
+        setup.tls_dir,
+    )
+    agent._cm_watch = lagging
+    assert agent.write_tls()
+    setup.start_opa()
+    assert revision_of(setup.replica()) is None  # empty: the agent restores it
+    readiness = agent.step()
+    assert revision_of(setup.replica()) == newer.revision
+    # not ready until the watch shows the revision OPA holds, then ready
+    assert (readiness.ready, readiness.revision) == (False, newer.revision), readiness
+    lagging.obj = setup.client.get(ConfigMap, "aidp-opa-bundle", namespace=setup.ns)
+    assert agent.step().ready
 
 
 def test_the_pod_is_ready_only_while_opa_holds_the_durable_revision(setup: Setup) -> None:

@@ -5,7 +5,6 @@ and the agent started with the chart's own arguments."""
 
 from __future__ import annotations
 
-import base64
 import sys
 import threading
 import time
@@ -16,17 +15,15 @@ from typing import Any
 
 import pytest
 from lightkube import Client
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
 
 from aidp import bundle as bundle_mod
-from aidp import opa_loader, paths, render, webhook_tls
+from aidp import opa_loader, paths, render
 from aidp.controller.reconciler import make_bundle
 from aidp.devcluster import ControlPlane
 from aidp.devcluster.opa import OpaServer, new_token
 from aidp.devcluster.procs import Process, free_port
 from aidp.opa_loader import Replica, revision_of
-from tests.integration.test_opa_agent import Prober, Setup
+from tests.integration.test_opa_agent import Prober, Setup, setup_of
 from tests.unit.test_chart import container
 from tests.unit.test_chart import render as render_chart
 from tests.waiting import wait_for
@@ -115,24 +112,7 @@ class PullSetup(Setup):
 def pull(
     control_plane: ControlPlane, kube_client: Client, namespace: str, tmp_path: Path
 ) -> Iterator[PullSetup]:
-    token_file = tmp_path / "token"
-    token_file.touch(mode=0o600)
-    token_file.write_text(new_token())
-    s = PullSetup(namespace, kube_client, control_plane.kubeconfig, tmp_path, token_file, tmp_path / "tls")
-    material, _ = webhook_tls.reconcile(
-        None, dns_names=webhook_tls.dns_names_for("aidp-opa", namespace), ip_addresses=("127.0.0.1",)
-    )
-    kube_client.create(
-        Secret(
-            metadata=ObjectMeta(name="aidp-webhook-tls", namespace=namespace),
-            type="kubernetes.io/tls",
-            data={k: base64.b64encode(v).decode() for k, v in material.serving_secret_data().items()},
-        )
-    )
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from setup_of(PullSetup, control_plane, kube_client, namespace, tmp_path)
 
 
 class Consistency(threading.Thread):

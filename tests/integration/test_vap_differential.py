@@ -43,7 +43,9 @@ from aidp.controller.governance import ClusterAIDataPolicy
 from aidp.controller.vap import NamespaceAdmission
 from aidp.guardrail import ClusterPolicy
 from aidp.model import CHECKED_KINDS, Policy
-from aidp.vap import policies as vap_policies
+from aidp.vap import (
+    unapproved as vap_policies,  # the name is in the test's source: hypothesis derives its fixed seed from it
+)
 from tests.integration import helpers
 from tests.integration.vapstack import dry_run, vap_stack
 from tests.waiting import wait_for

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from aidp import catalog
-from aidp.audit import runner, worker
+from aidp.audit import protocol, runner, worker
 from aidp.audit.report import FINDING_TYPES, SEVERITIES, AuditReport, Changes, Finding, Skipped
 from aidp.config import OperatorConfig
 from aidp.controller.auditloop import AuditLoop, audit_timeout, request_for
@@ -40,8 +40,8 @@ def _report() -> AuditReport:
     return report
 
 
-def _summary(**kw: object) -> worker.Summary:
-    return worker.summarise(_report(), audit_seconds=1.5, seconds=2.0, policies=3, **kw)  # type: ignore[arg-type]
+def _summary(**kw: object) -> protocol.Summary:
+    return protocol.summarise(_report(), audit_seconds=1.5, seconds=2.0, policies=3, **kw)  # type: ignore[arg-type]
 
 
 # ---- encodings ------------------------------------------------------------------------------------
@@ -55,9 +55,9 @@ def test_the_summary_carries_the_reports_figures_and_round_trips() -> None:
         ("policy-violation", "high", 2),
         ("shadow-ai", "medium", 1),
     ]
-    assert s.skipped == [worker.SkippedAnalysis("credential-exposure", "not analysed: forbidden")]
+    assert s.skipped == [protocol.SkippedAnalysis("credential-exposure", "not analysed: forbidden")]
     assert s.changes_since == "2026-12-02T03:55:00Z" and s.changes["workloadsAdded"] == 1
-    assert worker.decode_summary(worker.encode_summary(s)) == s
+    assert protocol.decode_summary(protocol.encode_summary(s)) == s
 
 
 def test_finding_counts_cover_every_type_and_severity_the_metric_has() -> None:
@@ -70,25 +70,25 @@ def test_finding_counts_cover_every_type_and_severity_the_metric_has() -> None:
 def test_without_a_previous_report_the_summary_has_no_changes() -> None:
     report = _report()
     report.changes = Changes()  # since None: nothing to compare with
-    s = worker.summarise(report, audit_seconds=0.1, seconds=0.1, policies=0)
+    s = protocol.summarise(report, audit_seconds=0.1, seconds=0.1, policies=0)
     assert s.changes_since is None and s.changes == {}
 
 
 def test_the_summary_is_the_last_line_of_stdout() -> None:
-    line = worker.encode_summary(_summary())
-    assert worker.decode_summary(b"some library said hello\n\n" + line + b"\n") == _summary()
+    line = protocol.encode_summary(_summary())
+    assert protocol.decode_summary(b"some library said hello\n\n" + line + b"\n") == _summary()
     with pytest.raises(ValueError, match="printed no summary"):
-        worker.decode_summary(b"\n  \n")
+        protocol.decode_summary(b"\n  \n")
     with pytest.raises(ValueError, match="no valid summary"):
-        worker.decode_summary(b'{"workloads": "many"}\n')
+        protocol.decode_summary(b'{"workloads": "many"}\n')
 
 
 def test_the_request_round_trips_and_odd_ones_are_refused() -> None:
-    req = worker.Request(replica=worker.ReplicaSpec("https://o:1", "t"), report_kind="policyreport")
-    assert worker.decode_request(worker.encode_request(req)) == req
+    req = protocol.Request(replica=protocol.ReplicaSpec("https://o:1", "t"), report_kind="policyreport")
+    assert protocol.decode_request(protocol.encode_request(req)) == req
     for bad in (b"", b"[]", b'{"replica": {"url": "u"}}', b'{"replica": {"url": "u", "token": "t"}, "x": 1}'):
         with pytest.raises(ValueError, match="not an audit request"):
-            worker.decode_request(bad)
+            protocol.decode_request(bad)
 
 
 def test_the_request_names_the_replica_and_settings_and_the_catalog_only_when_not_built_in() -> None:
@@ -99,7 +99,7 @@ def test_the_request_names_the_replica_and_settings_and_the_catalog_only_when_no
         audit_interval_seconds=60,
     )
     req = request_for(config, REPLICA, catalog.builtin(), logging.DEBUG)
-    assert req.replica == worker.ReplicaSpec(
+    assert req.replica == protocol.ReplicaSpec(
         "https://10.0.0.7:8181", "s3cret-token", "/tls/ca.crt", "aidp-opa.aidp-system.svc"
     )
     assert (req.report_kind, req.admission_engine, req.audit_interval_seconds) == ("policyreport", "both", 60)
@@ -132,28 +132,29 @@ def test_the_timeout_is_the_flag_else_ten_intervals_and_at_least_ten_minutes() -
 
 
 def test_log_records_cross_as_json_lines_with_their_traceback() -> None:
-    fmt = worker.JsonLines()
+    fmt = protocol.JsonLines()
     try:
         raise RuntimeError("boom")
     except RuntimeError:
         record = logging.getLogger("aidp.audit").makeRecord(
             "aidp.audit", logging.ERROR, __file__, 1, "audit of %s failed", ("x",), sys.exc_info()
         )
-    level, name, message = worker.parse_log_line(fmt.format(record) + "\n")
+    level, name, message = protocol.parse_log_line(fmt.format(record) + "\n")
     assert (level, name) == (logging.ERROR, "aidp.audit")
     assert message.startswith("audit of x failed\nTraceback") and "RuntimeError: boom" in message
     # what is not one of those lines (the interpreter's own complaints) is a warning, verbatim
-    assert worker.parse_log_line("Fatal Python error: x\n") == (
+    assert protocol.parse_log_line("Fatal Python error: x\n") == (
         logging.WARNING,
         "aidp.audit",
         "Fatal Python error: x",
     )
-    assert worker.parse_log_line('{"level": "high"}')[0] == logging.WARNING
+    assert protocol.parse_log_line('{"level": "high"}')[0] == logging.WARNING
 
 
 def test_forwarded_lines_are_logged_under_the_processs_logger(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
-        runner.forward(worker.log_line(logging.WARNING, "aidp.audit", "cannot write Report for namespace a"))
+        line = protocol.log_line(logging.WARNING, "aidp.audit", "cannot write Report for namespace a")
+        runner.forward(line)
         runner.forward("plain text")
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("aidp.audit", logging.WARNING, "cannot write Report for namespace a"),
@@ -214,21 +215,21 @@ def _script(tmp_path: Path, body: str) -> tuple[str, ...]:
 
 GOOD = """
     import sys
-    from aidp.audit import worker
-    request = worker.decode_request(sys.stdin.buffer.read())
-    print(worker.log_line(30, "aidp.audit", "audit: guardrails: not analysed"), file=sys.stderr, flush=True)
-    summary = worker.Summary(
+    from aidp.audit import protocol
+    request = protocol.decode_request(sys.stdin.buffer.read())
+    print(protocol.log_line(30, "aidp.audit", "audit: guardrails: not analysed"), file=sys.stderr, flush=True)
+    summary = protocol.Summary(
         workloads=5, approved=3, violating=1, audit_seconds=0.25, policies=2, errors=1,
-        findings=[worker.FindingCount("shadow-ai", "medium", 2)], peak_rss_bytes=50 << 20,
-        skipped=[worker.SkippedAnalysis("guardrails", "forbidden")],
+        findings=[protocol.FindingCount("shadow-ai", "medium", 2)], peak_rss_bytes=50 << 20,
+        skipped=[protocol.SkippedAnalysis("guardrails", "forbidden")],
     )
-    sys.stdout.buffer.write(worker.encode_summary(summary) + b"\\n")
+    sys.stdout.buffer.write(protocol.encode_summary(summary) + b"\\n")
     # the request arrived whole, on stdin
     assert request.replica.token == "s3cret-token", request
 """
 
 
-def _request() -> worker.Request:
+def _request() -> protocol.Request:
     return request_for(OperatorConfig(), REPLICA, catalog.builtin(), logging.INFO)
 
 
@@ -236,7 +237,7 @@ async def test_a_finished_process_gives_its_summary_and_its_log_lines(tmp_path: 
     lines: list[str] = []
     got = await runner.run(_request(), 30, command=_script(tmp_path, GOOD), on_line=lines.append)
     assert (got.workloads, got.approved, got.violating, got.policies) == (5, 3, 1, 2)
-    assert [worker.parse_log_line(line)[2] for line in lines] == ["audit: guardrails: not analysed"]
+    assert [protocol.parse_log_line(line)[2] for line in lines] == ["audit: guardrails: not analysed"]
 
 
 async def test_a_failing_process_is_an_error_quoting_its_last_lines(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_python_and_rego_share_the_contract_constants(opa: Path) -> None:
 
 def test_both_engines_and_the_audit_read_values_of_the_same_length(opa: Path) -> None:
     from aidp.audit import declared
-    from aidp.vap import policies as vap
+    from aidp.vap import cel as vap
 
     bound = rego_value(opa, "data.aidp.admission.max_value_length")
     assert bound == declared.MAX_VALUE_LENGTH == vap.MAX_VALUE

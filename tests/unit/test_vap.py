@@ -16,7 +16,7 @@ from aidp import vap, webhook
 from aidp.cli.main import app
 from aidp.config import OperatorConfig
 from aidp.controller import vap as vap_engine
-from aidp.vap import policies
+from aidp.vap import cel, guardrails, unapproved, workloads
 
 EXCLUDED = ("kube-system", "kube-public", "kube-node-lease", "aidp-system")
 DAY = dt.date(2026, 12, 1)
@@ -62,9 +62,9 @@ def test_each_enforcement_mode_has_its_binding(mode: str, action: str) -> None:
     assert pol["paramKind"] == {"apiVersion": "aidp.io/v1alpha1", "kind": "AIDataPolicy"}
     assert pol["failurePolicy"] == "Fail"
     applies = next(v["expression"] for v in pol["variables"] if v["name"] == "applies")
-    assert policies.MODE_FILTER[mode] in applies
+    assert workloads.MODE_FILTER[mode] in applies
     # deny: one message naming every failing rule; warn and dryrun: one per rule
-    assert len(pol["validations"]) == (1 if mode == "deny" else len(policies.RULE_VARIABLES))
+    assert len(pol["validations"]) == (1 if mode == "deny" else len(workloads.RULE_VARIABLES))
 
 
 def test_the_checked_kinds_are_the_webhooks() -> None:
@@ -85,12 +85,12 @@ def test_the_checked_kinds_are_the_webhooks() -> None:
     [cond] = pol["matchConditions"]
     assert cond["name"] == "applies-and-fails"
     assert cond["expression"].startswith(
-        f"{policies.MODE_FILTER['deny']} && ({policies.TEMPLATE_CHANGED}) && "
+        f"{workloads.MODE_FILTER['deny']} && ({cel.TEMPLATE_CHANGED}) && "
         f"({webhook.NOT_A_DEPLOYMENTS_REPLICASET}) && "
     )
 
 
-@pytest.mark.parametrize("mode", policies.MODES)
+@pytest.mark.parametrize("mode", workloads.MODES)
 def test_the_check_itself_is_a_match_condition(mode: str) -> None:
     """kube-apiserver evaluates a policy's match conditions once per param and its validations and
     messages (three more evaluations, each converting the object) only when they hold: the workload
@@ -99,9 +99,9 @@ def test_the_check_itself_is_a_match_condition(mode: str) -> None:
     [match] = pol["matchConditions"]
     cond = match["expression"]
     # the mode first, so that a param of another mode costs one comparison
-    assert cond.startswith(policies.MODE_FILTER[mode] + " && ")
-    assert policies._selects("params.spec.workloadSelector", "labels") in cond
-    assert policies._fails(DAY) in cond
+    assert cond.startswith(workloads.MODE_FILTER[mode] + " && ")
+    assert cel.selects("params.spec.workloadSelector", "labels") in cond
+    assert workloads.fails(DAY) in cond
     # every rule is checked: the annotations, the service account, the expiry, host networking
     for needle in (
         '"aidp.io/consent-basis" in ann',
@@ -111,13 +111,13 @@ def test_the_check_itself_is_a_match_condition(mode: str) -> None:
         "params.spec.serviceAccountNames",
         'params.spec.review.expires < "2026-12-01"',
         "pod.?hostNetwork",
-        f"r.size() > {policies.MAX_VALUE}",
-        f"raw.size() > {policies.MAX_VALUE}",
+        f"r.size() > {cel.MAX_VALUE}",
+        f"raw.size() > {cel.MAX_VALUE}",
     ):
         assert needle in cond, needle
     # the validations are unchanged: they name the failing rules
     applies = next(v["expression"] for v in pol["variables"] if v["name"] == "applies")
-    assert applies == f"{policies.MODE_FILTER[mode]} && variables.selected"
+    assert applies == f"{workloads.MODE_FILTER[mode]} && variables.selected"
 
 
 def test_match_conditions_read_no_variables() -> None:
@@ -147,7 +147,7 @@ def test_match_conditions_read_no_variables() -> None:
 
 
 def test_the_rules_in_the_regos_order() -> None:
-    ids = [rule for rule, _ in policies.RULE_VARIABLES]
+    ids = [rule for rule, _ in workloads.RULE_VARIABLES]
     assert ids == [
         "review-expired",
         "service-account",
@@ -183,7 +183,7 @@ def test_operator_users_are_cel_string_literals() -> None:
 
 def test_lower_maps_the_two_letters_whose_lower_case_is_ascii() -> None:
     # Go's strings.ToLower (Rego's lower) maps U+0130 to i and U+212A (KELVIN SIGN) to k
-    expr = policies.lower("x")
+    expr = cel.lower("x")
     assert expr == "x.replace('\\u0130', 'i').replace('\\u212a', 'k').lowerAscii()"
     assert "\u0130".lower()[0] == "i" and "\u212a".lower() == "k"
 
@@ -261,7 +261,7 @@ def test_guardrails_add_a_policy_of_their_own() -> None:
     assert "zero-data-retention" not in failures  # not required by either
     binding = next(o for o in objs if o["metadata"]["name"] == "aidp-guardrails" and o is not pol)
     assert binding["spec"]["validationActions"] == ["Deny"]
-    assert policies._namespace_selected({"matchExpressions": [{"key": "k", "operator": "Gt"}]}) == "false"
+    assert guardrails.namespace_selected({"matchExpressions": [{"key": "k", "operator": "Gt"}]}) == "false"
     bounds = next(
         o for o in objs if o["metadata"]["name"] == "aidp-bounds" and o["kind"] == "ValidatingAdmissionPolicy"
     )
@@ -280,13 +280,13 @@ def test_the_detector_globs_as_regular_expressions() -> None:
     """OPA's glob.match(pattern, [], text) has `.` as its delimiter: `*` stops at a dot."""
     import re
 
-    env = re.compile(policies.render_detector({"env": ["OPENAI_*"], "hosts": []})["env"])
+    env = re.compile(unapproved.render_detector({"env": ["OPENAI_*"], "hosts": []})["env"])
     assert env.match("OPENAI_API_KEY") and env.match("OPENAI_")
     assert not env.match("OPENAI_A.B") and not env.match("XOPENAI_KEY") and not env.match("openai_key")
-    hosts = re.compile(policies.render_detector({"env": [], "hosts": ["*.api.openai.com"]})["hosts"])
+    hosts = re.compile(unapproved.render_detector({"env": [], "hosts": ["*.api.openai.com"]})["hosts"])
     assert hosts.match("eu.api.openai.com") and not hosts.match("a.b.api.openai.com")
     assert not hosts.match("euxapi.openai.com")
-    nothing = re.compile(policies.render_detector({})["env"])
+    nothing = re.compile(unapproved.render_detector({})["env"])
     assert not nothing.match("") and not nothing.match("OPENAI_KEY")
 
 
@@ -324,7 +324,7 @@ def test_params_only_where_a_guardrail_denies_or_warns() -> None:
     docs = {
         "x": [{"name": "p", "review": {"expires": "2030-01-01"}, "workloadSelector": {"matchLabels": {}}}]
     }
-    out = policies.params_objects(docs, rails, {"x": ["a", "d", "w"], "y": ["a"], "z": ["w"]})
+    out = unapproved.params_objects(docs, rails, {"x": ["a", "d", "w"], "y": ["a"], "z": ["w"]})
     assert set(out) == {"x", "z"}
     assert out["x"]["spec"] == {
         "unapprovedAI": [{"name": "d", "mode": "deny"}, {"name": "w", "mode": "warn"}],

@@ -28,10 +28,8 @@ from lightkube.resources.core_v1 import Namespace
 from aidp import kube
 from aidp.audit.report import Finding, GuardrailSummary, Skipped
 from aidp.controller import governance
-from aidp.controller.resources import to_dict
 from aidp.guardrail import CLUSTER_KIND, ClusterPolicy
 from aidp.model import DEFAULT_EXCLUDED_NAMESPACES
-from aidp.policy import PolicyError
 
 Guardrails = governance.Guardrails
 T = TypeVar("T")
@@ -58,13 +56,7 @@ def read(
     out = Guardrails()
     try:
         for item in _retried(lambda: list(client.list(governance.ClusterAIDataPolicy))):
-            obj = to_dict(item)
-            name = str((obj.get("metadata") or {}).get("name", ""))
-            out.objects[name] = obj
-            try:
-                out.valid.append(ClusterPolicy.from_object(obj))
-            except PolicyError as err:
-                out.invalid[name] = str(err)
+            out.add(item)
     except kube.KUBE_ERRORS as err:
         code = kube.error_code(err)
         if code not in (403, 404):

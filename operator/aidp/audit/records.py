@@ -333,7 +333,7 @@ def detect_admission_engine(client: Any) -> str | None:
 
     from aidp import kube
     from aidp.config import MANAGED_BY
-    from aidp.vap.policies import ENGINE_LABEL
+    from aidp.vap.cel import ENGINE_LABEL
 
     found = []
     for engine, res, labels in (

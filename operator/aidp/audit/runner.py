@@ -12,13 +12,13 @@ import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from aidp.audit import worker
+from aidp.audit import protocol
 
 log = logging.getLogger("aidp.audit")
 
 TAIL_LINES = 20  # of the process's stderr, quoted when it fails
 LINE_LIMIT = 1 << 20  # a log line (a traceback) may be long; StreamReader's default is 64 KiB
-COMMAND: tuple[str, ...] = (sys.executable, "-m", worker.MODULE)
+COMMAND: tuple[str, ...] = (sys.executable, "-m", protocol.MODULE)
 
 
 class WorkerError(RuntimeError):
@@ -28,7 +28,7 @@ class WorkerError(RuntimeError):
 
 def forward(line: str) -> None:
     """Log one line of the process's stderr as the operator's own record."""
-    level, name, message = worker.parse_log_line(line)
+    level, name, message = protocol.parse_log_line(line)
     logging.getLogger(name).log(level, "%s", message)
 
 
@@ -49,18 +49,18 @@ def exit_reason(returncode: int) -> str:
 
 
 def failure(what: str, tail: Sequence[str]) -> WorkerError:
-    lines = [worker.parse_log_line(line)[2] for line in tail]
+    lines = [protocol.parse_log_line(line)[2] for line in tail]
     text = "\n".join(lines)[-4000:]
     return WorkerError(f"{what}; its last output:\n{text}" if text else f"{what}; it wrote nothing on stderr")
 
 
 async def run(
-    request: worker.Request,
+    request: protocol.Request,
     time_limit: float,
     *,
     command: Sequence[str] = COMMAND,
     on_line: Callable[[str], None] = forward,
-) -> worker.Summary:
+) -> protocol.Summary:
     """Run one audit process to its end; its Summary, or WorkerError. The process is killed when
     it runs longer than `time_limit` seconds, and when this coroutine is cancelled."""
     proc = await asyncio.create_subprocess_exec(
@@ -76,7 +76,7 @@ async def run(
 
     async def feed() -> None:
         try:
-            stdin.write(worker.encode_request(request))
+            stdin.write(protocol.encode_request(request))
             await stdin.drain()
             stdin.close()
         except (BrokenPipeError, ConnectionResetError):
@@ -106,7 +106,7 @@ async def run(
     if returncode != 0:
         raise failure(f"the audit process {exit_reason(returncode)}", tail)
     try:
-        return worker.decode_summary(out)
+        return protocol.decode_summary(out)
     except ValueError as err:
         raise failure(str(err), tail) from None
 

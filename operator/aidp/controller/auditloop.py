@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aidp import catalog, metrics
 from aidp.audit import runner
-from aidp.audit.worker import CatalogSpec, ReplicaSpec, Request, Summary
+from aidp.audit.protocol import CatalogSpec, ReplicaSpec, Request, Summary
 from aidp.config import OperatorConfig
 from aidp.opa_loader import Replica
 

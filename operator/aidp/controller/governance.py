@@ -9,7 +9,7 @@ creating it now), so admission and the `WithinBounds` condition can never disagr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,16 @@ class Guardrails:
     def documents(self) -> dict[str, dict[str, Any]]:
         return {g.name: g.to_document() for g in self.valid}
 
+    def add(self, item: Any) -> None:
+        """Keep a listed ClusterAIDataPolicy: as read, and parsed or with the reason it is not."""
+        obj = to_dict(item)
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        self.objects[name] = obj
+        try:
+            self.valid.append(ClusterPolicy.from_object(obj))
+        except PolicyError as err:
+            self.invalid[name] = str(err)
+
 
 def select(
     guardrails: Sequence[ClusterPolicy], namespaces: Mapping[str, Mapping[str, str]], excluded: Iterable[str]
@@ -63,6 +73,70 @@ def select(
         if names:
             out[ns] = names
     return out
+
+
+def selection_key(guardrails: Sequence[ClusterPolicy], excluded: Iterable[str]) -> object:
+    """All that `select` reads beside the namespaces' labels: equal keys, equal selections of
+    the same namespaces."""
+    by_name = sorted(guardrails, key=lambda g: g.name)
+    return (tuple((g.name, g.namespace_selector) for g in by_name), frozenset(excluded))
+
+
+NamespaceReader = Callable[[], Awaitable[Mapping[str, Mapping[str, str]]]]
+
+
+@dataclass
+class Selection:
+    """Which namespaces the guardrails select, kept between syncs.
+
+    Working it out needs every namespace's labels (a LIST of all namespaces, the largest read of
+    a sync in a cluster with many of them), so it is read again only when the answer can have
+    changed: on full syncs, when the guardrails' selectors (or the exclusions) changed, and when
+    the namespace watch saw a namespace whose selection differs from the one held, or one that
+    went away (`stale`, set by `aidp.controller.handlers.namespace_changed`)."""
+
+    key: object = None
+    of: dict[str, list[str]] = field(default_factory=dict)
+    stale: bool = True
+
+    async def select(
+        self,
+        guardrails: Sequence[ClusterPolicy],
+        excluded: Iterable[str],
+        read: NamespaceReader,
+        *,
+        full: bool = False,
+    ) -> dict[str, list[str]]:
+        """namespace -> the guardrails that select it; a copy the caller may keep."""
+        skip = frozenset(excluded)
+        key = selection_key(guardrails, skip)
+        if full or self.stale or key != self.key:
+            # cleared before the read: a namespace event that arrives during it marks it again
+            self.stale = False
+            try:
+                namespaces = await read()
+            except BaseException:
+                self.stale = True
+                raise
+            self.key, self.of = key, select(guardrails, namespaces, skip)
+        return {ns: list(names) for ns, names in self.of.items()}
+
+    def event(
+        self,
+        guardrails: Sequence[ClusterPolicy],
+        name: str,
+        labels: Mapping[str, str] | None,
+        excluded: Iterable[str],
+    ) -> bool:
+        """A namespace event (`labels` None: deleted): whether the selection held is now wrong, in
+        which case it is marked stale (the caller triggers a sync)."""
+        if labels is None:
+            wrong = name in self.of
+        else:
+            wrong = select(guardrails, {name: labels}, excluded).get(name, []) != self.of.get(name, [])
+        if wrong:
+            self.stale = True
+        return wrong
 
 
 def governed_hosts(guardrails: Sequence[ClusterPolicy], names: Iterable[str]) -> tuple[str, ...]:
@@ -118,13 +192,7 @@ async def read_guardrails(client: AsyncClient) -> Guardrails:
         # a CRD just created or changed answers 429 for a while: asked again for a moment
         items = await kube.with_retries_async(lambda: _list(client), within=2.0)
         for item in items:
-            obj = to_dict(item)
-            name = str((obj.get("metadata") or {}).get("name", ""))
-            out.objects[name] = obj
-            try:
-                out.valid.append(ClusterPolicy.from_object(obj))
-            except PolicyError as err:
-                out.invalid[name] = str(err)
+            out.add(item)
     except kube.KUBE_ERRORS as err:
         if kube.error_code(err) != 404:
             raise
@@ -137,6 +205,7 @@ async def _list(client: AsyncClient) -> list[Any]:
 
 
 async def read_namespaces(client: AsyncClient) -> dict[str, dict[str, str]]:
+    """name -> labels of every namespace (one paginated LIST)."""
     out: dict[str, dict[str, str]] = {}
     async for ns in list_all(client, Namespace, namespace=None):
         if ns.metadata and ns.metadata.name:

@@ -16,7 +16,7 @@ from lightkube import AsyncClient, KubeConfig
 
 from aidp import catalog
 from aidp.config import GOVERNED_LABEL, GUARDRAILED_LABEL, ISOLATED_LABEL, OperatorConfig
-from aidp.controller import approval, discovery, egresswatch, governance, kopfstorage
+from aidp.controller import approval, discovery, egresswatch, kopfstorage
 from aidp.controller import vap as vap_engine
 from aidp.controller.auditloop import AuditLoop
 from aidp.controller.catalogwatch import CatalogWatch
@@ -201,23 +201,28 @@ async def policy_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(body: Any, memo: Any, **_: Any) -> None:
+async def namespace_changed(body: Any, event: Any, memo: Any, **_: Any) -> None:
     """Someone changed the governed label (or a namespace came or went): put it right."""
     rec = _runtime(memo).reconciler
     if rec is None:
         return
-    name = body.get("metadata", {}).get("name")
-    labels = body.get("metadata", {}).get("labels") or {}
+    name = str(body.get("metadata", {}).get("name") or "")
+    labels = dict(body.get("metadata", {}).get("labels") or {})
+    deleted = event.get("type") == "DELETED"
+    valid = rec.guardrails.valid
+    # a new namespace, a label change or a deletion can move the namespace into or out of a
+    # guardrail's selection: the selection the reconciler holds is read again at the next sync
+    moved = bool(valid) and rec.selection.event(
+        valid, name, None if deleted else labels, rec.config.all_excluded_namespaces
+    )
     labelled = labels.get(GOVERNED_LABEL) == "true"
     guardrailed = labels.get(GUARDRAILED_LABEL) == "true"
-    if labelled != (name in rec.governed) or guardrailed != (name in rec.guardrails.namespaces):
+    if not deleted and (
+        labelled != (name in rec.governed) or guardrailed != (name in rec.guardrails.namespaces)
+    ):
         rec.trigger(relabel=True)
-        return
-    valid = rec.guardrails.valid
-    if valid:  # a label change can move the namespace into or out of a guardrail's selection
-        now = governance.select(valid, {name: dict(labels)}, rec.config.all_excluded_namespaces).get(name, [])
-        if now != rec.guardrails.of.get(name, []):
-            rec.trigger()
+    elif moved:
+        rec.trigger()
 
 
 @kopf.on.event("", "v1", "pods")

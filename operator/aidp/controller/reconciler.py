@@ -97,6 +97,7 @@ class Reconciler:
         self.governed: set[str] = set()
         self.operator_users: tuple[str, ...] | None = None
         self.guardrails = governance.Guardrails()
+        self.selection = governance.Selection()  # which namespaces the guardrails select
         self.statuses = StatusWriter(config, client)
         self.approver = Approver(client, cilium=config.egress_backend == "cilium")
         self.policies_by_ns: dict[str, list[Policy]] = {}
@@ -250,8 +251,9 @@ class Reconciler:
             guardrails = self.guardrails
             self._retry_soon()
         if guardrails.valid:
-            namespaces = await governance.read_namespaces(self.client)
-            guardrails.of = governance.select(guardrails.valid, namespaces, excluded)
+            guardrails.of = await self.selection.select(
+                guardrails.valid, excluded, lambda: governance.read_namespaces(self.client), full=full
+            )
         self.guardrails = guardrails
         await vap_engine.sync(  # hook: vap engine
             self.client,

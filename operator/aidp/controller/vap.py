@@ -30,7 +30,7 @@ from aidp.config import OperatorConfig
 from aidp.controller.certs import WebhookCerts
 from aidp.controller.resources import to_dict
 from aidp.model import Policy
-from aidp.vap import policies as vap_policies
+from aidp.vap import unapproved as vap_params
 
 log = logging.getLogger("aidp.operator.vap")
 
@@ -42,7 +42,7 @@ KINDS: dict[str, type[ValidatingAdmissionPolicy] | type[ValidatingAdmissionPolic
 
 # the vap engine's param for `unapproved-ai` (crds/aidp.io_namespaceadmissions.yaml)
 NamespaceAdmission = create_namespaced_resource(
-    "aidp.io", "v1alpha1", vap_policies.PARAMS_KIND, vap_policies.PARAMS_PLURAL
+    "aidp.io", "v1alpha1", vap_params.PARAMS_KIND, vap_params.PARAMS_PLURAL
 )
 
 
@@ -97,12 +97,12 @@ async def sync(
     retries, and the OPA side of the sync goes on. `full`: compare the live params too."""
     try:
         if uses_vap(config):
-            wanted = vap_policies.params_namespaces(guardrails or {}, guardrails_of or {})
+            wanted = vap_params.params_namespaces(guardrails or {}, guardrails_of or {})
             by_ns: dict[str, list[dict[str, Any]]] = {}
             for p in policies:
                 if p.namespace in wanted:
                     by_ns.setdefault(p.namespace, []).append(render.policy_document(p))
-            params = vap_policies.params_objects(by_ns, guardrails or {}, guardrails_of or {})
+            params = vap_params.params_objects(by_ns, guardrails or {}, guardrails_of or {})
             # the params before the policies that read them (a missing param admits)
             try:
                 await _apply_params(client, params, full, state)
@@ -188,8 +188,8 @@ async def _apply_params(
                 state.params[ns] = _digest(want) if same and want is not None else ""
     for ns in sorted(set(state.params) - set(params)):
         try:
-            await client.delete(NamespaceAdmission, vap_policies.PARAMS_NAME, namespace=ns)
-            log.info("deleted NamespaceAdmission %s/%s", ns, vap_policies.PARAMS_NAME)
+            await client.delete(NamespaceAdmission, vap_params.PARAMS_NAME, namespace=ns)
+            log.info("deleted NamespaceAdmission %s/%s", ns, vap_params.PARAMS_NAME)
         except ApiError as err:
             if err.status.code != 404:
                 raise
@@ -200,7 +200,7 @@ async def _apply_params(
             continue
         await client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
         state.params[ns] = digest
-        log.info("applied NamespaceAdmission %s/%s", ns, vap_policies.PARAMS_NAME)
+        log.info("applied NamespaceAdmission %s/%s", ns, vap_params.PARAMS_NAME)
 
 
 async def _prune_params(client: AsyncClient) -> None:
