@@ -13,6 +13,10 @@ run), ten workloads per generated policy set (one namespace each). What each eng
 - unapproved-ai: two in three worlds' namespaces are selected by a ClusterAIDataPolicy with
   unapprovedAI deny or warn (two guardrails of this module, with no other rule), and the workloads
   reference AI providers (env names, hosts in env values and args, look-alikes that are not).
+
+Besides the generated worlds, one forced world per rule (`forced_world`) fails that rule under each
+mode: the coverage of every rule under deny, warn and dryrun does not depend on the seed (hypothesis
+derives its fixed seed from the test function's source, so an edit of the test changes the draws).
 """
 
 from __future__ import annotations
@@ -43,9 +47,7 @@ from aidp.controller.governance import ClusterAIDataPolicy
 from aidp.controller.vap import NamespaceAdmission
 from aidp.guardrail import ClusterPolicy
 from aidp.model import CHECKED_KINDS, Policy
-from aidp.vap import (
-    unapproved as vap_policies,  # the name is in the test's source: hypothesis derives its fixed seed from it
-)
+from aidp.vap import unapproved as vap_policies  # `unapproved` is a world's guardrail mode below
 from tests.integration import helpers
 from tests.integration.vapstack import dry_run, vap_stack
 from tests.waiting import wait_for
@@ -423,6 +425,78 @@ def _sentinel_seen(client: Client, ns: str) -> bool:
     return helpers.create(client, probe, dry_run=True) is not None
 
 
+World = tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]
+
+# a compliant workload's declarations for the forced worlds' base spec
+COMPLIANT = {
+    "aidp.io/consent-basis": "consent",
+    "aidp.io/retention-days": "7",
+    "aidp.io/zero-data-retention": "true",
+    "aidp.io/data-categories": "internal",
+}
+MODE_LABEL = {"deny": "bot", "warn": "web", "dryrun": "x"}
+
+
+def forced_world(rule: str) -> World:
+    """A world in which each mode's policy fails `rule` (and only it) for the workloads it selects:
+    the coverage of every rule under every mode does not depend on what the seed draws."""
+    unapproved = {"unapproved-ai-deny": "deny", "unapproved-ai-warn": "warn"}.get(rule)
+    specs = []
+    for mode, value in MODE_LABEL.items():
+        spec: dict[str, Any] = {
+            "provider": "openai",
+            "workloadSelector": {"matchLabels": {"app": value}},
+            "purpose": "differential test, forced",
+            "consent": {"required": True, "allowedBases": ["consent"]},
+            "retention": {"maxDays": 30, "requireZeroDataRetention": rule == "zero-data-retention"},
+            "dataCategories": {"allowed": ["public", "internal"], "forbidden": ["health"]},
+            "enforcement": mode,
+            "review": {
+                "approvedBy": "dpo@example.com",
+                "expires": (TODAY + dt.timedelta(days=-1 if rule == "review-expired" else 400)).isoformat(),
+            },
+        }
+        if rule == "service-account":
+            spec["serviceAccountNames"] = ["bot"]
+        specs.append(spec)
+    annotations = dict(COMPLIANT)
+    if rule == "consent-basis":
+        annotations["aidp.io/consent-basis"] = "contract"
+    elif rule == "retention-days":
+        annotations["aidp.io/retention-days"] = "31"
+    elif rule == "zero-data-retention":
+        annotations["aidp.io/zero-data-retention"] = "false"
+    elif rule == "data-categories":
+        annotations["aidp.io/data-categories"] = "internal,health"
+    ws = []
+    for i, value in enumerate([*MODE_LABEL.values(), "none"]):  # "none": no policy selects it
+        ws.append(
+            {
+                "kind": KINDS[i % len(KINDS)],
+                "labels": {"app": value},
+                "annotations": annotations,
+                "sa": "other" if rule == "service-account" else "bot",
+                "hostNetwork": rule == "host-network",
+                "env": [("OPENAI_API_KEY", "x")] if unapproved else [],
+                "args": [],
+            }
+        )
+    return specs, ws, unapproved
+
+
+FORCED = (
+    "review-expired",
+    "service-account",
+    "consent-basis",
+    "retention-days",
+    "zero-data-retention",
+    "data-categories",
+    "host-network",
+    "unapproved-ai-deny",
+    "unapproved-ai-warn",
+)
+
+
 @settings(
     max_examples=max(1, PAIRS // PER_WORLD),
     derandomize=True,
@@ -436,9 +510,26 @@ def _sentinel_seen(client: Client, ns: str) -> bool:
     ],
 )
 @given(world=worlds())
-def test_rego_and_cel_give_the_same_verdict(
-    client: Client, world: tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]
-) -> None:
+def test_rego_and_cel_give_the_same_verdict(client: Client, world: World) -> None:
+    compare(client, world)
+
+
+@pytest.mark.parametrize("rule", FORCED)
+def test_each_rule_in_each_mode_gives_the_same_verdict(client: Client, rule: str) -> None:
+    before = SEEN.copy()
+    compare(client, forced_world(rule))
+    added = SEEN - before
+    mode = rule.removeprefix("unapproved-ai-") if rule.startswith("unapproved-ai") else None
+    if mode:  # the guardrail's own rule, under its mode, for the workload no policy selects
+        assert added[(mode, "unapproved-ai")] == 1, added
+    else:  # each mode's policy failed the rule for the workload it selects, and nothing else failed
+        failed = {k: v for k, v in added.items() if k[0] != "pairs"}
+        assert failed == {(m, rule): 1 for m in MODE_LABEL}, added
+
+
+def compare(client: Client, world: World) -> None:
+    """The world's policies created in a new namespace; each workload's verdict from the Rego and
+    from kube-apiserver's dry-run, compared."""
     specs, ws, unapproved = world
     if dt.datetime.now(dt.UTC).date() != TODAY:  # the expiry dates were drawn relative to TODAY
         pytest.skip("the UTC date changed during the run")
@@ -507,13 +598,13 @@ def test_rego_and_cel_give_the_same_verdict(
 
 
 def test_the_pairs_cover_every_rule_and_mode() -> None:
-    """The generated pairs (above, same module) are not vacuous: each rule failed under deny, and
-    warn and dryrun failures were compared."""
+    """The pairs (above, same module) are not vacuous: each rule failed under each mode (the forced
+    worlds see to it, whatever the seed draws), and generated pairs were allowed and denied."""
     if not SEEN:
         pytest.skip("the differential test did not run")
     rules = {"review-expired", "service-account", "consent-basis", "retention-days", "zero-data-retention"}
     for rule in (*rules, "data-categories", "host-network"):
-        assert SEEN[("deny", rule)] > 0, (rule, SEEN)
-    assert any(mode == "warn" for mode, _ in SEEN) and any(mode == "dryrun" for mode, _ in SEEN), SEEN
+        for mode in ("deny", "warn", "dryrun"):
+            assert SEEN[(mode, rule)] > 0, (mode, rule, SEEN)
     assert SEEN[("deny", "unapproved-ai")] > 0 and SEEN[("warn", "unapproved-ai")] > 0, SEEN
     assert SEEN[("pairs", "allowed")] > 0 and SEEN[("pairs", "denied")] > 0, SEEN

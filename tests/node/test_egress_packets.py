@@ -54,14 +54,14 @@ def governed(node_bed: NodeBed) -> Iterator[Governed]:
 
 
 def test_approved_pod_connects_to_its_endpoint(node_bed: NodeBed, governed: Governed) -> None:
-    assert node_bed.connects(governed.ns, governed.approved, API)
+    node_bed.expect(governed.ns, governed.approved, API, True)
 
 
 def test_unapproved_pod_in_the_same_namespace_is_refused(node_bed: NodeBed, governed: Governed) -> None:
-    assert not node_bed.connects(governed.ns, governed.unapproved, API)
+    node_bed.expect(governed.ns, governed.unapproved, API, False)
     # every address of the host is cut off, not only the one DNS answered first
     for address in ("203.0.113.10", "203.0.113.11"):
-        assert not node_bed.connects(governed.ns, governed.unapproved, address)
+        node_bed.expect(governed.ns, governed.unapproved, address, False)
 
 
 def test_copied_labels_without_declarations_are_denied_at_admission(
@@ -74,8 +74,8 @@ def test_copied_labels_without_declarations_are_denied_at_admission(
 
 def test_non_provider_address_is_reachable_for_every_pod(node_bed: NodeBed, governed: Governed) -> None:
     for pod in (governed.approved, governed.unapproved):
-        assert node_bed.connects(governed.ns, pod, OUTSIDE_HOST)
-        assert node_bed.connects(governed.ns, pod, OUTSIDE_ADDRESS)
+        node_bed.expect(governed.ns, pod, OUTSIDE_HOST, True)
+        node_bed.expect(governed.ns, pod, OUTSIDE_ADDRESS, True)
 
 
 def test_dns_resolves_in_every_pod(node_bed: NodeBed, governed: Governed) -> None:
@@ -90,7 +90,7 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
     node_bed: NodeBed, governed: Governed
 ) -> None:
     for pod in (governed.approved, governed.unapproved):
-        assert node_bed.connects(governed.ns, pod, "kubernetes.default.svc.cluster.local")
+        node_bed.expect(governed.ns, pod, "kubernetes.default.svc.cluster.local", True)
 
 
 def test_second_cdn_edge_is_reachable_by_an_unapproved_pod_in_preserve_mode(
@@ -99,8 +99,8 @@ def test_second_cdn_edge_is_reachable_by_an_unapproved_pod_in_preserve_mode(
     """The documented limit of an IP-based backend (docs/egress.md): an address of the provider
     that the addresses file (or DNS, at the operator's lookup) did not list is not cut out of the
     baseline, so an unapproved pod that knows it gets through."""
-    assert not node_bed.connects(governed.ns, governed.unapproved, API)
-    assert node_bed.connects(governed.ns, governed.unapproved, CDN_EDGE)
+    node_bed.expect(governed.ns, governed.unapproved, API, False)
+    node_bed.expect(governed.ns, governed.unapproved, CDN_EDGE, True)
 
 
 def test_pod_in_an_ungoverned_namespace_connects(node_bed: NodeBed) -> None:
@@ -109,8 +109,8 @@ def test_pod_in_an_ungoverned_namespace_connects(node_bed: NodeBed) -> None:
         pod = node_bed.run_pod(
             node_bed.probe_pod(ns, "free", labels={"app": "x"}, annotations={}, sa="default")
         )
-        assert node_bed.connects(ns, pod, API)
-        assert node_bed.connects(ns, pod, EU)
+        node_bed.expect(ns, pod, API, True)
+        node_bed.expect(ns, pod, EU, True)
     finally:
         node_bed.drop_namespace(ns)
 
@@ -121,7 +121,7 @@ def test_residency_policy_reaches_its_region_only(node_bed: NodeBed) -> None:
         node_bed.policy(ns, "eu-bots", dataResidency="eu")
         pod = node_bed.run_pod(node_bed.probe_pod(ns, "eu-bot"))
         node_bed.until_connects(ns, pod, EU, True, timeout=CONVERGE)
-        assert not node_bed.connects(ns, pod, API)
+        node_bed.expect(ns, pod, API, False)
     finally:
         node_bed.drop_namespace(ns)
 

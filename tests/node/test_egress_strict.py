@@ -58,19 +58,30 @@ def strict(node_bed: NodeBed) -> Iterator[Strict]:
 
 
 def test_strict_closes_the_second_cdn_edge_for_an_unapproved_pod(node_bed: NodeBed, strict: Strict) -> None:
-    assert not node_bed.connects(strict.ns, strict.unapproved, CDN_EDGE)
-    assert not node_bed.connects(strict.ns, strict.unapproved, API)
+    node_bed.expect(strict.ns, strict.unapproved, CDN_EDGE, False)
+    node_bed.expect(strict.ns, strict.unapproved, API, False)
 
 
 def test_strict_approved_pod_still_reaches_its_endpoint(node_bed: NodeBed, strict: Strict) -> None:
-    assert node_bed.connects(strict.ns, strict.approved, API)
+    node_bed.expect_reaches(strict.ns, strict.approved, API)
 
 
 def test_strict_governed_pods_lose_other_external_egress(node_bed: NodeBed, strict: Strict) -> None:
     for pod in (strict.approved, strict.unapproved):
-        assert not node_bed.connects(strict.ns, pod, OUTSIDE_ADDRESS)
+        node_bed.expect(strict.ns, pod, OUTSIDE_ADDRESS, False)
 
 
 def test_strict_leaves_ungoverned_namespaces_alone(node_bed: NodeBed, strict: Strict) -> None:
-    assert node_bed.connects(strict.free_ns, strict.free, CDN_EDGE)
-    assert node_bed.connects(strict.free_ns, strict.free, OUTSIDE_ADDRESS)
+    node_bed.expect(strict.free_ns, strict.free, CDN_EDGE, True)
+    node_bed.expect(strict.free_ns, strict.free, OUTSIDE_ADDRESS, True)
+
+
+def test_a_failed_packet_assertion_carries_the_diagnostics(node_bed: NodeBed, strict: Strict) -> None:
+    """What the next flap (docs/development.md, Known flaps) will report: a second attempt, the
+    pods' labels (the approval label among them), the operator's egress and approval lines."""
+    with pytest.raises(AssertionError) as err:
+        node_bed.expect(strict.ns, strict.unapproved, API, True, wait=1)
+    text = str(err.value)
+    assert "a second attempt 1 s later: refused" in text
+    assert "aidp.io/approved=true" in text
+    assert f"pod {strict.ns}/{strict.approved} approved for egress" in text

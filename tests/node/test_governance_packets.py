@@ -94,15 +94,15 @@ def test_a_guardrail_only_namespace_reaches_no_provider_until_deselected(
         node_bed.until_connects(ns, bot_pod, API, False, timeout=CONVERGE)
         node_bed.until_connects(ns, other, API, False, timeout=CONVERGE)
         for pod in (bot_pod, other):
-            assert not node_bed.connects(ns, pod, EU)
+            node_bed.expect(ns, pod, EU, False)
             for address in ("203.0.113.10", "203.0.113.11"):
-                assert not node_bed.connects(ns, pod, address)
-            assert node_bed.connects(ns, pod, OUTSIDE_HOST)
+                node_bed.expect(ns, pod, address, False)
+            node_bed.expect(ns, pod, OUTSIDE_HOST, True)
         # a pod started while the guardrail governs is refused from its first attempt
         late = node_bed.probe_pod(ns, "late")
         late["spec"]["containers"][0]["env"] = AI_ENV
         late_pod = node_bed.run_pod(late)
-        assert not node_bed.connects(ns, late_pod, API)
+        node_bed.expect(ns, late_pod, API, False)
 
         # deselect: the namespace is ungoverned again and the pods reach the provider
         _label_namespace(node_bed, ns, None)
@@ -128,7 +128,7 @@ def test_deleting_the_last_policy_ungoverns_a_namespace(node_bed: NodeBed) -> No
         wait_for(lambda: not _governed(node_bed, ns), timeout=CONVERGE, what=f"{ns} ungoverned")
         # contract section 4: no policy, no guardrail -> ungoverned, every pod as before aidp
         node_bed.until_connects(ns, unapproved, API, True, timeout=CONVERGE)
-        assert node_bed.connects(ns, approved, API)
+        node_bed.expect(ns, approved, API, True)
     finally:
         node_bed.drop_namespace(ns)
 
@@ -147,7 +147,7 @@ def test_deleting_the_last_policy_of_a_guardrailed_namespace_cuts_its_pods(
         # the guardrail still governs it: the pod that was approved loses the provider
         cut = node_bed.until_connects(ns, approved, API, False, timeout=CONVERGE)
         assert _governed(node_bed, ns)
-        assert node_bed.connects(ns, approved, OUTSIDE_HOST)
+        node_bed.expect(ns, approved, OUTSIDE_HOST, True)
         print(f"approved pod cut {cut:.2f} s after its namespace's last policy was deleted")
     finally:
         node_bed.drop_namespace(ns)

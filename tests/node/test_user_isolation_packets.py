@@ -166,7 +166,7 @@ def test_a_pod_started_after_the_policy_is_never_loosened(node_bed: NodeBed, iso
     pod = node_bed.run_pod(
         node_bed.probe_pod(isolated.ns, "late", labels={"app": "none"}, annotations={}, sa="default")
     )
-    assert not node_bed.connects(isolated.ns, pod, API, wait=2)
+    node_bed.expect(isolated.ns, pod, API, False, wait=2)
     wait_for(lambda: _isolated_label(node_bed, isolated.ns, pod), timeout=CONVERGE, what="late pod isolated")
     node_bed.until_connects(isolated.ns, pod, OUTSIDE_ADDRESS, False, timeout=CONVERGE)
     assert _reach(node_bed, isolated.ns, pod) == isolated.before["unapproved"]

@@ -506,7 +506,7 @@ def test_operator_accepts_every_flag_the_chart_passes(mode: str) -> None:
     params = parse("run", args[1:])
     assert params["opa_url"] in (None, [], ()), "in a cluster the operator discovers OPA itself"
     assert params["leader_election"] == (mode != "single-operator")
-    assert params["webhook_ip"] == ["127.0.0.1"]
+    assert list(params["webhook_ip"]) == ["127.0.0.1"]
     agent = container(objs, "aidp-opa", "agent")["args"]
     assert agent[0] == "opa-agent"
     agent_params = parse("opa-agent", agent[1:])
@@ -536,7 +536,7 @@ def test_operator_values_reach_the_flags() -> None:
     params = parse("run", container(objs, "aidp-operator", "operator")["args"][1:])
     assert params["failure_policy"] == "Ignore"
     assert params["webhook_timeout"] == 2
-    assert params["exclude_namespace"] == ["monitoring"]
+    assert list(params["exclude_namespace"]) == ["monitoring"]
     assert params["audit_interval"] == 60.0
     assert params["report_kind"] == "policyreport"
     assert params["egress_backend"] == "cilium"
