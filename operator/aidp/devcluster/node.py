@@ -223,8 +223,12 @@ class Node:
                 "coredns-health",
                 "coredns-ready",
                 "kube-router-health",
+                "containerd-stream",
             ):
-                self.ports.setdefault(name, free_port())
+                while name not in self.ports:  # each its own (free_port releases what it found)
+                    port = free_port()
+                    if port not in self.ports.values():
+                        self.ports[name] = port
             self._save()
             self._ensure_pki()
             self._step("network", self._network)
@@ -480,6 +484,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   restrict_oom_score_adj = true
   disable_apparmor = true
   netns_mounts_under_state_dir = true
+  # the stream server (kubectl exec, logs) on a port of ours: by default it takes a random one,
+  # which once was the port chosen for kube-proxy's healthz before kube-proxy started
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "{self.ports["containerd-stream"]}"
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
