@@ -46,7 +46,7 @@ from aidp import check, kube, render
 from aidp.controller.governance import ClusterAIDataPolicy
 from aidp.controller.vap import NamespaceAdmission
 from aidp.guardrail import ClusterPolicy
-from aidp.model import CHECKED_KINDS, Policy
+from aidp.model import CHECKED_KINDS, RULE_IDS, Policy
 from aidp.vap import unapproved as vap_policies  # `unapproved` is a world's guardrail mode below
 from tests.integration import helpers
 from tests.integration.vapstack import dry_run, vap_stack
@@ -484,14 +484,9 @@ def forced_world(rule: str) -> World:
     return specs, ws, unapproved
 
 
+# each workload rule of the contract, and the guardrail's rule under each of its modes
 FORCED = (
-    "review-expired",
-    "service-account",
-    "consent-basis",
-    "retention-days",
-    "zero-data-retention",
-    "data-categories",
-    "host-network",
+    *(r for r in RULE_IDS if r != "unapproved-ai"),
     "unapproved-ai-deny",
     "unapproved-ai-warn",
 )
